@@ -1,0 +1,556 @@
+"""Endpoints: actor-style objects whose calls run one at a time on their own main thread.
+
+The *main thread* is a role held by one trio task at a time. That task takes messages from the
+endpoint's mailbox (RPC calls, `run_async`, `call_async`, scheduled runs) and runs each to its
+end before the next, so endpoint state needs no locks. A handler that must wait for something
+outside the endpoint (another endpoint's answer, a delay) does `await self.off_main(aw)`: the
+main thread passes to a fresh task that serves the mailbox meanwhile, and the handler resumes on
+the main thread once `aw` is done and the messages queued before its resumption have run. So A
+calling B calling A never deadlocks.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import math
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+import outcome
+import trio
+
+from .errors import (
+    EndpointNotStartedError,
+    FencingTokenError,
+    NoSuchMethodError,
+    RecipientUnreachableError,
+    RpcTimeoutError,
+)
+from .gateway import G, RpcGateway, gateway_methods, implemented_gateways
+
+if TYPE_CHECKING:
+    from .service import RpcService
+
+T = TypeVar("T")
+log = logging.getLogger("minicluster.rpc")
+
+_Abort = trio.lowlevel.Abort
+_reschedule = trio.lowlevel.reschedule
+_current_task = trio.lowlevel.current_task
+_wait_rescheduled = trio.lowlevel.wait_task_rescheduled
+
+
+class EndpointState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    TERMINATED = "terminated"
+
+
+class NotInMainThreadError(AssertionError):
+    """Endpoint state was touched from outside the endpoint's main thread."""
+
+
+class Reply:
+    """Where the outcome of one ask goes: wakes the waiting caller task (local calls).
+
+    Remote calls use a subclass that writes a reply frame instead.
+    """
+
+    __slots__ = ("_task", "_outcome", "_done")
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+        self._outcome: outcome.Outcome[Any] | None = None
+        self._done = False
+
+    def set_result(self, value: Any) -> None:
+        self._settle(outcome.Value(value))
+
+    def set_error(self, error: BaseException) -> None:
+        self._settle(outcome.Error(error))
+
+    def _settle(self, result: outcome.Outcome[Any]) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._outcome = result
+        task = self._task
+        if task is not None:
+            self._task = None
+            _reschedule(task)
+
+    async def wait(self, timeout: float | None, describe: Callable[[], str]) -> Any:
+        """The outcome, or RpcTimeoutError (naming the call) after `timeout` seconds."""
+        if not self._done:
+            self._task = _current_task()
+            if timeout is None or timeout == math.inf:
+                await _wait_rescheduled(self._abort)
+            else:
+                with trio.move_on_after(timeout):
+                    await _wait_rescheduled(self._abort)
+                if not self._done:
+                    self._done = True
+                    raise _timeout_error(f"{describe()} timed out after {timeout:g} s")
+        else:
+            await trio.lowlevel.checkpoint()
+        assert self._outcome is not None
+        return self._outcome.unwrap()
+
+    def _abort(self, raise_cancel: Any) -> _Abort:
+        self._task = None
+        return _Abort.SUCCEEDED
+
+
+class _Call:
+    __slots__ = ("method", "args", "kwargs", "token", "reply")
+
+    def __init__(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        token: UUID | None,
+        reply: Reply | None,
+    ) -> None:
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.token = token
+        self.reply = reply
+
+
+class _Run:
+    """`run_async` (reply None) or `call_async` (reply set)."""
+
+    __slots__ = ("fn", "reply")
+
+    def __init__(self, fn: Callable[[], Any], reply: Reply | None) -> None:
+        self.fn = fn
+        self.reply = reply
+
+
+class _Resume:
+    """Gives the main thread back to a handler whose `off_main` wait is over."""
+
+    __slots__ = ("task", "cancelled")
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.cancelled = False
+
+
+class _Start:
+    __slots__ = ()
+
+
+class RpcEndpoint:
+    """Base of every endpoint. Subclass it together with the gateways it implements.
+
+    The endpoint registers at `rpc_service` on construction; `start()` makes it take messages
+    (calls before that fail with EndpointNotStartedError) and runs `on_start` first on the main
+    thread; `close()` stops it, runs `on_stop`, and completes the termination result.
+    """
+
+    def __init__(self, rpc_service: RpcService, endpoint_id: str | None = None) -> None:
+        self._rpc_service = rpc_service
+        self._endpoint_id = endpoint_id or rpc_service.new_endpoint_id(type(self).__name__)
+        self._state = EndpointState.NEW
+        self._queue: deque[Any] = deque()
+        self._loop_waiter: trio.lowlevel.Task | None = None
+        self._holder: trio.lowlevel.Task | None = None
+        self._started_ok = False
+        self._close_requested = trio.Event()
+        self._terminated = trio.Event()
+        self._termination_error: BaseException | None = None
+        self._background: trio.Nursery | None = None
+        self._work: trio.Nursery | None = None
+        self._handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
+        for name in gateway_methods(type(self)):
+            fn = getattr(self, name)
+            self._handlers[name] = (fn, inspect.iscoroutinefunction(fn))
+        self.supported_gateways = implemented_gateways(type(self))
+        rpc_service.register_endpoint(self)
+
+    # --- identity ---------------------------------------------------------------------
+
+    @property
+    def endpoint_id(self) -> str:
+        return self._endpoint_id
+
+    @property
+    def address(self) -> str:
+        return f"{self._rpc_service.address}/{self._endpoint_id}"
+
+    @property
+    def rpc_service(self) -> RpcService:
+        return self._rpc_service
+
+    @property
+    def state(self) -> EndpointState:
+        return self._state
+
+    @property
+    def fencing_token(self) -> UUID | None:
+        return None
+
+    @property
+    def is_running(self) -> bool:
+        return self._state is EndpointState.RUNNING
+
+    def get_self_gateway(self, gateway: type[G]) -> G:
+        """A local proxy to this endpoint (with its own fencing token when fenced)."""
+        if gateway.gateway_name not in self.supported_gateways:
+            raise TypeError(f"{type(self).__name__} does not implement {gateway.__name__}")
+        return self._rpc_service.local_gateway(self, gateway, self.fencing_token)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Runs on the main thread before any other message. Raising fails the endpoint."""
+
+    async def on_stop(self) -> None:
+        """Runs on the main thread when the endpoint closes, after the last handler."""
+
+    def start(self) -> None:
+        """Start taking messages. Messages sent from now on are queued behind `on_start`."""
+        if self._state is not EndpointState.NEW:
+            return
+        self._state = EndpointState.RUNNING
+        self._queue.append(_Start())
+        self._rpc_service.spawn_system_task(self._run)
+
+    def close_async(self) -> None:
+        """Ask the endpoint to stop; queued and suspended calls fail with unreachable."""
+        if self._state is EndpointState.NEW:
+            self._state = EndpointState.TERMINATED
+            self._rpc_service.unregister_endpoint(self)
+            self._terminated.set()
+        elif self._state is EndpointState.RUNNING:
+            self._state = EndpointState.STOPPING
+            self._close_requested.set()
+
+    async def close(self) -> None:
+        """Stop the endpoint and wait for its termination result (raises its failure)."""
+        self.close_async()
+        await self.wait_terminated()
+
+    async def wait_terminated(self) -> None:
+        """Wait until the endpoint has terminated; raise what made it fail, if anything did."""
+        await self._terminated.wait()
+        if self._termination_error is not None:
+            raise self._termination_error
+
+    @property
+    def termination_error(self) -> BaseException | None:
+        return self._termination_error
+
+    async def _run(self) -> None:
+        try:
+            async with trio.open_nursery() as background:
+                self._background = background
+                async with trio.open_nursery() as work:
+                    self._work = work
+                    work.start_soon(self._main_loop)
+                    await self._close_requested.wait()
+                    work.cancel_scope.cancel()
+                self._work = None
+                self._state = EndpointState.STOPPING
+                self._fail_queued()
+                if self._started_ok:
+                    self._holder = _current_task()
+                    try:
+                        result = self.on_stop()
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception as exc:
+                        self._fail(exc)
+                    finally:
+                        self._holder = None
+                background.cancel_scope.cancel()
+        except Exception as exc:  # a bug in a handler wrapper or a background task
+            log.exception("endpoint %s failed", self._endpoint_id)
+            self._fail(exc)
+        finally:
+            self._state = EndpointState.TERMINATED
+            self._background = None
+            self._fail_queued()
+            self._rpc_service.unregister_endpoint(self)
+            self._terminated.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._termination_error is None:
+            self._termination_error = exc
+
+    def _fail_queued(self) -> None:
+        queue = self._queue
+        while queue:
+            message = queue.popleft()
+            reply = getattr(message, "reply", None)
+            if reply is not None:
+                reply.set_error(self._unreachable())
+            elif isinstance(message, _Resume):
+                message.cancelled = True
+
+    def _unreachable(self) -> RecipientUnreachableError:
+        return RecipientUnreachableError(f"endpoint {self.address} terminated")
+
+    # --- the main thread ----------------------------------------------------------------
+
+    def _put(self, message: Any) -> None:
+        self._queue.append(message)
+        waiter = self._loop_waiter
+        if waiter is not None:
+            self._loop_waiter = None
+            _reschedule(waiter)
+
+    def _abort_wait(self, raise_cancel: Any) -> _Abort:
+        self._loop_waiter = None
+        return _Abort.SUCCEEDED
+
+    async def _main_loop(self) -> None:
+        """Serve the mailbox as the main thread until the role passes to another task."""
+        me = _current_task()
+        self._holder = me
+        queue = self._queue
+        served = 0
+        while True:
+            if not queue:
+                self._loop_waiter = me
+                await _wait_rescheduled(self._abort_wait)
+                served = 0
+                continue
+            message = queue.popleft()
+            kind = type(message)
+            if kind is _Call:
+                await self._handle_call(message)
+            elif kind is _Run:
+                await self._handle_run(message)
+            elif kind is _Resume:
+                if not message.cancelled:
+                    self._holder = message.task
+                    _reschedule(message.task)
+                    return
+            elif kind is _Start:
+                if not await self._handle_start():
+                    return
+            if self._holder is not me:
+                return  # a handler went off the main thread; another task holds it now
+            served += 1
+            if served >= 32:
+                served = 0
+                await trio.lowlevel.checkpoint()
+
+    async def _handle_start(self) -> bool:
+        try:
+            result = self.on_start()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            log.debug("on_start of %s failed: %r", self._endpoint_id, exc)
+            self._fail(exc)
+            self.close_async()
+            self._fail_queued()
+            return False
+        self._started_ok = True
+        return True
+
+    async def _handle_call(self, call: _Call) -> None:
+        reply = call.reply
+        try:
+            self._check_token(call.token)
+            handler = self._handlers.get(call.method)
+            if handler is None:
+                raise NoSuchMethodError(
+                    f"endpoint {self._endpoint_id} has no RPC method {call.method!r}"
+                )
+            fn, is_async = handler
+            result = fn(*call.args, **call.kwargs)
+            if is_async:
+                result = await result
+        except trio.Cancelled:
+            if reply is not None:
+                reply.set_error(self._unreachable())
+            raise
+        except Exception as exc:
+            if reply is not None:
+                reply.set_error(exc)
+            elif not isinstance(exc, FencingTokenError):
+                log.warning("tell %s.%s failed: %r", self._endpoint_id, call.method, exc)
+            return
+        if reply is not None:
+            reply.set_result(result)
+
+    async def _handle_run(self, run: _Run) -> None:
+        reply = run.reply
+        try:
+            result = run.fn()
+            if inspect.isawaitable(result):
+                result = await result
+        except trio.Cancelled:
+            if reply is not None:
+                reply.set_error(self._unreachable())
+            raise
+        except Exception as exc:
+            if reply is not None:
+                reply.set_error(exc)
+            else:
+                log.warning("run_async on %s failed: %r", self._endpoint_id, exc)
+            return
+        if reply is not None:
+            reply.set_result(result)
+
+    def _check_token(self, token: UUID | None) -> None:
+        """Fenced endpoints override this; unfenced ones accept any token."""
+
+    def validate_runs_in_main_thread(self) -> None:
+        """Raise NotInMainThreadError unless the caller holds this endpoint's main thread."""
+        if _current_task() is not self._holder:
+            raise NotInMainThreadError(
+                f"code of endpoint {self._endpoint_id} ran outside its main thread"
+            )
+
+    async def off_main(self, awaitable: Awaitable[T]) -> T:
+        """Wait for `awaitable` without holding the main thread; resume on the main thread.
+
+        Other messages are served meanwhile, so re-check any state the handler read before.
+        """
+        self.validate_runs_in_main_thread()
+        work = self._work
+        if work is None:  # on_stop: nothing else will run anyway
+            return await awaitable
+        me = _current_task()
+        self._holder = None
+        work.start_soon(self._main_loop)
+        result = await outcome.acapture(_await, awaitable)
+        resume = _Resume(me)
+        self._put(resume)
+
+        def abort(raise_cancel: Any) -> _Abort:
+            resume.cancelled = True
+            return _Abort.SUCCEEDED
+
+        await _wait_rescheduled(abort)
+        return result.unwrap()
+
+    # --- messages to self ------------------------------------------------------------
+
+    def run_async(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` (sync or async) on the main thread later; dropped if not running."""
+        if self._state is EndpointState.RUNNING:
+            self._put(_Run(fn, None))
+
+    async def call_async(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run `fn` on the main thread and return its result; RpcTimeoutError after `timeout`."""
+        if self._state is not EndpointState.RUNNING:
+            raise self._not_running()
+        reply = Reply()
+        self._put(_Run(fn, reply))
+        if timeout is None:
+            timeout = self._rpc_service.ask_timeout
+        return await reply.wait(timeout, lambda: f"call_async on endpoint {self._endpoint_id}")
+
+    def schedule_run_async(self, fn: Callable[[], Any], delay: float) -> trio.CancelScope:
+        """Run `fn` on the main thread after `delay` seconds (never earlier, never after close).
+
+        Returns a cancel scope: cancelling it drops the run.
+        """
+        scope = trio.CancelScope()
+        if self._background is not None and self._state is EndpointState.RUNNING:
+            self._background.start_soon(self._delayed_run, fn, delay, scope)
+        elif self._state is EndpointState.RUNNING:
+            self._put(_Run(lambda: self.schedule_run_async(fn, delay), None))
+        return scope
+
+    async def _delayed_run(self, fn: Callable[[], Any], delay: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(delay)
+            self.run_async(fn)
+
+    def start_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run an async function off the main thread for as long as the endpoint lives.
+
+        It must touch endpoint state only through `run_async` / `call_async`.
+        """
+        if self._background is None:
+            raise self._not_running()
+        self._background.start_soon(fn, *args)
+
+    def _not_running(self) -> Exception:
+        if self._state is EndpointState.NEW:
+            return EndpointNotStartedError(f"endpoint {self._endpoint_id} has not been started")
+        return self._unreachable()
+
+    # --- entry for invokers -------------------------------------------------------------
+
+    def accept_call(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        token: UUID | None,
+        reply: Reply | None,
+    ) -> None:
+        """Queue a call (reply None for a tell); fails the reply at once if not running."""
+        if self._state is EndpointState.RUNNING:
+            self._put(_Call(method, args, kwargs, token, reply))
+        elif reply is not None:
+            reply.set_error(self._not_running())
+
+
+class FencedRpcEndpoint(RpcEndpoint):
+    """An endpoint that only acts on messages carrying its fencing token.
+
+    The token is fixed for the endpoint's life: a new leader is a new endpoint with a new token.
+    """
+
+    def __init__(
+        self, rpc_service: RpcService, fencing_token: UUID, endpoint_id: str | None = None
+    ) -> None:
+        self._fencing_token = fencing_token
+        super().__init__(rpc_service, endpoint_id)
+
+    @property
+    def fencing_token(self) -> UUID:
+        return self._fencing_token
+
+    def _check_token(self, token: UUID | None) -> None:
+        if token != self._fencing_token:
+            self._rpc_service.record_fencing_rejection(self, token)
+            if token is None:
+                raise FencingTokenError(
+                    f"endpoint {self._endpoint_id} is fenced with token {self._fencing_token} "
+                    "but the message carried no token"
+                )
+            raise FencingTokenError(
+                f"endpoint {self._endpoint_id} is fenced with token {self._fencing_token} "
+                f"but the message carried {token}"
+            )
+
+
+def _timeout_error(message: str) -> RpcTimeoutError:
+    """An RpcTimeoutError that shows where the caller asked, as Flink's TimeoutCallStackTest."""
+    error = RpcTimeoutError(message)
+    stack = traceback.format_stack()[:-2]
+    error.caller_stack = "".join(stack)  # type: ignore[attr-defined]
+    error.add_note("Caller stack (most recent call last):\n" + error.caller_stack.rstrip())  # type: ignore[attr-defined]
+    return error
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+__all__ = [
+    "EndpointState",
+    "FencedRpcEndpoint",
+    "NotInMainThreadError",
+    "Reply",
+    "RpcEndpoint",
+    "RpcGateway",
+]

@@ -1,0 +1,196 @@
+"""Gateways: classes whose methods are an endpoint's remote interface.
+
+An `async def` method is an *ask* (the caller awaits the answer); a plain `def` returning None
+is a *tell* (fire and forget). A parameter annotated `RpcTimeout` is the call's timeout, as
+Flink's `@RpcTimeout`. Proxies are generated subclasses of the gateway, so type checkers see
+the gateway's own signatures.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar
+from uuid import UUID
+
+
+class _RpcTimeoutMarker:
+    def __repr__(self) -> str:
+        return "RpcTimeout"
+
+
+RPC_TIMEOUT_MARKER: typing.Final = _RpcTimeoutMarker()
+
+RpcTimeout = Annotated[float, RPC_TIMEOUT_MARKER]
+"""Annotate a parameter with this to make it the ask's timeout in seconds."""
+
+
+class MethodSpec:
+    """What the RPC layer needs to know about one gateway method."""
+
+    __slots__ = ("name", "is_ask", "timeout_name", "timeout_index", "timeout_default")
+
+    def __init__(
+        self,
+        name: str,
+        is_ask: bool,
+        timeout_name: str | None = None,
+        timeout_index: int | None = None,
+        timeout_default: float | None = None,
+    ) -> None:
+        self.name = name
+        self.is_ask = is_ask
+        self.timeout_name = timeout_name
+        self.timeout_index = timeout_index
+        self.timeout_default = timeout_default
+
+    def timeout_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float | None:
+        if self.timeout_name is None:
+            return None
+        if self.timeout_name in kwargs:
+            return float(kwargs[self.timeout_name])
+        assert self.timeout_index is not None
+        if len(args) > self.timeout_index:
+            return float(args[self.timeout_index])
+        return self.timeout_default
+
+
+class Invoker(Protocol):
+    """What a proxy delegates to: a local endpoint or a remote connection."""
+
+    address: str
+    fencing_token: UUID | None
+
+    async def ask(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any: ...
+
+    def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+
+
+class RpcGateway:
+    """Base of every remote interface. Subclass it and declare methods; bodies are never run
+    through a proxy (write `...`)."""
+
+    gateway_name: ClassVar[str] = "RpcGateway"
+    _invoker: Invoker
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "gateway_name" not in cls.__dict__:
+            cls.gateway_name = cls.__name__
+
+    @property
+    def address(self) -> str:
+        """Where the endpoint behind this gateway lives (`tcp://host:port/id` or `local://...`)."""
+        return self._invoker.address
+
+
+class FencedRpcGateway(RpcGateway):
+    """A gateway whose calls carry a fencing token, checked by the fenced endpoint."""
+
+    @property
+    def fencing_token(self) -> UUID | None:
+        return self._invoker.fencing_token
+
+
+_BASES = (RpcGateway, FencedRpcGateway)
+
+
+def is_interface(cls: type) -> bool:
+    """A gateway interface class, as opposed to an endpoint that implements one."""
+    from .endpoint import RpcEndpoint
+
+    return issubclass(cls, RpcGateway) and not issubclass(cls, RpcEndpoint)
+
+
+_SPECS: dict[type, dict[str, MethodSpec]] = {}
+
+
+def gateway_methods(gateway: type) -> dict[str, MethodSpec]:
+    """The remote methods of a gateway or of an endpoint (all gateways it implements)."""
+    cached = _SPECS.get(gateway)
+    if cached is not None:
+        return cached
+    specs: dict[str, MethodSpec] = {}
+    for klass in reversed(gateway.__mro__):
+        if klass in _BASES or not isinstance(klass, type) or not is_interface(klass):
+            continue
+        for name, attr in klass.__dict__.items():
+            if name.startswith("_") or not inspect.isfunction(attr):
+                continue
+            specs[name] = _method_spec(klass, name, attr)
+    _SPECS[gateway] = specs
+    return specs
+
+
+def _method_spec(klass: type, name: str, fn: Callable[..., Any]) -> MethodSpec:
+    is_ask = inspect.iscoroutinefunction(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    params = list(inspect.signature(fn).parameters.values())[1:]  # without self
+    for index, param in enumerate(params):
+        hint = hints.get(param.name)
+        if typing.get_origin(hint) is Annotated and RPC_TIMEOUT_MARKER in hint.__metadata__:
+            if not is_ask:
+                raise TypeError(f"{klass.__name__}.{name}: a tell cannot have an RpcTimeout")
+            default = None if param.default is inspect.Parameter.empty else float(param.default)
+            return MethodSpec(name, True, param.name, index, default)
+    return MethodSpec(name, is_ask)
+
+
+def implemented_gateways(endpoint_cls: type) -> frozenset[str]:
+    """Names of every gateway an endpoint class implements, for the handshake."""
+    return frozenset(
+        klass.gateway_name
+        for klass in endpoint_cls.__mro__
+        if isinstance(klass, type) and is_interface(klass)
+    )
+
+
+G = TypeVar("G", bound=RpcGateway)
+_PROXY_CLASSES: dict[type, type] = {}
+
+
+def _make_ask(spec: MethodSpec) -> Callable[..., Any]:
+    name = spec.name
+    if spec.timeout_name is None:
+
+        async def ask(self: RpcGateway, *args: Any, **kwargs: Any) -> Any:
+            return await self._invoker.ask(name, args, kwargs, None)
+
+    else:
+        timeout_of = spec.timeout_of
+
+        async def ask(self: RpcGateway, *args: Any, **kwargs: Any) -> Any:
+            return await self._invoker.ask(name, args, kwargs, timeout_of(args, kwargs))
+
+    ask.__name__ = ask.__qualname__ = name
+    return ask
+
+
+def _make_tell(spec: MethodSpec) -> Callable[..., Any]:
+    name = spec.name
+
+    def tell(self: RpcGateway, *args: Any, **kwargs: Any) -> None:
+        self._invoker.tell(name, args, kwargs)
+
+    tell.__name__ = tell.__qualname__ = name
+    return tell
+
+
+def make_proxy(gateway: type[G], invoker: Invoker) -> G:
+    """An instance of `gateway` whose methods go through `invoker`."""
+    proxy_cls = _PROXY_CLASSES.get(gateway)
+    if proxy_cls is None:
+        if not is_interface(gateway):
+            raise TypeError(f"{gateway!r} is not a gateway interface (a subclass of RpcGateway)")
+        namespace: dict[str, Any] = {"__slots__": ("_invoker",)}
+        for spec in gateway_methods(gateway).values():
+            namespace[spec.name] = _make_ask(spec) if spec.is_ask else _make_tell(spec)
+        proxy_cls = type(f"{gateway.__name__}Proxy", (gateway,), namespace)
+        proxy_cls.gateway_name = gateway.gateway_name  # type: ignore[attr-defined]
+        _PROXY_CLASSES[gateway] = proxy_cls
+    proxy = object.__new__(proxy_cls)
+    proxy._invoker = invoker
+    return typing.cast(G, proxy)

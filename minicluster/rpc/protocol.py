@@ -1,0 +1,364 @@
+"""The wire protocol, version 1, as pure code (sans-IO): frames, messages, errors, auth proofs.
+
+Nothing here touches a socket. The transport feeds received bytes into a `FrameDecoder` and
+writes the bytes that `encode_frame` returns; tests drive this module with plain byte strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import traceback
+from collections.abc import Iterator
+from typing import Any, Final
+
+from . import serialization
+from .errors import (
+    MessageTooLargeError,
+    ProtocolError,
+    RemoteError,
+    error_type,
+)
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_MAX_FRAME_SIZE: Final = 10 * 1024 * 1024
+HEADER_SIZE: Final = 4
+CHALLENGE_SIZE: Final = 16
+
+
+class FrameTooLargeError(MessageTooLargeError):
+    """A frame header announced more bytes than the receiver accepts."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class FrameDecoder:
+    """Splits a byte stream into frame payloads: a 4-byte big-endian length, then the payload.
+
+    Feed it whatever the socket gave; iterate to get the complete payloads. A header announcing
+    more than `max_frame_size` raises `FrameTooLargeError` as soon as the header is complete,
+    and the decoder drops what it buffered, so an oversized body is never kept.
+    """
+
+    __slots__ = ("max_frame_size", "_buf", "_pos", "_broken")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
+        self._buf = bytearray()
+        self._pos = 0
+        self._broken: FrameTooLargeError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a frame."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> None:
+        if self._broken is not None:
+            raise self._broken
+        self._buf += data
+        if self.buffered >= HEADER_SIZE:
+            self._check_header()
+
+    def _check_header(self) -> None:
+        size = int.from_bytes(self._buf[self._pos : self._pos + HEADER_SIZE], "big")
+        if size > self.max_frame_size:
+            self._buf = bytearray()
+            self._pos = 0
+            self._broken = FrameTooLargeError(size, self.max_frame_size)
+            raise self._broken
+
+    def next_frame(self) -> bytes | None:
+        """The next complete payload, or None until more bytes arrive."""
+        buf, pos = self._buf, self._pos
+        available = len(buf) - pos
+        if available < HEADER_SIZE:
+            return None
+        size = int.from_bytes(buf[pos : pos + HEADER_SIZE], "big")
+        if size > self.max_frame_size:
+            self._check_header()
+        end = pos + HEADER_SIZE + size
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[pos + HEADER_SIZE : end])
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = end
+            if end > 65536 and end * 2 > len(buf):
+                del buf[:end]
+                self._pos = 0
+            if self.buffered >= HEADER_SIZE:
+                self._check_header()
+        return payload
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+
+def frame_bytes(payload: bytes) -> bytes:
+    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """One message as a frame payload (CBOR); raises `SerializationError` if it cannot travel."""
+    return serialization.dumps(message)
+
+
+def encode_frame(message: dict[str, Any], max_frame_size: int | None = None) -> bytes:
+    """One message as a complete frame, header included."""
+    payload = encode_message(message)
+    if max_frame_size is not None and len(payload) > max_frame_size:
+        raise MessageTooLargeError(
+            f"message of {len(payload)} bytes exceeds the frame limit of {max_frame_size} bytes"
+        )
+    return frame_bytes(payload)
+
+
+def decode_message(payload: bytes) -> dict[str, Any]:
+    """A frame payload as a message map; `ProtocolError` for anything else."""
+    try:
+        message = serialization.loads(payload)
+    except ProtocolError as exc:
+        raise ProtocolError(str(exc), request_id=_readable_id(payload)) from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a message must be a CBOR map, got {type(message).__name__}")
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("a message needs a text 'type'", request_id=message.get("id"))
+    return message
+
+
+def _readable_id(payload: bytes) -> int | None:
+    """The request id of a message whose values could not all be decoded, if there is one."""
+    try:
+        message = serialization.loads(payload, lenient=True)
+    except ProtocolError:
+        return None
+    if isinstance(message, dict) and message.get("type") in ("call", "handshake"):
+        request_id = message.get("id")
+        return request_id if type(request_id) is int else None
+    return None
+
+
+# --- connection set-up -------------------------------------------------------------------
+
+
+def hello() -> dict[str, Any]:
+    return {"type": "hello", "protocol": PROTOCOL_VERSION}
+
+
+def welcome(challenge: bytes | None = None, max_frame_size: int | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "welcome", "protocol": PROTOCOL_VERSION}
+    if max_frame_size is not None:
+        message["max_frame_size"] = max_frame_size
+    if challenge is not None:
+        message["challenge"] = challenge
+    return message
+
+
+def goodbye(reason: str) -> dict[str, Any]:
+    return {"type": "goodbye", "reason": reason}
+
+
+def auth(proof: bytes) -> dict[str, Any]:
+    return {"type": "auth", "proof": proof}
+
+
+def new_challenge() -> bytes:
+    return secrets.token_bytes(CHALLENGE_SIZE)
+
+
+def auth_proof(secret: bytes, challenge: bytes) -> bytes:
+    return hmac.new(secret, challenge, hashlib.sha256).digest()
+
+
+def verify_proof(secret: bytes, challenge: bytes, proof: object) -> bool:
+    return isinstance(proof, bytes) and hmac.compare_digest(auth_proof(secret, challenge), proof)
+
+
+def check_hello(message: dict[str, Any]) -> None:
+    """Raises ProtocolError with the sentence to put in the goodbye when a hello is not right."""
+    if message.get("type") != "hello":
+        raise ProtocolError(f"expected 'hello' as the first message, got {message.get('type')!r}")
+    if message.get("protocol") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {message.get('protocol')!r} is not supported "
+            f"(this server speaks {PROTOCOL_VERSION})"
+        )
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+class Request:
+    """A parsed handshake, call or tell; `id` is None for a tell."""
+
+    __slots__ = ("kind", "id", "endpoint", "method", "args", "kwargs", "token", "gateway", "version")
+
+    def __init__(
+        self,
+        kind: str,
+        id: int | None,
+        endpoint: str,
+        method: str = "",
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        token: Any = None,
+        gateway: str = "",
+        version: int = PROTOCOL_VERSION,
+    ) -> None:
+        self.kind = kind
+        self.id = id
+        self.endpoint = endpoint
+        self.method = method
+        self.args = args if args is not None else []
+        self.kwargs = kwargs if kwargs is not None else {}
+        self.token = token
+        self.gateway = gateway
+        self.version = version
+
+
+def call(
+    request_id: int,
+    endpoint: str,
+    method: str,
+    args: list[Any] | tuple[Any, ...],
+    kwargs: dict[str, Any],
+    token: Any = None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": "call",
+        "id": request_id,
+        "endpoint": endpoint,
+        "method": method,
+        "args": args,
+        "kwargs": kwargs,
+    }
+    if token is not None:
+        message["token"] = token
+    return message
+
+
+def tell(
+    endpoint: str,
+    method: str,
+    args: list[Any] | tuple[Any, ...],
+    kwargs: dict[str, Any],
+    token: Any = None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": "tell",
+        "endpoint": endpoint,
+        "method": method,
+        "args": args,
+        "kwargs": kwargs,
+    }
+    if token is not None:
+        message["token"] = token
+    return message
+
+
+def handshake(
+    request_id: int, endpoint: str, gateway: str, version: int = PROTOCOL_VERSION
+) -> dict[str, Any]:
+    return {
+        "type": "handshake",
+        "id": request_id,
+        "endpoint": endpoint,
+        "gateway": gateway,
+        "version": version,
+    }
+
+
+def parse_request(message: dict[str, Any]) -> Request:
+    """Check a request's shape. A ProtocolError carries the id when the id was readable."""
+    kind = message.get("type")
+    raw_id = message.get("id")
+    request_id = raw_id if type(raw_id) is int else None
+    if kind not in ("call", "tell", "handshake"):
+        raise ProtocolError(f"unknown request type {kind!r}", request_id=request_id)
+    if kind != "tell" and request_id is None:
+        raise ProtocolError(f"a {kind} needs an integer 'id'")
+    endpoint = message.get("endpoint")
+    if not isinstance(endpoint, str):
+        raise ProtocolError(f"a {kind} needs a text 'endpoint'", request_id=request_id)
+    if kind == "handshake":
+        gateway, version = message.get("gateway"), message.get("version")
+        if not isinstance(gateway, str) or type(version) is not int:
+            raise ProtocolError(
+                "a handshake needs a text 'gateway' and an integer 'version'",
+                request_id=request_id,
+            )
+        return Request(kind, request_id, endpoint, gateway=gateway, version=version)
+    method = message.get("method")
+    args = message.get("args", [])
+    kwargs = message.get("kwargs", {})
+    if not isinstance(method, str):
+        raise ProtocolError(f"a {kind} needs a text 'method'", request_id=request_id)
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ProtocolError("'args' must be an array and 'kwargs' a map", request_id=request_id)
+    if not all(isinstance(k, str) for k in kwargs):
+        raise ProtocolError("the keys of 'kwargs' must be text", request_id=request_id)
+    return Request(
+        kind,
+        request_id if kind == "call" else None,
+        endpoint,
+        method,
+        args,
+        kwargs,
+        message.get("token"),
+    )
+
+
+# --- replies ----------------------------------------------------------------------------
+
+
+def reply(request_id: int, value: Any) -> dict[str, Any]:
+    return {"type": "reply", "id": request_id, "value": value}
+
+
+def error_reply(request_id: int, error: BaseException) -> dict[str, Any]:
+    return {"type": "reply", "id": request_id, "error": error_to_wire(error)}
+
+
+def error_to_wire(error: BaseException) -> dict[str, Any]:
+    """An exception as the wire's error map: its type name, message and traceback."""
+    if isinstance(error, RemoteError):
+        wire: dict[str, Any] = {"type": error.type_name, "message": error.remote_message}
+        if error.remote_traceback:
+            wire["traceback"] = error.remote_traceback
+        return wire
+    wire = {"type": type(error).__name__, "message": str(error)}
+    if error.__traceback__ is not None:
+        wire["traceback"] = "".join(traceback.format_exception(error))
+    return wire
+
+
+def error_from_wire(error: object) -> BaseException:
+    """The caller's exception for a wire error map; only registered types are rebuilt."""
+    if not isinstance(error, dict):
+        return ProtocolError(f"malformed error in reply: {error!r}")
+    type_name = str(error.get("type", "Exception"))
+    message = str(error.get("message", ""))
+    remote_tb = error.get("traceback")
+    remote_tb = remote_tb if isinstance(remote_tb, str) else None
+    cls = error_type(type_name)
+    exc: BaseException
+    if cls is None:
+        exc = RemoteError(type_name, message, remote_tb)
+    else:
+        try:
+            exc = cls(message)
+        except Exception:
+            exc = RemoteError(type_name, message, remote_tb)
+    exc.remote_traceback = remote_tb  # type: ignore[attr-defined]
+    if remote_tb:
+        exc.add_note("Remote traceback:\n" + remote_tb.rstrip())
+    return exc

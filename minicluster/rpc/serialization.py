@@ -1,0 +1,166 @@
+"""Values on the wire: CBOR plus a registry of domain types (tag 27) and UUIDs (tag 37).
+
+Decoding never imports or instantiates anything that was not registered with `wire_type`, and
+only a short list of standard CBOR tags is accepted; everything else is a `ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import cbor2
+
+from .errors import ProtocolError, SerializationError
+
+DOMAIN_TAG = 27
+UUID_TAG = 37
+MAX_DEPTH = 256
+
+T = TypeVar("T")
+
+# Tags cbor2 decodes into plain standard-library values on its own; all others are refused.
+_ALLOWED_BUILTIN_TAGS = frozenset({0, 1, 2, 3, 4, 30, UUID_TAG, 258})
+
+
+class _WireType:
+    __slots__ = ("cls", "name", "fields", "is_enum")
+
+    def __init__(self, cls: type, name: str) -> None:
+        self.cls = cls
+        self.name = name
+        self.is_enum = issubclass(cls, enum.Enum)
+        self.fields: tuple[str, ...] = (
+            () if self.is_enum else tuple(f.name for f in dataclasses.fields(cls) if f.init)
+        )
+
+
+_BY_NAME: dict[str, _WireType] = {}
+_BY_CLASS: dict[type, _WireType] = {}
+
+
+def wire_type(cls: type[T] | None = None, *, name: str | None = None) -> Any:
+    """Register a dataclass or Enum so that its instances may cross the wire as tag 27.
+
+    Usable bare (`@wire_type`) or with a stable name (`@wire_type(name="SlotOffer")`).
+    """
+
+    def register(klass: type[T]) -> type[T]:
+        if not (dataclasses.is_dataclass(klass) or issubclass(klass, enum.Enum)):
+            raise TypeError(f"{klass.__qualname__} must be a dataclass or an Enum to be a wire type")
+        type_name = name or klass.__name__
+        known = _BY_NAME.get(type_name)
+        if known is not None and known.cls is not klass:
+            raise ValueError(f"wire type name {type_name!r} is already taken by {known.cls!r}")
+        info = _WireType(klass, type_name)
+        _BY_NAME[type_name] = info
+        _BY_CLASS[klass] = info
+        return klass
+
+    return register if cls is None else register(cls)
+
+
+def is_wire_type(cls: type) -> bool:
+    return cls in _BY_CLASS
+
+
+def _encode_default(encoder: Any, value: Any) -> None:
+    info = _BY_CLASS.get(type(value))
+    if info is None:
+        raise SerializationError(
+            f"cannot serialize a value of type {type(value).__qualname__}: "
+            "use CBOR types or register the class with @wire_type"
+        )
+    if info.is_enum:
+        fields = {"value": value.value}
+    else:
+        fields = {f: getattr(value, f) for f in info.fields}
+    encoder.encode(cbor2.CBORTag(DOMAIN_TAG, [info.name, fields]))
+
+
+def dumps(value: Any) -> bytes:
+    """Encode one value as CBOR, raising `SerializationError` for anything that cannot travel."""
+    try:
+        return cbor2.dumps(value, default=_encode_default)
+    except SerializationError:
+        raise
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, SerializationError) else None
+        if cause is not None:
+            raise cause from None
+        raise SerializationError(f"cannot serialize value: {exc}") from None
+
+
+# Errors met inside a semantic decoder are remembered here, because cbor2 wraps whatever the
+# decoder raises. trio runs one task at a time, so a module-level slot is enough.
+_decode_failure: list[str] = []
+
+
+def _decode_domain(value: Any, immutable: bool) -> Any:
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        return _fail("a domain object (tag 27) must be [type name, {field: value}]")
+    type_name, fields = value
+    if not isinstance(fields, dict):
+        return _fail(f"the fields of {type_name!r} must be a map")
+    info = _BY_NAME.get(type_name)
+    if info is None:
+        return _fail(f"unknown wire type {type_name!r}")
+    try:
+        if info.is_enum:
+            return info.cls(fields["value"])
+        return info.cls(**{k: fields[k] for k in info.fields if k in fields})
+    except (KeyError, TypeError, ValueError) as exc:
+        return _fail(f"cannot build {type_name!r} from its fields: {exc}")
+
+
+def _fail(reason: str) -> None:
+    _decode_failure.append(reason)
+    return None
+
+
+def _refuse_tag(tag: int) -> Callable[[Any, bool], Any]:
+    def refuse(value: Any, immutable: bool) -> Any:
+        return _fail(f"unsupported CBOR tag {tag}")
+
+    return refuse
+
+
+def _unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> Any:
+    return _fail(f"unsupported CBOR tag {tag.tag}")
+
+
+_SEMANTIC_DECODERS: dict[int, Any] = {
+    t: _refuse_tag(t) for t in range(0, 300) if t not in _ALLOWED_BUILTIN_TAGS
+}
+_SEMANTIC_DECODERS.update({t: _refuse_tag(t) for t in (1004, 1040, 55799, 43000)})
+_SEMANTIC_DECODERS[DOMAIN_TAG] = _decode_domain
+
+
+def loads(data: bytes, *, lenient: bool = False) -> Any:
+    """Decode one CBOR item; anything malformed, unknown or too deep is a `ProtocolError`.
+
+    With `lenient`, refused tags decode as None instead, so that a reader can still find out
+    who sent a message that it cannot accept.
+    """
+    _decode_failure.clear()
+    try:
+        value = cbor2.loads(
+            data,
+            semantic_decoders=_SEMANTIC_DECODERS,
+            tag_hook=_unknown_tag,
+            max_depth=MAX_DEPTH,
+        )
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        if _decode_failure:
+            raise ProtocolError(_decode_failure[0]) from None
+        raise ProtocolError(f"malformed CBOR: {exc}") from None
+    if _decode_failure and not lenient:
+        raise ProtocolError(_decode_failure[0])
+    return value
+
+
+def roundtrip(value: Any) -> Any:
+    """What the receiver of `value` would see; used to force serialization of local calls."""
+    return loads(dumps(value))

@@ -1,0 +1,497 @@
+"""Moving frames over trio streams: the server side and the client side of a connection.
+
+One client connection per peer carries every call to that peer; many calls are in flight at
+once and replies come back in any order. A writer task batches queued frames into one send.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import trio
+
+from . import protocol
+from .endpoint import Reply
+from .errors import (
+    AuthenticationError,
+    EndpointNotFoundError,
+    HandshakeError,
+    MessageTooLargeError,
+    ProtocolError,
+    RecipientUnreachableError,
+    RpcConnectionError,
+    SerializationError,
+)
+from .protocol import FrameDecoder, FrameTooLargeError
+
+if TYPE_CHECKING:
+    from .service import RpcService
+
+log = logging.getLogger("minicluster.rpc.transport")
+
+RECEIVE_SIZE = 65536
+SETUP_TIMEOUT = 10.0
+_Abort = trio.lowlevel.Abort
+
+
+class FrameWriter:
+    """Queues frames from any task and writes them, batched, from its own task."""
+
+    __slots__ = ("_stream", "_pending", "_waiter", "closed", "_flushed")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+        self._waiter: trio.lowlevel.Task | None = None
+        self.closed = False
+        self._flushed = trio.Event()
+
+    def send(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        self._pending.append(frame)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
+    def _abort(self, raise_cancel: Any) -> _Abort:
+        self._waiter = None
+        return _Abort.SUCCEEDED
+
+    async def run(self) -> None:
+        stream = self._stream
+        try:
+            while True:
+                if not self._pending:
+                    self._flushed.set()
+                    if self.closed:
+                        return
+                    self._waiter = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._abort)
+                    continue
+                self._flushed = trio.Event()
+                batch = self._pending
+                self._pending = []
+                if len(batch) == 1:
+                    await stream.send_all(batch[0])
+                elif sum(map(len, batch)) > RECEIVE_SIZE:
+                    for frame in batch:
+                        await stream.send_all(frame)
+                else:
+                    await stream.send_all(b"".join(batch))
+        finally:
+            self.closed = True
+            self._flushed.set()
+
+    async def close_after_flush(self, timeout: float = 1.0) -> None:
+        """Stop taking frames and wait (a little) until the queued ones are written."""
+        self.closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+        with trio.move_on_after(timeout):
+            await self._flushed.wait()
+
+
+# --- server side -------------------------------------------------------------------------
+
+
+class _RemoteReply(Reply):
+    """Answers one call by writing a reply frame to the connection it came on."""
+
+    __slots__ = ("_conn", "_id")
+
+    def __init__(self, conn: ServerConnection, request_id: int) -> None:
+        super().__init__()
+        self._conn = conn
+        self._id = request_id
+
+    def set_result(self, value: Any) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._conn.send_reply(self._id, value)
+
+    def set_error(self, error: BaseException) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._conn.send_error(self._id, error)
+
+
+class ServerConnection:
+    """One accepted connection: set-up (hello, auth), then requests until either side closes."""
+
+    def __init__(self, service: RpcService, stream: trio.abc.Stream) -> None:
+        self.service = service
+        self.stream = stream
+        self.max_frame_size = service.max_frame_size
+        self.decoder = FrameDecoder(self.max_frame_size)
+        self.writer = FrameWriter(stream)
+
+    async def serve(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.writer.run)
+                try:
+                    await self._serve()
+                finally:
+                    await self.writer.close_after_flush()
+                    nursery.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except* Exception as group:  # a bug: lose this connection, keep the server
+            log.error("connection handler failed", exc_info=group)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _serve(self) -> None:
+        frames = self._frames()
+        with trio.move_on_after(SETUP_TIMEOUT) as setup:
+            if not await self._set_up(frames):
+                return
+        if setup.cancelled_caught:
+            self._goodbye("connection set-up timed out")
+            return
+        async for payload in frames:
+            if not self._handle(payload):
+                return
+
+    async def _frames(self) -> Any:
+        """Payloads as they arrive; ends on EOF or after saying goodbye to an oversized frame."""
+        decoder = self.decoder
+        while True:
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            try:
+                decoder.feed(data)
+                for payload in decoder:
+                    yield payload
+            except FrameTooLargeError as exc:
+                self._goodbye(f"{exc}; closing the connection")
+                return
+
+    async def _next(self, frames: Any) -> dict[str, Any] | None:
+        try:
+            payload = await frames.__anext__()
+        except StopAsyncIteration:
+            return None
+        try:
+            return protocol.decode_message(payload)
+        except ProtocolError as exc:
+            self._goodbye(str(exc))
+            return None
+
+    async def _set_up(self, frames: Any) -> bool:
+        message = await self._next(frames)
+        if message is None:
+            return False
+        try:
+            protocol.check_hello(message)
+        except ProtocolError as exc:
+            self._goodbye(str(exc))
+            return False
+        secret = self.service.secret
+        if secret is None:
+            self.writer.send(self._frame(protocol.welcome(max_frame_size=self.max_frame_size)))
+            return True
+        challenge = protocol.new_challenge()
+        self.writer.send(self._frame(protocol.welcome(challenge, self.max_frame_size)))
+        message = await self._next(frames)
+        if message is None:
+            return False
+        if message.get("type") != "auth" or not protocol.verify_proof(
+            secret, challenge, message.get("proof")
+        ):
+            self._goodbye("authentication failed")
+            return False
+        self.writer.send(self._frame(protocol.welcome(max_frame_size=self.max_frame_size)))
+        return True
+
+    def _frame(self, message: dict[str, Any]) -> bytes:
+        return protocol.frame_bytes(protocol.encode_message(message))
+
+    def _goodbye(self, reason: str) -> None:
+        log.info("goodbye to a client: %s", reason)
+        self.writer.send(self._frame(protocol.goodbye(reason)))
+
+    def _handle(self, payload: bytes) -> bool:
+        """Serve one request frame; False when the connection must close."""
+        try:
+            request = protocol.parse_request(protocol.decode_message(payload))
+        except ProtocolError as exc:
+            if exc.request_id is None:
+                self._goodbye(str(exc))
+                return False
+            self.send_error(exc.request_id, exc)
+            return True
+        service = self.service
+        endpoint = service.lookup_endpoint(request.endpoint)
+        if request.kind == "call":
+            assert request.id is not None
+            if endpoint is None:
+                self.send_error(request.id, service.not_found(request.endpoint))
+            else:
+                endpoint.accept_call(
+                    request.method,
+                    request.args,
+                    request.kwargs,
+                    request.token,
+                    _RemoteReply(self, request.id),
+                )
+        elif request.kind == "tell":
+            if endpoint is not None:
+                endpoint.accept_call(
+                    request.method, request.args, request.kwargs, request.token, None
+                )
+        else:
+            assert request.id is not None
+            try:
+                service.check_handshake(request.endpoint, request.gateway, request.version)
+            except Exception as exc:
+                self.send_error(request.id, exc)
+            else:
+                self.send_reply(request.id, {"endpoint": request.endpoint})
+        return True
+
+    def send_reply(self, request_id: int, value: Any) -> None:
+        try:
+            payload = protocol.encode_message(protocol.reply(request_id, value))
+        except SerializationError as exc:
+            self.send_error(request_id, exc)
+            return
+        if len(payload) > self.max_frame_size:
+            self.send_error(
+                request_id,
+                MessageTooLargeError(
+                    f"reply of {len(payload)} bytes exceeds the frame limit of "
+                    f"{self.max_frame_size} bytes"
+                ),
+            )
+            return
+        self.writer.send(protocol.frame_bytes(payload))
+
+    def send_error(self, request_id: int, error: BaseException) -> None:
+        payload = protocol.encode_message(protocol.error_reply(request_id, error))
+        self.writer.send(protocol.frame_bytes(payload))
+
+
+# --- client side -------------------------------------------------------------------------
+
+
+class ClientConnection:
+    """The one connection from a service to a peer; carries every call to that peer."""
+
+    def __init__(self, service: RpcService, host: str, port: int) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.peer = f"tcp://{host}:{port}"
+        self.max_frame_size = service.max_frame_size
+        self.peer_max_frame_size = service.max_frame_size
+        self.stream: trio.abc.Stream | None = None
+        self.writer: FrameWriter | None = None
+        self.decoder = FrameDecoder(self.max_frame_size)
+        self.pending: dict[int, Reply] = {}
+        self.next_id = 0
+        self.closed = False
+        self.close_reason = "connection closed"
+        self._cancel = trio.CancelScope()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Open, set up, report started, then read replies until the connection ends."""
+        with self._cancel:
+            try:
+                await self._open()
+            except BaseException:
+                self.closed = True
+                if self.stream is not None:
+                    with trio.CancelScope(shield=True):
+                        await trio.aclose_forcefully(self.stream)
+                raise
+            assert self.stream is not None and self.writer is not None
+            task_status.started(self)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.writer.run)
+                    await self._read_replies()
+                    nursery.cancel_scope.cancel()
+            except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+                self.close_reason = f"connection lost: {group.exceptions[0]}"
+            finally:
+                self._shut(self.close_reason)
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(self.stream)
+
+    async def _open(self) -> None:
+        try:
+            self.stream = stream = await trio.open_tcp_stream(self.host, self.port)
+        except OSError as exc:
+            raise RpcConnectionError(f"cannot connect to {self.peer}: {exc.strerror or exc}") from None
+        self.writer = FrameWriter(stream)
+        await stream.send_all(protocol.encode_frame(protocol.hello()))
+        message = await self._receive_setup()
+        challenge = message.get("challenge")
+        if challenge is not None:
+            secret = self.service.secret
+            if secret is None:
+                raise AuthenticationError(f"{self.peer} requires a shared secret and none is set")
+            if not isinstance(challenge, bytes):
+                raise ProtocolError(f"{self.peer} sent a malformed challenge")
+            proof = protocol.auth_proof(secret, challenge)
+            await stream.send_all(protocol.encode_frame(protocol.auth(proof)))
+            message = await self._receive_setup()
+        limit = message.get("max_frame_size")
+        if type(limit) is int and limit > 0:
+            self.peer_max_frame_size = limit
+
+    async def _receive_setup(self) -> dict[str, Any]:
+        assert self.stream is not None
+        while True:
+            payload = self.decoder.next_frame()
+            if payload is not None:
+                break
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise RpcConnectionError(f"{self.peer} closed the connection: {exc}") from None
+            if not data:
+                raise RpcConnectionError(f"{self.peer} closed the connection during set-up")
+            self.decoder.feed(data)
+        message = protocol.decode_message(payload)
+        kind = message.get("type")
+        if kind == "goodbye":
+            reason = str(message.get("reason", ""))
+            if "authentication" in reason:
+                raise AuthenticationError(f"{self.peer} refused us: {reason}")
+            raise HandshakeError(f"{self.peer} refused us: {reason}")
+        if kind != "welcome":
+            raise ProtocolError(f"{self.peer} answered hello with {kind!r}")
+        return message
+
+    async def _read_replies(self) -> None:
+        assert self.stream is not None
+        stream, decoder, pending = self.stream, self.decoder, self.pending
+        while True:
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.close_reason = f"connection to {self.peer} lost: {exc}"
+                return
+            if not data:
+                self.close_reason = f"{self.peer} closed the connection"
+                return
+            try:
+                decoder.feed(data)
+                for payload in decoder:
+                    message = protocol.decode_message(payload)
+                    kind = message.get("type")
+                    if kind == "reply":
+                        reply = pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+                        if reply is None:
+                            continue
+                        if "error" in message:
+                            reply.set_error(protocol.error_from_wire(message["error"]))
+                        else:
+                            reply.set_result(message.get("value"))
+                    elif kind == "goodbye":
+                        self.close_reason = f"{self.peer} said goodbye: {message.get('reason')}"
+                        return
+            except ProtocolError as exc:
+                request_id = exc.request_id
+                reply = pending.pop(request_id, None) if request_id is not None else None
+                if reply is not None:
+                    reply.set_error(exc)
+                    continue
+                self.close_reason = f"{self.peer} sent a bad frame: {exc}"
+                return
+
+    def _shut(self, reason: str) -> None:
+        self.closed = True
+        self.close_reason = reason
+        self.service.forget_connection(self)
+        pending, self.pending = self.pending, {}
+        for reply in pending.values():
+            reply.set_error(RecipientUnreachableError(reason))
+
+    def close(self) -> None:
+        self.close_reason = "connection closed by this side"
+        self._cancel.cancel()
+
+    def _encode(self, message: dict[str, Any]) -> bytes:
+        payload = protocol.encode_message(message)
+        if len(payload) > self.peer_max_frame_size:
+            raise MessageTooLargeError(
+                f"{message['type']} {message.get('method', '')} of {len(payload)} bytes exceeds "
+                f"the frame limit of {self.peer_max_frame_size} bytes; not sent"
+            )
+        return protocol.frame_bytes(payload)
+
+    async def request(self, message: dict[str, Any], timeout: float, what: str) -> Any:
+        if self.closed:
+            raise RecipientUnreachableError(f"{what}: {self.close_reason}")
+        self.next_id = request_id = self.next_id + 1
+        message["id"] = request_id
+        frame = self._encode(message)
+        reply = Reply()
+        self.pending[request_id] = reply
+        assert self.writer is not None
+        self.writer.send(frame)
+        try:
+            return await reply.wait(timeout, lambda: what)
+        finally:
+            self.pending.pop(request_id, None)
+
+    def send_tell(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        frame = self._encode(message)
+        assert self.writer is not None
+        self.writer.send(frame)
+
+
+class RemoteInvoker:
+    """A proxy's route to an endpoint behind a client connection."""
+
+    __slots__ = ("conn", "endpoint_id", "address", "fencing_token", "default_timeout")
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        endpoint_id: str,
+        fencing_token: UUID | None,
+        default_timeout: float,
+    ) -> None:
+        self.conn = conn
+        self.endpoint_id = endpoint_id
+        self.address = f"{conn.peer}/{endpoint_id}"
+        self.fencing_token = fencing_token
+        self.default_timeout = default_timeout
+
+    async def ask(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        message = protocol.call(0, self.endpoint_id, method, args, kwargs, self.fencing_token)
+        return await self.conn.request(
+            message,
+            self.default_timeout if timeout is None else timeout,
+            f"ask {method} to {self.address}",
+        )
+
+    def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.conn.send_tell(
+            protocol.tell(self.endpoint_id, method, args, kwargs, self.fencing_token)
+        )
+
+
+def not_found(endpoint_id: str, where: str) -> EndpointNotFoundError:
+    return EndpointNotFoundError(f"no endpoint {endpoint_id!r} at {where}")
