@@ -62,7 +62,7 @@ class Reply:
     Remote calls use a subclass that writes a reply frame instead.
     """
 
-    __slots__ = ("_task", "_outcome", "_done")
+    __slots__ = ("_done", "_outcome", "_task")
 
     def __init__(self) -> None:
         self._task: trio.lowlevel.Task | None = None
@@ -108,7 +108,7 @@ class Reply:
 
 
 class _Call:
-    __slots__ = ("method", "args", "kwargs", "token", "reply")
+    __slots__ = ("args", "kwargs", "method", "reply", "token")
 
     def __init__(
         self,
@@ -138,7 +138,7 @@ class _Run:
 class _Resume:
     """Gives the main thread back to a handler whose `off_main` wait is over."""
 
-    __slots__ = ("task", "cancelled")
+    __slots__ = ("cancelled", "task")
 
     def __init__(self, task: trio.lowlevel.Task) -> None:
         self.task = task
@@ -336,9 +336,8 @@ class RpcEndpoint:
                     self._holder = message.task
                     _reschedule(message.task)
                     return
-            elif kind is _Start:
-                if not await self._handle_start():
-                    return
+            elif kind is _Start and not await self._handle_start():
+                return
             if self._holder is not me:
                 return  # a handler went off the main thread; another task holds it now
             served += 1
@@ -467,7 +466,9 @@ class RpcEndpoint:
             self._put(_Run(lambda: self.schedule_run_async(fn, delay), None))
         return scope
 
-    async def _delayed_run(self, fn: Callable[[], Any], delay: float, scope: trio.CancelScope) -> None:
+    async def _delayed_run(
+        self, fn: Callable[[], Any], delay: float, scope: trio.CancelScope
+    ) -> None:
         with scope:
             await trio.sleep(delay)
             self.run_async(fn)

@@ -29,7 +29,7 @@ RpcTimeout = Annotated[float, RPC_TIMEOUT_MARKER]
 class MethodSpec:
     """What the RPC layer needs to know about one gateway method."""
 
-    __slots__ = ("name", "is_ask", "timeout_name", "timeout_index", "timeout_default")
+    __slots__ = ("is_ask", "name", "timeout_default", "timeout_index", "timeout_name")
 
     def __init__(
         self,
@@ -131,7 +131,9 @@ def _method_spec(klass: type, name: str, fn: Callable[..., Any]) -> MethodSpec:
     params = list(inspect.signature(fn).parameters.values())[1:]  # without self
     for index, param in enumerate(params):
         hint = hints.get(param.name)
-        if typing.get_origin(hint) is Annotated and RPC_TIMEOUT_MARKER in hint.__metadata__:
+        if typing.get_origin(hint) is Annotated and RPC_TIMEOUT_MARKER in getattr(
+            hint, "__metadata__", ()
+        ):
             if not is_ask:
                 raise TypeError(f"{klass.__name__}.{name}: a tell cannot have an RpcTimeout")
             default = None if param.default is inspect.Parameter.empty else float(param.default)
@@ -142,10 +144,12 @@ def _method_spec(klass: type, name: str, fn: Callable[..., Any]) -> MethodSpec:
 def implemented_gateways(endpoint_cls: type) -> frozenset[str]:
     """Names of every gateway an endpoint class implements, for the handshake."""
     return frozenset(
-        klass.gateway_name
-        for klass in endpoint_cls.__mro__
-        if isinstance(klass, type) and is_interface(klass)
+        klass.gateway_name for klass in endpoint_cls.__mro__ if is_gateway_interface(klass)
     )
+
+
+def is_gateway_interface(klass: type) -> typing.TypeGuard[type[RpcGateway]]:
+    return isinstance(klass, type) and is_interface(klass)
 
 
 G = TypeVar("G", bound=RpcGateway)
@@ -191,6 +195,6 @@ def make_proxy(gateway: type[G], invoker: Invoker) -> G:
         proxy_cls = type(f"{gateway.__name__}Proxy", (gateway,), namespace)
         proxy_cls.gateway_name = gateway.gateway_name  # type: ignore[attr-defined]
         _PROXY_CLASSES[gateway] = proxy_cls
-    proxy = object.__new__(proxy_cls)
+    proxy: Any = object.__new__(proxy_cls)
     proxy._invoker = invoker
     return typing.cast(G, proxy)

@@ -26,7 +26,7 @@ class _SerializingReply(Reply):
 class LocalInvoker:
     """Puts calls straight into a local endpoint's mailbox."""
 
-    __slots__ = ("endpoint", "address", "fencing_token", "serialize", "default_timeout")
+    __slots__ = ("address", "default_timeout", "endpoint", "fencing_token", "serialize")
 
     def __init__(
         self,

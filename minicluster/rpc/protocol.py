@@ -44,7 +44,7 @@ class FrameDecoder:
     and the decoder drops what it buffered, so an oversized body is never kept.
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_pos", "_broken")
+    __slots__ = ("_broken", "_buf", "_pos", "max_frame_size")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
@@ -57,7 +57,7 @@ class FrameDecoder:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf) - self._pos
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         if self._broken is not None:
             raise self._broken
         self._buf += data
@@ -200,7 +200,17 @@ def check_hello(message: dict[str, Any]) -> None:
 class Request:
     """A parsed handshake, call or tell; `id` is None for a tell."""
 
-    __slots__ = ("kind", "id", "endpoint", "method", "args", "kwargs", "token", "gateway", "version")
+    __slots__ = (
+        "args",
+        "endpoint",
+        "gateway",
+        "id",
+        "kind",
+        "kwargs",
+        "method",
+        "token",
+        "version",
+    )
 
     def __init__(
         self,

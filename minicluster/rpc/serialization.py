@@ -26,7 +26,7 @@ _ALLOWED_BUILTIN_TAGS = frozenset({0, 1, 2, 3, 4, 30, UUID_TAG, 258})
 
 
 class _WireType:
-    __slots__ = ("cls", "name", "fields", "is_enum")
+    __slots__ = ("cls", "fields", "is_enum", "name")
 
     def __init__(self, cls: type, name: str) -> None:
         self.cls = cls
@@ -49,7 +49,9 @@ def wire_type(cls: type[T] | None = None, *, name: str | None = None) -> Any:
 
     def register(klass: type[T]) -> type[T]:
         if not (dataclasses.is_dataclass(klass) or issubclass(klass, enum.Enum)):
-            raise TypeError(f"{klass.__qualname__} must be a dataclass or an Enum to be a wire type")
+            raise TypeError(
+                f"{klass.__qualname__} must be a dataclass or an Enum to be a wire type"
+            )
         type_name = name or klass.__name__
         known = _BY_NAME.get(type_name)
         if known is not None and known.cls is not klass:

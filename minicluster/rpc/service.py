@@ -6,9 +6,9 @@ import itertools
 import logging
 import math
 import re
-from functools import partial
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -207,7 +207,9 @@ class RpcService:
             with trio.move_on_after(timeout) as scope:
                 await self._nursery.start(conn.run)
             if scope.cancelled_caught:
-                raise RpcConnectionError(f"cannot connect to tcp://{host}:{port} within {timeout:g} s")
+                raise RpcConnectionError(
+                    f"cannot connect to tcp://{host}:{port} within {timeout:g} s"
+                )
             self._connections[key] = conn
             return conn
 

@@ -39,7 +39,7 @@ _Abort = trio.lowlevel.Abort
 class FrameWriter:
     """Queues frames from any task and writes them, batched, from its own task."""
 
-    __slots__ = ("_stream", "_pending", "_waiter", "closed", "_flushed")
+    __slots__ = ("_flushed", "_pending", "_stream", "_waiter", "closed")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
@@ -52,6 +52,8 @@ class FrameWriter:
         if self.closed:
             return
         self._pending.append(frame)
+        if self._flushed.is_set():
+            self._flushed = trio.Event()
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -72,7 +74,6 @@ class FrameWriter:
                     self._waiter = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
                     continue
-                self._flushed = trio.Event()
                 batch = self._pending
                 self._pending = []
                 if len(batch) == 1:
@@ -336,7 +337,9 @@ class ClientConnection:
         try:
             self.stream = stream = await trio.open_tcp_stream(self.host, self.port)
         except OSError as exc:
-            raise RpcConnectionError(f"cannot connect to {self.peer}: {exc.strerror or exc}") from None
+            raise RpcConnectionError(
+                f"cannot connect to {self.peer}: {exc.strerror or exc}"
+            ) from None
         self.writer = FrameWriter(stream)
         await stream.send_all(protocol.encode_frame(protocol.hello()))
         message = await self._receive_setup()
@@ -462,7 +465,7 @@ class ClientConnection:
 class RemoteInvoker:
     """A proxy's route to an endpoint behind a client connection."""
 
-    __slots__ = ("conn", "endpoint_id", "address", "fencing_token", "default_timeout")
+    __slots__ = ("address", "conn", "default_timeout", "endpoint_id", "fencing_token")
 
     def __init__(
         self,

@@ -1,0 +1,317 @@
+"""Endpoint lifecycle and main-thread semantics (Flink's RpcEndpointTest, PekkoRpcActorTest)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from minicluster.rpc import (
+    EndpointNotStartedError,
+    EndpointState,
+    NotInMainThreadError,
+    RecipientUnreachableError,
+    RpcEndpoint,
+    RpcTimeoutError,
+    open_rpc_service,
+)
+from tests.rpc_fixtures import Calc, CalcGateway
+
+
+async def test_call_before_start_fails_then_works_after_start() -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        gateway = calc.get_self_gateway(CalcGateway)
+        with pytest.raises(EndpointNotStartedError):
+            await gateway.add(1, 2)
+        calc.start()
+        assert await gateway.add(1, 2) == 3
+
+
+class FailingStart(RpcEndpoint, CalcGateway):
+    async def on_start(self) -> None:
+        raise RuntimeError("cannot start")
+
+
+async def test_on_start_failure_fails_the_termination_result() -> None:
+    async with open_rpc_service() as service:
+        endpoint = FailingStart(service, "failing")
+        endpoint.start()
+        with pytest.raises(RuntimeError, match="cannot start"):
+            await endpoint.wait_terminated()
+        assert endpoint.state is EndpointState.TERMINATED
+
+
+class SlowStop(Calc):
+    def __init__(self, service, endpoint_id="slow-stop"):  # type: ignore[no-untyped-def]
+        super().__init__(service, endpoint_id)
+        self.stops = 0
+        self.stop_finished = False
+
+    async def on_stop(self) -> None:
+        self.stops += 1
+        await trio.sleep(5)
+        self.stop_finished = True
+
+
+async def test_close_waits_for_async_on_stop_and_runs_it_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        endpoint = SlowStop(service)
+        endpoint.start()
+        await endpoint.get_self_gateway(CalcGateway).add(1, 1)
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(endpoint.close)
+            nursery.start_soon(endpoint.close)
+        assert endpoint.stop_finished
+        assert trio.current_time() - started == pytest.approx(5)
+        await endpoint.close()
+        assert endpoint.stops == 1
+
+
+async def test_endpoint_id_is_reusable_after_termination() -> None:
+    async with open_rpc_service() as service:
+        first = Calc(service, "same-id")
+        first.start()
+        with pytest.raises(ValueError, match="in use"):
+            Calc(service, "same-id")
+        await first.close()
+        second = Calc(service, "same-id")
+        second.start()
+        assert await second.get_self_gateway(CalcGateway).add(2, 2) == 4
+
+
+async def test_exceptions_from_endpoint_methods_reach_the_local_caller() -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        with pytest.raises(ValueError, match="boom"):
+            await calc.get_self_gateway(CalcGateway).fail("boom")
+
+
+class Counter(RpcEndpoint, CalcGateway):
+    """Detects any overlap of two pieces of code on its main thread."""
+
+    def __init__(self, service, endpoint_id="counter"):  # type: ignore[no-untyped-def]
+        super().__init__(service, endpoint_id)
+        self.inside = False
+        self.overlaps = 0
+        self.count = 0
+
+    def _enter_exit(self) -> None:
+        self.validate_runs_in_main_thread()
+        if self.inside:
+            self.overlaps += 1
+        self.inside = True
+        self.count += 1
+
+    async def add(self, a: int, b: int) -> int:
+        self._enter_exit()
+        await trio.lowlevel.checkpoint()  # a chance for anything else to run
+        self.inside = False
+        return a + b
+
+    def bump(self) -> None:
+        self._enter_exit()
+        self.inside = False
+
+    async def bump_async(self) -> int:
+        self._enter_exit()
+        await trio.lowlevel.checkpoint()
+        self.inside = False
+        return self.count
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+async def test_ten_thousand_mixed_messages_never_overlap_on_the_main_thread(fenced: bool) -> None:
+    import uuid
+
+    from minicluster.rpc import FencedRpcEndpoint
+
+    async with open_rpc_service() as service:
+        if fenced:
+
+            class FencedCounter(FencedRpcEndpoint, Counter):  # type: ignore[misc]
+                pass
+
+            endpoint: Counter = FencedCounter(service, uuid.uuid4(), "counter")  # type: ignore[call-arg]
+        else:
+            endpoint = Counter(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+
+        async def caller(kind: int) -> None:
+            for i in range(1000):
+                if kind == 0:
+                    await gateway.add(i, 1)
+                elif kind == 1:
+                    endpoint.run_async(endpoint.bump)
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await endpoint.call_async(endpoint.bump_async)
+
+        async with trio.open_nursery() as nursery:
+            for kind in (0, 1, 2, 0, 1, 2, 0, 1, 2, 0):
+                nursery.start_soon(caller, kind)
+        await endpoint.call_async(lambda: None)
+        assert endpoint.count == 10_000
+        assert endpoint.overlaps == 0
+
+
+async def test_validate_runs_in_main_thread_refuses_other_tasks() -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        with pytest.raises(NotInMainThreadError):
+            calc.validate_runs_in_main_thread()
+        await calc.call_async(calc.validate_runs_in_main_thread)
+
+
+async def test_schedule_run_async_runs_no_earlier_than_its_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        ran_at: list[float] = []
+        scheduled_at = trio.current_time()
+        calc.schedule_run_async(lambda: ran_at.append(trio.current_time()), 0.010)
+        await trio.sleep(0.005)
+        assert ran_at == []
+        await trio.sleep(0.010)
+        assert ran_at and ran_at[0] - scheduled_at >= 0.010
+
+
+async def test_scheduled_work_never_runs_after_close(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        ran: list[str] = []
+        calc.schedule_run_async(lambda: ran.append("late"), 1.0)
+        await calc.close()
+        await trio.sleep(5)
+        assert ran == []
+
+
+async def test_call_async_past_its_timeout_raises_rpc_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+
+        async def hog() -> None:
+            await trio.sleep(10)  # holds the main thread
+
+        calc.run_async(hog)
+        with pytest.raises(RpcTimeoutError, match="call_async on endpoint calc"):
+            await calc.call_async(lambda: 1, timeout=1.0)
+
+
+async def test_ask_timeout_names_the_call_and_carries_the_callers_stack(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service(ask_timeout=2.0) as service:
+        calc = Calc(service)
+        calc.start()
+        gateway = calc.get_self_gateway(CalcGateway)
+
+        async def the_callers_function() -> None:
+            await gateway.sleep(100, timeout=1.5)
+
+        with pytest.raises(RpcTimeoutError) as info:
+            await the_callers_function()
+        message = str(info.value)
+        assert "sleep" in message and "calc" in message and "1.5 s" in message
+        assert "the_callers_function" in info.value.caller_stack  # type: ignore[attr-defined]
+
+
+async def test_default_ask_timeout_applies_without_a_timeout_parameter(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service(ask_timeout=3.0) as service:
+        calc = Calc(service)
+        calc.start()
+        calc.run_async(lambda: trio.sleep(60))
+        started = trio.current_time()
+        with pytest.raises(RpcTimeoutError, match="3 s"):
+            await calc.get_self_gateway(CalcGateway).add(1, 1)
+        assert trio.current_time() - started == pytest.approx(3.0)
+
+
+async def test_trio_cancel_scope_around_a_call_cancels_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        gateway = calc.get_self_gateway(CalcGateway)
+        with trio.move_on_after(0.5) as scope:
+            await gateway.sleep(5)
+        assert scope.cancelled_caught
+        assert await gateway.add(1, 1) == 2
+
+
+async def test_closing_an_endpoint_fails_calls_in_flight_fast(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        gateway = calc.get_self_gateway(CalcGateway)
+        failures: list[BaseException] = []
+
+        async def call() -> None:
+            try:
+                await gateway.sleep(1000)
+            except RecipientUnreachableError as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(call)
+            await trio.sleep(1)
+            started = trio.current_time()
+            await calc.close()
+        assert len(failures) == 3
+        assert trio.current_time() - started < 0.1
+        with pytest.raises(RecipientUnreachableError):
+            await gateway.add(1, 2)
+
+
+class PingPong(RpcEndpoint, CalcGateway):
+    """add(n) on one endpoint calls add(n - 1) on its peer and answers with the peer's result."""
+
+    peer: CalcGateway
+
+    async def add(self, a: int, b: int) -> int:
+        if a == 0:
+            return b
+        return await self.off_main(self.peer.add(a - 1, b + 1))
+
+
+async def test_two_endpoints_calling_each_other_in_a_loop_do_not_deadlock() -> None:
+    async with open_rpc_service() as service:
+        ping, pong = PingPong(service, "ping"), PingPong(service, "pong")
+        ping.peer = pong.get_self_gateway(CalcGateway)
+        pong.peer = ping.get_self_gateway(CalcGateway)
+        ping.start()
+        pong.start()
+        with trio.fail_after(5):
+            assert await ping.peer.add(50, 0) == 50
+
+
+async def test_service_close_terminates_every_endpoint_and_task() -> None:
+    async with open_rpc_service() as service:
+        endpoints = [Calc(service, f"calc-{i}") for i in range(5)]
+        for endpoint in endpoints:
+            endpoint.start()
+        endpoints[0].schedule_run_async(lambda: None, 3600)
+    for endpoint in endpoints:
+        assert endpoint.state is EndpointState.TERMINATED
+    # nothing left running: the test would hang in the nursery otherwise
+    assert all(e.termination_error is None for e in endpoints)
