@@ -93,8 +93,6 @@ class FrameDecoder:
             if end > 65536 and end * 2 > len(buf):
                 del buf[:end]
                 self._pos = 0
-            if self.buffered >= HEADER_SIZE:
-                self._check_header()
         return payload
 
     def __iter__(self) -> Iterator[bytes]:
@@ -291,7 +289,7 @@ def parse_request(message: dict[str, Any]) -> Request:
     """Check a request's shape. A ProtocolError carries the id when the id was readable."""
     kind = message.get("type")
     raw_id = message.get("id")
-    request_id = raw_id if type(raw_id) is int else None
+    request_id = raw_id if type(raw_id) is int and kind != "tell" else None
     if kind not in ("call", "tell", "handshake"):
         raise ProtocolError(f"unknown request type {kind!r}", request_id=request_id)
     if kind != "tell" and request_id is None:
@@ -345,7 +343,8 @@ def error_to_wire(error: BaseException) -> dict[str, Any]:
         if error.remote_traceback:
             wire["traceback"] = error.remote_traceback
         return wire
-    wire = {"type": type(error).__name__, "message": str(error)}
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    wire = {"type": type(error).__name__, "message": text}
     if error.__traceback__ is not None:
         wire["traceback"] = "".join(traceback.format_exception(error))
     return wire

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import cbor2
@@ -51,6 +52,11 @@ def wire_type(cls: type[T] | None = None, *, name: str | None = None) -> Any:
         if not (dataclasses.is_dataclass(klass) or issubclass(klass, enum.Enum)):
             raise TypeError(
                 f"{klass.__qualname__} must be a dataclass or an Enum to be a wire type"
+            )
+        if issubclass(klass, int | str | float | bytes):
+            # cbor2 encodes these natively and never asks us, so the type would be lost.
+            raise TypeError(
+                f"{klass.__qualname__} subclasses a CBOR type; use a plain Enum or dataclass"
             )
         type_name = name or klass.__name__
         known = _BY_NAME.get(type_name)
@@ -101,10 +107,11 @@ _decode_failure: list[str] = []
 
 
 def _decode_domain(value: Any, immutable: bool) -> Any:
-    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+    # Map keys and set members arrive immutable (tuple, frozendict): accept both forms.
+    if not (isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str)):
         return _fail("a domain object (tag 27) must be [type name, {field: value}]")
     type_name, fields = value
-    if not isinstance(fields, dict):
+    if not isinstance(fields, Mapping):
         return _fail(f"the fields of {type_name!r} must be a map")
     info = _BY_NAME.get(type_name)
     if info is None:
@@ -148,12 +155,15 @@ def loads(data: bytes, *, lenient: bool = False) -> Any:
     """
     _decode_failure.clear()
     try:
-        value = cbor2.loads(
-            data,
+        stream = io.BytesIO(data)
+        value = cbor2.CBORDecoder(
+            stream,
             semantic_decoders=_SEMANTIC_DECODERS,
             tag_hook=_unknown_tag,
             max_depth=MAX_DEPTH,
-        )
+        ).decode()
+        if stream.tell() != len(data):
+            _fail(f"{len(data) - stream.tell()} bytes after the CBOR item")
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         if _decode_failure:
             raise ProtocolError(_decode_failure[0]) from None
