@@ -32,6 +32,7 @@ from .errors import (
     RpcTimeoutError,
 )
 from .gateway import G, RpcGateway, gateway_methods, implemented_gateways
+from .timeouts import Timeouts
 
 if TYPE_CHECKING:
     from .service import RpcService
@@ -85,26 +86,34 @@ class Reply:
             self._task = None
             _reschedule(task)
 
-    async def wait(self, timeout: float | None, describe: Callable[[], str]) -> Any:
+    def expire(self) -> None:
+        """Called by the service's timeouts when the deadline passed without an answer."""
+        self._settle(_TIMED_OUT)
+
+    async def wait(
+        self, timeouts: Timeouts, timeout: float | None, describe: Callable[[], str]
+    ) -> Any:
         """The outcome, or RpcTimeoutError (naming the call) after `timeout` seconds."""
         if not self._done:
             self._task = _current_task()
-            if timeout is None or timeout == math.inf:
-                await _wait_rescheduled(self._abort)
-            else:
-                with trio.move_on_after(timeout):
-                    await _wait_rescheduled(self._abort)
-                if not self._done:
-                    self._done = True
-                    raise _timeout_error(f"{describe()} timed out after {timeout:g} s")
+            if timeout is not None and timeout != math.inf:
+                timeouts.add(self, timeout)
+            await _wait_rescheduled(self._abort)
         else:
             await trio.lowlevel.checkpoint()
-        assert self._outcome is not None
-        return self._outcome.unwrap()
+        result = self._outcome
+        if result is _TIMED_OUT:
+            raise _timeout_error(f"{describe()} timed out after {timeout:g} s")
+        assert result is not None
+        return result.unwrap()
 
     def _abort(self, raise_cancel: Any) -> _Abort:
         self._task = None
+        self._done = True  # cancelled by the caller: a late answer is dropped
         return _Abort.SUCCEEDED
+
+
+_TIMED_OUT: outcome.Outcome[Any] = outcome.Value(None)
 
 
 class _Call:
@@ -452,7 +461,11 @@ class RpcEndpoint:
         self._put(_Run(fn, reply))
         if timeout is None:
             timeout = self._rpc_service.ask_timeout
-        return await reply.wait(timeout, lambda: f"call_async on endpoint {self._endpoint_id}")
+        return await reply.wait(
+            self._rpc_service.timeouts,
+            timeout,
+            lambda: f"call_async on endpoint {self._endpoint_id}",
+        )
 
     def schedule_run_async(self, fn: Callable[[], Any], delay: float) -> trio.CancelScope:
         """Run `fn` on the main thread after `delay` seconds (never earlier, never after close).

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from . import serialization
 from .endpoint import Reply, RpcEndpoint
+from .timeouts import Timeouts
 
 
 class _SerializingReply(Reply):
@@ -26,7 +27,7 @@ class _SerializingReply(Reply):
 class LocalInvoker:
     """Puts calls straight into a local endpoint's mailbox."""
 
-    __slots__ = ("address", "default_timeout", "endpoint", "fencing_token", "serialize")
+    __slots__ = ("address", "default_timeout", "endpoint", "fencing_token", "serialize", "timeouts")
 
     def __init__(
         self,
@@ -34,12 +35,14 @@ class LocalInvoker:
         fencing_token: UUID | None,
         serialize: bool,
         default_timeout: float,
+        timeouts: Timeouts,
     ) -> None:
         self.endpoint = endpoint
         self.address = endpoint.address
         self.fencing_token = fencing_token
         self.serialize = serialize
         self.default_timeout = default_timeout
+        self.timeouts = timeouts
 
     async def ask(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
@@ -51,6 +54,7 @@ class LocalInvoker:
             reply = Reply()
         self.endpoint.accept_call(method, args, kwargs, self.fencing_token, reply)
         return await reply.wait(
+            self.timeouts,
             self.default_timeout if timeout is None else timeout,
             lambda: f"ask {method} to {self.address}",
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import struct
 import traceback
 from collections.abc import Iterator
 from typing import Any, Final
@@ -25,6 +26,9 @@ PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME_SIZE: Final = 10 * 1024 * 1024
 HEADER_SIZE: Final = 4
 CHALLENGE_SIZE: Final = 16
+
+
+_unpack_header = struct.Struct(">I").unpack_from
 
 
 class FrameTooLargeError(MessageTooLargeError):
@@ -57,6 +61,15 @@ class FrameDecoder:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf) - self._pos
 
+    def receive_size(self, minimum: int = 65536, maximum: int = 16 * 1024 * 1024) -> int:
+        """How much to ask the socket for: enough for the rest of a large frame in one go."""
+        available = len(self._buf) - self._pos
+        if available < HEADER_SIZE:
+            return minimum
+        size = int.from_bytes(self._buf[self._pos : self._pos + HEADER_SIZE], "big")
+        wanted = HEADER_SIZE + min(size, self.max_frame_size) - available
+        return min(max(minimum, wanted), maximum)
+
     def feed(self, data: bytes | bytearray) -> None:
         if self._broken is not None:
             raise self._broken
@@ -78,13 +91,14 @@ class FrameDecoder:
         available = len(buf) - pos
         if available < HEADER_SIZE:
             return None
-        size = int.from_bytes(buf[pos : pos + HEADER_SIZE], "big")
+        size = _unpack_header(buf, pos)[0]
         if size > self.max_frame_size:
             self._check_header()
         end = pos + HEADER_SIZE + size
         if len(buf) < end:
             return None
-        payload = bytes(buf[pos + HEADER_SIZE : end])
+        with memoryview(buf) as view:
+            payload = bytes(view[pos + HEADER_SIZE : end])
         if end == len(buf):
             buf.clear()
             self._pos = 0

@@ -15,10 +15,12 @@ from uuid import UUID
 import trio
 
 from . import protocol
+from ._alloc import tune_allocator
 from .endpoint import RpcEndpoint
 from .errors import EndpointNotFoundError, HandshakeError, RpcConnectionError
 from .gateway import G, make_proxy
 from .local import LocalInvoker
+from .timeouts import Timeouts
 from .transport import ClientConnection, RemoteInvoker, ServerConnection
 
 log = logging.getLogger("minicluster.rpc")
@@ -78,6 +80,8 @@ class RpcService:
         self.port: int | None = None
         self.address = f"local://{self.name}"
         self.stats = RpcStats()
+        self.timeouts = Timeouts()
+        nursery.start_soon(self.timeouts.run)
         self._endpoints: dict[str, RpcEndpoint] = {}
         self._connections: dict[tuple[str, int], ClientConnection] = {}
         self._connecting: dict[tuple[str, int], trio.Lock] = {}
@@ -136,7 +140,9 @@ class RpcService:
             listener(endpoint, token)
 
     def local_gateway(self, endpoint: RpcEndpoint, gateway: type[G], token: UUID | None) -> G:
-        invoker = LocalInvoker(endpoint, token, self.force_serialization, self.ask_timeout)
+        invoker = LocalInvoker(
+            endpoint, token, self.force_serialization, self.ask_timeout, self.timeouts
+        )
         return make_proxy(gateway, invoker)
 
     # --- tasks ------------------------------------------------------------------------
@@ -188,7 +194,7 @@ class RpcService:
         await conn.request(
             protocol.handshake(0, endpoint_id, gateway_name),
             timeout,
-            f"handshake with {address}",
+            lambda: f"handshake with {address}",
         )
         invoker = RemoteInvoker(conn, endpoint_id, fencing_token, self.ask_timeout)
         return make_proxy(gateway, invoker)
@@ -274,6 +280,7 @@ async def open_rpc_service(
     """
     if ask_timeout <= 0 or math.isnan(ask_timeout):
         raise ValueError("ask_timeout must be positive")
+    tune_allocator()
     try:
         async with trio.open_nursery() as nursery:
             service = RpcService(
