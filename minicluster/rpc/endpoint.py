@@ -117,7 +117,7 @@ _TIMED_OUT: outcome.Outcome[Any] = outcome.Value(None)
 
 
 class _Call:
-    __slots__ = ("args", "kwargs", "method", "reply", "token")
+    __slots__ = ("args", "kwargs", "method", "reply", "sender", "token")
 
     def __init__(
         self,
@@ -126,12 +126,14 @@ class _Call:
         kwargs: dict[str, Any],
         token: UUID | None,
         reply: Reply | None,
+        sender: str | None,
     ) -> None:
         self.method = method
         self.args = args
         self.kwargs = kwargs
         self.token = token
         self.reply = reply
+        self.sender = sender
 
 
 class _Run:
@@ -216,7 +218,9 @@ class RpcEndpoint:
         """A local proxy to this endpoint (with its own fencing token when fenced)."""
         if gateway.gateway_name not in self.supported_gateways:
             raise TypeError(f"{type(self).__name__} does not implement {gateway.__name__}")
-        return self._rpc_service.local_gateway(self, gateway, self.fencing_token)
+        return self._rpc_service.local_gateway(
+            self, gateway, self.fencing_token, caller=self._endpoint_id
+        )
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -370,6 +374,7 @@ class RpcEndpoint:
 
     async def _handle_call(self, call: _Call) -> None:
         reply = call.reply
+        tracer = self._rpc_service.tracer
         try:
             self._check_token(call.token)
             handler = self._handlers.get(call.method)
@@ -386,11 +391,15 @@ class RpcEndpoint:
                 reply.set_error(self._unreachable())
             raise
         except Exception as exc:
+            if tracer is not None:
+                tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, exc)
             if reply is not None:
                 reply.set_error(exc)
             elif not isinstance(exc, FencingTokenError):
                 log.warning("tell %s.%s failed: %r", self._endpoint_id, call.method, exc)
             return
+        if tracer is not None:
+            tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, None)
         if reply is not None:
             reply.set_result(result)
 
@@ -509,10 +518,11 @@ class RpcEndpoint:
         kwargs: dict[str, Any],
         token: UUID | None,
         reply: Reply | None,
+        sender: str | None = None,
     ) -> None:
         """Queue a call (reply None for a tell); fails the reply at once if not running."""
         if self._state is EndpointState.RUNNING:
-            self._put(_Call(method, args, kwargs, token, reply))
+            self._put(_Call(method, args, kwargs, token, reply, sender))
         elif reply is not None:
             reply.set_error(self._not_running())
 

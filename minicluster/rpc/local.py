@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from . import serialization
-from .endpoint import Reply, RpcEndpoint
-from .timeouts import Timeouts
+from .endpoint import EndpointState, Reply, RpcEndpoint
+
+if TYPE_CHECKING:
+    from .service import RpcService
 
 
 class _SerializingReply(Reply):
@@ -25,24 +27,47 @@ class _SerializingReply(Reply):
 
 
 class LocalInvoker:
-    """Puts calls straight into a local endpoint's mailbox."""
+    """Puts calls straight into a local endpoint's mailbox.
 
-    __slots__ = ("address", "default_timeout", "endpoint", "fencing_token", "serialize", "timeouts")
+    Like an actor path, it names whatever endpoint lives at the address: once the endpoint it
+    knew has terminated, calls go to a new endpoint of the same id (a new leader, say), whose
+    fencing check then refuses a stale token.
+    """
+
+    __slots__ = (
+        "address",
+        "caller",
+        "default_timeout",
+        "endpoint",
+        "fencing_token",
+        "serialize",
+        "service",
+        "timeouts",
+    )
 
     def __init__(
         self,
+        service: RpcService,
         endpoint: RpcEndpoint,
         fencing_token: UUID | None,
-        serialize: bool,
-        default_timeout: float,
-        timeouts: Timeouts,
+        caller: str | None = None,
     ) -> None:
+        self.service = service
         self.endpoint = endpoint
         self.address = endpoint.address
         self.fencing_token = fencing_token
-        self.serialize = serialize
-        self.default_timeout = default_timeout
-        self.timeouts = timeouts
+        self.caller = caller
+        self.serialize = service.force_serialization
+        self.default_timeout = service.ask_timeout
+        self.timeouts = service.timeouts
+
+    def _target(self) -> RpcEndpoint:
+        endpoint = self.endpoint
+        if endpoint.state is EndpointState.TERMINATED:
+            successor = self.service.lookup_endpoint(endpoint.endpoint_id)
+            if successor is not None:
+                self.endpoint = endpoint = successor
+        return endpoint
 
     async def ask(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
@@ -52,7 +77,14 @@ class LocalInvoker:
             reply: Reply = _SerializingReply()
         else:
             reply = Reply()
-        self.endpoint.accept_call(method, args, kwargs, self.fencing_token, reply)
+        endpoint = self._target()
+        service = self.service
+        if service.message_filter is None or service.message_filter(
+            self.caller, endpoint.endpoint_id, method
+        ):
+            endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
+        elif service.tracer is not None:
+            service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
         return await reply.wait(
             self.timeouts,
             self.default_timeout if timeout is None else timeout,
@@ -62,4 +94,11 @@ class LocalInvoker:
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.serialize:
             args, kwargs = serialization.roundtrip([args, kwargs])
-        self.endpoint.accept_call(method, args, kwargs, self.fencing_token, None)
+        endpoint = self._target()
+        service = self.service
+        if service.message_filter is None or service.message_filter(
+            self.caller, endpoint.endpoint_id, method
+        ):
+            endpoint.accept_call(method, args, kwargs, self.fencing_token, None, self.caller)
+        elif service.tracer is not None:
+            service.tracer.dropped(self.caller, endpoint.endpoint_id, method, False)

@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import trio
@@ -29,6 +29,21 @@ DEFAULT_ASK_TIMEOUT = 10.0
 _ADDRESS = re.compile(r"^(tcp|local)://([^/]+?)(?::(\d+))?(?:/(.*))?$")
 _service_names = itertools.count(1)
 _LOCAL_SERVICES: dict[str, RpcService] = {}
+
+
+class Tracer(Protocol):
+    """Sees every message an endpoint of the service handled."""
+
+    def message(
+        self,
+        sender: str | None,
+        receiver: str,
+        method: str,
+        is_ask: bool,
+        error: BaseException | None,
+    ) -> None: ...
+
+    def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None: ...
 
 
 class RpcStats:
@@ -88,6 +103,9 @@ class RpcService:
         self._ids = itertools.count(1)
         self._closed = False
         self.fencing_listeners: list[Callable[[RpcEndpoint, UUID | None], None]] = []
+        # Hooks for a simulator; None costs one check per message.
+        self.tracer: Tracer | None = None
+        self.message_filter: Callable[[str | None, str, str], bool] | None = None
         _LOCAL_SERVICES[self.name] = self
 
     # --- endpoints --------------------------------------------------------------------
@@ -139,11 +157,14 @@ class RpcService:
         for listener in self.fencing_listeners:
             listener(endpoint, token)
 
-    def local_gateway(self, endpoint: RpcEndpoint, gateway: type[G], token: UUID | None) -> G:
-        invoker = LocalInvoker(
-            endpoint, token, self.force_serialization, self.ask_timeout, self.timeouts
-        )
-        return make_proxy(gateway, invoker)
+    def local_gateway(
+        self,
+        endpoint: RpcEndpoint,
+        gateway: type[G],
+        token: UUID | None,
+        caller: str | None = None,
+    ) -> G:
+        return make_proxy(gateway, LocalInvoker(self, endpoint, token, caller))
 
     # --- tasks ------------------------------------------------------------------------
 
@@ -175,10 +196,11 @@ class RpcService:
         fencing_token: UUID | None = None,
         *,
         timeout: float | None = None,
+        caller: str | None = None,
     ) -> G:
         """A proxy to the endpoint at `address`, after a handshake that checks it serves
         `gateway` in our protocol version. Raises HandshakeError, EndpointNotFoundError,
-        RpcConnectionError."""
+        RpcConnectionError. `caller` names the calling endpoint in traces and filters."""
         scheme, host, port, endpoint_id = parse_address(address)
         timeout = self.ask_timeout if timeout is None else timeout
         gateway_name = gateway.gateway_name
@@ -188,7 +210,7 @@ class RpcService:
                 raise RpcConnectionError(f"no RPC service {host!r} in this process")
             endpoint = service.check_handshake(endpoint_id, gateway_name, protocol.PROTOCOL_VERSION)
             await trio.lowlevel.checkpoint()
-            return service.local_gateway(endpoint, gateway, fencing_token)
+            return service.local_gateway(endpoint, gateway, fencing_token, caller)
         assert port is not None
         conn = await self._connection(host, port, timeout)
         await conn.request(
@@ -196,7 +218,7 @@ class RpcService:
             timeout,
             lambda: f"handshake with {address}",
         )
-        invoker = RemoteInvoker(conn, endpoint_id, fencing_token, self.ask_timeout)
+        invoker = RemoteInvoker(conn, endpoint_id, fencing_token, self.ask_timeout, caller)
         return make_proxy(gateway, invoker)
 
     async def _connection(self, host: str, port: int, timeout: float) -> ClientConnection:

@@ -307,8 +307,14 @@ class ServerConnection:
                 )
         elif request.kind == "tell":
             if endpoint is not None:
+                sender = message.get("sender")
                 endpoint.accept_call(
-                    request.method, request.args, request.kwargs, request.token, None
+                    request.method,
+                    request.args,
+                    request.kwargs,
+                    request.token,
+                    None,
+                    sender if type(sender) is str else None,
                 )
         else:
             assert request.id is not None
@@ -339,8 +345,14 @@ class ServerConnection:
         if endpoint is None:
             return False
         self.in_progress += 1
+        sender = message.get("sender")
         endpoint.accept_call(
-            method, args, kwargs, message.get("token"), _RemoteReply(self, request_id)
+            method,
+            args,
+            kwargs,
+            message.get("token"),
+            _RemoteReply(self, request_id),
+            sender if type(sender) is str else None,
         )
         return True
 
@@ -549,7 +561,7 @@ class ClientConnection:
 class RemoteInvoker:
     """A proxy's route to an endpoint behind a client connection."""
 
-    __slots__ = ("address", "conn", "default_timeout", "endpoint_id", "fencing_token")
+    __slots__ = ("address", "caller", "conn", "default_timeout", "endpoint_id", "fencing_token")
 
     def __init__(
         self,
@@ -557,7 +569,9 @@ class RemoteInvoker:
         endpoint_id: str,
         fencing_token: UUID | None,
         default_timeout: float,
+        caller: str | None = None,
     ) -> None:
+        self.caller = caller
         self.conn = conn
         self.endpoint_id = endpoint_id
         self.address = f"{conn.peer}/{endpoint_id}"
@@ -582,12 +596,18 @@ class RemoteInvoker:
         }
         if self.fencing_token is not None:
             message["token"] = self.fencing_token
+        if self.caller is not None:
+            message["sender"] = self.caller
         frame = conn._encode(message)
         reply = Reply()
         pending = conn.pending
         alone = not pending
         pending[request_id] = reply
-        conn.writer.send(frame, alone)  # type: ignore[union-attr]
+        message_filter = conn.service.message_filter
+        if message_filter is None or message_filter(self.caller, self.endpoint_id, method):
+            conn.writer.send(frame, alone)  # type: ignore[union-attr]
+        elif conn.service.tracer is not None:
+            conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
         try:
             return await reply.wait(
                 conn.service.timeouts,
@@ -598,9 +618,13 @@ class RemoteInvoker:
             pending.pop(request_id, None)
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.conn.send_tell(
-            protocol.tell(self.endpoint_id, method, args, kwargs, self.fencing_token)
-        )
+        message_filter = self.conn.service.message_filter
+        if message_filter is not None and not message_filter(self.caller, self.endpoint_id, method):
+            return
+        message = protocol.tell(self.endpoint_id, method, args, kwargs, self.fencing_token)
+        if self.caller is not None:
+            message["sender"] = self.caller
+        self.conn.send_tell(message)
 
 
 def not_found(endpoint_id: str, where: str) -> EndpointNotFoundError:
