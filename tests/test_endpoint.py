@@ -315,3 +315,66 @@ async def test_service_close_terminates_every_endpoint_and_task() -> None:
         assert endpoint.state is EndpointState.TERMINATED
     # nothing left running: the test would hang in the nursery otherwise
     assert all(e.termination_error is None for e in endpoints)
+
+
+class CancelsItsOwnWait(RpcEndpoint, CalcGateway):
+    """A handler with its own deadline around an off-main wait."""
+
+    def __init__(self, service, endpoint_id="own-deadline"):  # type: ignore[no-untyped-def]
+        super().__init__(service, endpoint_id)
+        self.on_main_after_cancel: bool | None = None
+
+    async def add(self, a: int, b: int) -> int:
+        with trio.move_on_after(1):
+            await self.off_main(trio.sleep(10))
+        try:
+            self.validate_runs_in_main_thread()
+            self.on_main_after_cancel = True
+        except NotInMainThreadError:
+            self.on_main_after_cancel = False
+        return a + b
+
+
+async def test_a_handler_cancelled_by_its_own_scope_resumes_on_the_main_thread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        endpoint = CancelsItsOwnWait(service)
+        endpoint.start()
+
+        async def hog() -> None:
+            # holds the main thread across the moment the handler's deadline passes
+            await trio.sleep(0.5)
+            await trio.sleep(1.0)
+
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gateway.add, 1, 2)
+            await trio.sleep(0.9)
+            endpoint.run_async(hog)
+        assert endpoint.on_main_after_cancel is True
+
+
+async def test_closing_releases_a_handler_waiting_to_resume(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        endpoint = CancelsItsOwnWait(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        errors: list[BaseException] = []
+
+        async def call() -> None:
+            try:
+                await gateway.add(1, 2)
+            except RecipientUnreachableError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            await trio.sleep(0.9)
+            endpoint.run_async(lambda: trio.sleep(100))  # the main thread stays busy
+            await trio.sleep(0.5)  # the handler's deadline passed; it waits for the main thread
+            with trio.fail_after(1):
+                await endpoint.close()
+        assert len(errors) == 1

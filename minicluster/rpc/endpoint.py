@@ -149,11 +149,12 @@ class _Run:
 class _Resume:
     """Gives the main thread back to a handler whose `off_main` wait is over."""
 
-    __slots__ = ("cancelled", "task")
+    __slots__ = ("cancelled", "parked", "task")
 
     def __init__(self, task: trio.lowlevel.Task) -> None:
         self.task = task
         self.cancelled = False
+        self.parked = False
 
 
 class _Start:
@@ -272,6 +273,7 @@ class RpcEndpoint:
                     work.start_soon(self._main_loop)
                     await self._close_requested.wait()
                     work.cancel_scope.cancel()
+                    self._release_parked()
                 self._work = None
                 self._state = EndpointState.STOPPING
                 self._fail_queued()
@@ -295,6 +297,13 @@ class RpcEndpoint:
             self._fail_queued()
             self._rpc_service.unregister_endpoint(self)
             self._terminated.set()
+
+    def _release_parked(self) -> None:
+        """Handlers that wait for the main thread and cannot be cancelled now get an error."""
+        for message in self._queue:
+            if isinstance(message, _Resume) and message.parked and not message.cancelled:
+                message.cancelled = True
+                _reschedule(message.task, outcome.Error(self._unreachable()))
 
     def _fail(self, exc: BaseException) -> None:
         if self._termination_error is None:
@@ -445,12 +454,19 @@ class RpcEndpoint:
         self._holder = None
         work.start_soon(self._main_loop)
         result = await outcome.acapture(_await, awaitable)
+        if self._state is not EndpointState.RUNNING:
+            raise self._unreachable()
         resume = _Resume(me)
         self._put(resume)
 
         def abort(raise_cancel: Any) -> _Abort:
-            resume.cancelled = True
-            return _Abort.SUCCEEDED
+            if self._state is not EndpointState.RUNNING:
+                resume.cancelled = True
+                return _Abort.SUCCEEDED
+            # A cancel scope of the handler's own: keep waiting for the main thread, so the
+            # handler never runs outside it; the cancellation comes at its next checkpoint.
+            resume.parked = True
+            return _Abort.FAILED
 
         await _wait_rescheduled(abort)
         return result.unwrap()
