@@ -1,0 +1,174 @@
+"""What every component of one cluster shares: configuration, ids, HA services and events."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .model import new_id
+
+
+@dataclass
+class ClusterConfig:
+    """Timeouts and sizes, with Flink's defaults."""
+
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 50.0
+    heartbeat_rpc_failure_threshold: int = 2
+    rpc_timeout: float = 10.0
+    # TaskExecutor -> ResourceManager registration (Flink's cluster.registration.*)
+    registration_initial_timeout: float = 0.1
+    registration_max_timeout: float = 30.0
+    registration_error_delay: float = 10.0
+    registration_refused_delay: float = 30.0
+    # JobMaster -> ResourceManager resource declaration retries
+    declare_initial_backoff: float = 0.1
+    declare_max_backoff: float = 10.0
+    # TaskExecutor -> JobMaster slot offers
+    offer_timeout: float = 10.0
+    # HA: how long leader-retrieval news takes to reach a listener (ZooKeeper-like lag)
+    leader_notification_delay: float = 0.0
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Event:
+    """One thing that happened in the cluster, in the order it happened."""
+
+    time: float
+    kind: str  # rpc, tell, dropped, state, failover, fencing, heartbeat, job, info, step
+    sender: str | None = None
+    receiver: str | None = None
+    method: str | None = None
+    outcome: str | None = None
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class EventLog:
+    """Events of a cluster: kept (bounded) for views, counted for statistics, and streamed to
+    subscribers. Cheap when nobody listens: counters only, plus a bounded deque."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self.recent: deque[Event] = deque(maxlen=keep)
+        self.subscribers: list[Callable[[Event], None]] = []
+        self.rpc_calls = 0
+        self.by_method: dict[str, int] = defaultdict(int)
+        self.latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=512))
+        self.fencing_rejections = 0
+        self.record_rpc = True
+        self.start = 0.0  # trio time at which the cluster started; events count from there
+
+    def emit(self, event: Event) -> None:
+        self.recent.append(event)
+        for subscriber in self.subscribers:
+            subscriber(event)
+
+    def now(self) -> float:
+        return trio.current_time() - self.start
+
+
+class _Leader:
+    __slots__ = ("address", "listeners", "token")
+
+    def __init__(self) -> None:
+        self.address: str | None = None
+        self.token: uuid.UUID | None = None
+        self.listeners: list[Callable[[str, uuid.UUID], None]] = []
+
+
+class HaServices:
+    """Embedded leader election and retrieval (Flink's EmbeddedHaServices).
+
+    Granting leadership makes a new fencing token; publishing tells every listener, after
+    `notification_delay`, where the new leader is.
+    """
+
+    def __init__(self, rng: random.Random, nursery: trio.Nursery, notification_delay: float):
+        self._rng = rng
+        self._nursery = nursery
+        self._delay = notification_delay
+        self._leaders: dict[str, _Leader] = {}
+
+    def new_token(self) -> uuid.UUID:
+        return new_id(self._rng)
+
+    def _entry(self, component: str) -> _Leader:
+        entry = self._leaders.get(component)
+        if entry is None:
+            entry = self._leaders[component] = _Leader()
+        return entry
+
+    def publish(self, component: str, address: str, token: uuid.UUID) -> None:
+        entry = self._entry(component)
+        entry.address, entry.token = address, token
+        for listener in list(entry.listeners):
+            if self._delay > 0:
+                self._nursery.start_soon(self._notify_later, listener, address, token)
+            else:
+                listener(address, token)
+
+    async def _notify_later(
+        self, listener: Callable[[str, uuid.UUID], None], address: str, token: uuid.UUID
+    ) -> None:
+        await trio.sleep(self._delay)
+        listener(address, token)
+
+    def revoke(self, component: str) -> None:
+        entry = self._entry(component)
+        entry.address, entry.token = None, None
+
+    def leader(self, component: str) -> tuple[str, uuid.UUID] | None:
+        entry = self._leaders.get(component)
+        if entry is None or entry.address is None or entry.token is None:
+            return None
+        return entry.address, entry.token
+
+    def watch(
+        self, component: str, listener: Callable[[str, uuid.UUID], None]
+    ) -> Callable[[], None]:
+        """Call `listener(address, token)` now (if there is a leader) and on every change."""
+        entry = self._entry(component)
+        entry.listeners.append(listener)
+        if entry.address is not None and entry.token is not None:
+            listener(entry.address, entry.token)
+
+        def unwatch() -> None:
+            if listener in entry.listeners:
+                entry.listeners.remove(listener)
+
+        return unwatch
+
+    def forget(self, component: str) -> None:
+        self._leaders.pop(component, None)
+
+
+@dataclass
+class ClusterContext:
+    config: ClusterConfig
+    rng: random.Random
+    ha: HaServices
+    events: EventLog
+
+    def new_id(self) -> uuid.UUID:
+        return new_id(self.rng)
+
+    def emit(self, kind: str, message: str = "", **fields: Any) -> None:
+        self.events.emit(Event(self.events.now(), kind, message=message, **fields))
+
+
+def job_master_component(job_id: uuid.UUID) -> str:
+    return f"jobmaster-{job_id.hex}"
+
+
+RESOURCE_MANAGER = "resourcemanager"
+DISPATCHER = "dispatcher"

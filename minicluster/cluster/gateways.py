@@ -1,0 +1,120 @@
+"""The remote interfaces of Flink's four components, with Flink's method names in Python style."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from minicluster.rpc import FencedRpcGateway, RpcGateway, RpcTimeout
+
+from .model import (
+    JobGraph,
+    RegistrationResponse,
+    SlotID,
+    SlotOffer,
+    SlotStatus,
+    TaskDeploymentDescriptor,
+    TaskExecutionState,
+    TaskExecutorRegistration,
+)
+
+
+class TaskExecutorGateway(RpcGateway):
+    async def request_slot(
+        self,
+        slot_id: SlotID,
+        job_id: uuid.UUID,
+        allocation_id: uuid.UUID,
+        target_address: str,
+        rm_token: uuid.UUID,
+    ) -> None: ...
+
+    async def submit_task(self, tdd: TaskDeploymentDescriptor, jm_token: uuid.UUID) -> None: ...
+
+    async def cancel_task(self, execution_id: uuid.UUID) -> None: ...
+
+    async def free_slot(self, allocation_id: uuid.UUID, cause: str) -> None: ...
+
+    async def heartbeat_from_resource_manager(self, rm_token: uuid.UUID) -> list[SlotStatus]: ...
+
+    async def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> list[uuid.UUID]: ...
+
+    def disconnect_resource_manager(self, cause: str) -> None: ...
+
+    def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None: ...
+
+
+class ResourceManagerGateway(FencedRpcGateway):
+    async def register_task_executor(
+        self, registration: TaskExecutorRegistration, timeout: RpcTimeout = 10.0
+    ) -> RegistrationResponse: ...
+
+    async def send_slot_report(
+        self, resource_id: str, instance_id: uuid.UUID, slots: list[SlotStatus]
+    ) -> None: ...
+
+    async def register_job_master(
+        self, jm_token: uuid.UUID, job_id: uuid.UUID, jm_address: str
+    ) -> RegistrationResponse: ...
+
+    async def declare_required_resources(
+        self, jm_token: uuid.UUID, job_id: uuid.UUID, slots: int
+    ) -> None: ...
+
+    def notify_slot_available(
+        self, resource_id: str, instance_id: uuid.UUID, slot_id: SlotID, allocation_id: uuid.UUID
+    ) -> None: ...
+
+    def disconnect_task_manager(self, resource_id: str, cause: str) -> None: ...
+
+    def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None: ...
+
+    async def heartbeat_from_task_manager(self, resource_id: str) -> None: ...
+
+    async def request_overview(self) -> dict[str, Any]: ...
+
+
+class JobMasterGateway(FencedRpcGateway):
+    async def register_task_manager(self, resource_id: str, address: str) -> None: ...
+
+    async def offer_slots(
+        self, resource_id: str, offers: list[SlotOffer], timeout: RpcTimeout = 10.0
+    ) -> list[SlotOffer]: ...
+
+    async def update_task_execution_state(self, state: TaskExecutionState) -> None: ...
+
+    def notify_not_enough_resources(self, available: int, required: int) -> None: ...
+
+    def disconnect_task_manager(self, resource_id: str, cause: str) -> None: ...
+
+    def disconnect_resource_manager(self, cause: str) -> None: ...
+
+    async def heartbeat_from_resource_manager(self) -> None: ...
+
+    async def request_job_details(self) -> dict[str, Any]: ...
+
+    async def cancel(self) -> None: ...
+
+    async def fail_task(self, vertex: str | None, subtask: int) -> None: ...
+
+
+class DispatcherGateway(FencedRpcGateway):
+    async def submit_job(self, job_graph: JobGraph) -> uuid.UUID: ...
+
+    async def list_jobs(self) -> list[dict[str, Any]]: ...
+
+    async def request_job_status(self, job_id: uuid.UUID) -> str: ...
+
+    async def request_job(self, job_id: uuid.UUID) -> dict[str, Any]: ...
+
+    async def cancel_job(self, job_id: uuid.UUID) -> str: ...
+
+    async def request_cluster_overview(self) -> dict[str, Any]: ...
+
+    async def shutdown_cluster(self) -> None: ...
+
+
+class ClusterGateway(RpcGateway):
+    async def leaders(self) -> dict[str, Any]: ...
+
+    async def topology(self) -> dict[str, Any]: ...

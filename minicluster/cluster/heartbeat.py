@@ -1,0 +1,98 @@
+"""Heartbeats, as Flink's HeartbeatManagerSenderImpl: the sender asks each monitored target for a
+heartbeat every interval; a target that has not answered within the timeout, or that was
+unreachable `failure_threshold` times in a row, is declared lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from minicluster.rpc import RecipientUnreachableError, RpcEndpoint
+
+
+class _Target:
+    __slots__ = ("failures", "in_flight", "last")
+
+    def __init__(self, now: float) -> None:
+        self.last = now
+        self.failures = 0
+        self.in_flight = False
+
+
+class HeartbeatSender:
+    def __init__(
+        self,
+        owner: RpcEndpoint,
+        interval: float,
+        timeout: float,
+        failure_threshold: int,
+        request: Callable[[str], Awaitable[Any]],
+        on_lost: Callable[[str, str], None],
+        on_payload: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self._owner = owner
+        self._interval = interval
+        self._timeout = timeout
+        self._threshold = failure_threshold
+        self._request = request
+        self._on_lost = on_lost
+        self._on_payload = on_payload
+        self._targets: dict[str, _Target] = {}
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._owner.schedule_run_async(self._tick, self._interval)
+
+    def monitor(self, target: str) -> None:
+        self._targets[target] = _Target(trio.current_time())
+
+    def unmonitor(self, target: str) -> None:
+        self._targets.pop(target, None)
+
+    def last_seen(self, target: str) -> float | None:
+        state = self._targets.get(target)
+        return state.last if state is not None else None
+
+    def _tick(self) -> None:
+        now = trio.current_time()
+        for target, state in list(self._targets.items()):
+            if now - state.last > self._timeout:
+                del self._targets[target]
+                self._on_lost(target, f"heartbeat of {target} timed out after {self._timeout:g} s")
+            elif not state.in_flight:
+                state.in_flight = True
+                self._owner.start_background(self._ask, target, state)
+        self._owner.schedule_run_async(self._tick, self._interval)
+
+    async def _ask(self, target: str, state: _Target) -> None:
+        ok, unreachable, payload = False, False, None
+        try:
+            payload = await self._request(target)
+            ok = True
+        except RecipientUnreachableError:
+            unreachable = True
+        except Exception:  # timeouts and refusals: the timeout decides
+            pass
+        self._owner.run_async(lambda: self._answered(target, state, ok, unreachable, payload))
+
+    def _answered(
+        self, target: str, state: _Target, ok: bool, unreachable: bool, payload: Any
+    ) -> None:
+        state.in_flight = False
+        if self._targets.get(target) is not state:
+            return
+        if ok:
+            state.last = trio.current_time()
+            state.failures = 0
+            if self._on_payload is not None:
+                self._on_payload(target, payload)
+        elif unreachable:
+            state.failures += 1
+            if state.failures >= self._threshold:
+                del self._targets[target]
+                self._on_lost(target, f"{target} was unreachable {state.failures} times")

@@ -1,0 +1,417 @@
+"""MiniCluster: a whole cluster in one process, as an async context manager.
+
+Embedded HA services, the ResourceManager, the Dispatcher (with a JobMaster per job) and N
+TaskExecutors, on one shared in-process RPC service or on one TCP service per component. It
+also injects the faults a simulator needs: kill, stop, partition, fail over, fail a task.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import trio
+
+from minicluster.rpc import FencingTokenError, RpcService, open_rpc_service
+
+from .context import (
+    DISPATCHER,
+    RESOURCE_MANAGER,
+    ClusterConfig,
+    ClusterContext,
+    Event,
+    EventLog,
+    HaServices,
+)
+from .dispatcher import ClusterEndpoint, Dispatcher, JobStore
+from .gateways import DispatcherGateway
+from .model import JobGraph, JobStatus
+from .resourcemanager import ResourceManager
+from .taskexecutor import TaskExecutor
+
+
+class _Tracer:
+    """Turns every message the RPC layer handles into an event and a statistic."""
+
+    def __init__(self, events: EventLog) -> None:
+        self.events = events
+
+    def message(
+        self,
+        sender: str | None,
+        receiver: str,
+        method: str,
+        is_ask: bool,
+        error: BaseException | None,
+    ) -> None:
+        events = self.events
+        events.rpc_calls += 1
+        events.by_method[method] += 1
+        if isinstance(error, FencingTokenError):
+            events.fencing_rejections += 1
+            kind, outcome = "fencing", "rejected: stale fencing token"
+        else:
+            kind = "rpc" if is_ask else "tell"
+            outcome = "ok" if error is None else f"error: {type(error).__name__}"
+        if events.record_rpc or kind == "fencing":
+            events.emit(Event(events.now(), kind, sender, receiver, method, outcome))
+
+    def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None:
+        events = self.events
+        if events.record_rpc:
+            events.emit(Event(events.now(), "dropped", sender, receiver, method, "dropped"))
+
+
+def _seed_trio_scheduler(seed: int) -> None:
+    """trio breaks ties between runnable tasks with its own random source; seed it so that a
+    seeded run on a virtual clock repeats exactly (what Hypothesis does for trio tests)."""
+    try:
+        from trio._core import _run
+    except ImportError:  # pragma: no cover
+        return
+    rng = getattr(_run, "_r", None)
+    if isinstance(rng, random.Random):
+        rng.seed(seed)
+
+
+def component_of(endpoint_id: str | None) -> str | None:
+    """The name scenarios use for an endpoint: te-1, resource_manager, dispatcher, ..."""
+    if endpoint_id is None:
+        return None
+    if endpoint_id.startswith("taskexecutor-"):
+        return endpoint_id[len("taskexecutor-") :]
+    if endpoint_id == RESOURCE_MANAGER:
+        return "resource_manager"
+    if endpoint_id.startswith("jobmaster-"):
+        return "job_master:" + endpoint_id[len("jobmaster-") :]
+    return endpoint_id
+
+
+class MiniCluster:
+    def __init__(
+        self,
+        task_executors: int | list[tuple[str, int]] = 2,
+        slots_per_executor: int = 2,
+        rpc: str = "shared",
+        config: ClusterConfig | None = None,
+        host: str | None = None,
+        port: int = 0,
+        secret: bytes | None = None,
+    ) -> None:
+        if rpc not in ("shared", "dedicated"):
+            raise ValueError(f"rpc must be 'shared' or 'dedicated', not {rpc!r}")
+        self.config = config or ClusterConfig()
+        if isinstance(task_executors, int):
+            task_executors = [(f"te-{i + 1}", slots_per_executor) for i in range(task_executors)]
+        self._initial_tes = task_executors
+        self.slots_per_executor = slots_per_executor
+        self.rpc_mode = rpc
+        self.host = host
+        self.port = port
+        self.secret = secret
+        self.rng = random.Random(self.config.seed)
+        self.events = EventLog()
+        self.task_executors: dict[str, TaskExecutor] = {}
+        self.te_states: dict[str, str] = {}  # killed / stopped ones stay listed
+        self.killed: set[str] = set()
+        self.partitions: dict[frozenset[str], float] = {}
+        self.store = JobStore()
+        self.shutdown_requested = trio.Event()
+        self._te_count = 0
+        self._services: list[RpcService] = []
+
+    # --- set-up and tear-down ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[MiniCluster]:
+        if self.config.seed is not None:
+            _seed_trio_scheduler(self.config.seed)
+        self.events.start = trio.current_time()
+        async with AsyncExitStack() as stack:
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            self._nursery = nursery
+            self.ha = HaServices(self.rng, nursery, self.config.leader_notification_delay)
+            self.context = ClusterContext(self.config, self.rng, self.ha, self.events)
+            self._stack = stack
+            if self.rpc_mode == "shared":
+                service = await self._open_service(self.host, self.port)
+                self.dispatcher_service = self.rm_service = self._shared = service
+            else:
+                self.dispatcher_service = await self._open_service(
+                    self.host or "127.0.0.1", self.port
+                )
+                self.rm_service = await self._open_service("127.0.0.1", 0)
+            self._start_resource_manager()
+            self._start_dispatcher()
+            self.cluster_endpoint = ClusterEndpoint(
+                self.dispatcher_service, self.context, self.snapshot
+            )
+            self.cluster_endpoint.start()
+            for resource_id, slots in self._initial_tes:
+                await self.add_task_executor(resource_id, slots)
+            try:
+                yield self
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _open_service(self, host: str | None, port: int) -> RpcService:
+        service = await self._stack.enter_async_context(
+            open_rpc_service(
+                host,
+                port,
+                ask_timeout=self.config.rpc_timeout,
+                secret=self.secret,
+                name=f"minicluster-{len(self._services) + 1}",
+            )
+        )
+        service.tracer = _Tracer(self.events)
+        service.message_filter = self._allows
+        self._services.append(service)
+        return service
+
+    async def __aenter__(self) -> MiniCluster:
+        self._cm = self._running()
+        return await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._cm.__aexit__(*exc_info)
+
+    @property
+    def address(self) -> str:
+        """Where clients find the cluster (the service hosting the `cluster` endpoint)."""
+        return self.dispatcher_service.address
+
+    # --- leaders ------------------------------------------------------------------------
+
+    def _start_resource_manager(self) -> None:
+        token = self.ha.new_token()
+        self.resource_manager = ResourceManager(self.rm_service, self.context, token)
+        self.resource_manager.start()
+        self.ha.publish(RESOURCE_MANAGER, self.resource_manager.address, token)
+
+    def _start_dispatcher(self) -> None:
+        token = self.ha.new_token()
+        self.dispatcher = Dispatcher(
+            self.dispatcher_service,
+            self.context,
+            token,
+            self.store,
+            self.shutdown_requested.set,
+            lambda: self.resource_manager.overview(),
+        )
+        self.dispatcher.start()
+        self.ha.publish(DISPATCHER, self.dispatcher.address, token)
+
+    async def failover(self, component: str, job: uuid.UUID | None = None) -> uuid.UUID:
+        """A new leader with a new fencing token; returns the token."""
+        if component == "resource_manager":
+            self.ha.revoke(RESOURCE_MANAGER)
+            await self.resource_manager.close()
+            self._start_resource_manager()
+            token = self.resource_manager.fencing_token
+        elif component == "dispatcher":
+            self.ha.revoke(DISPATCHER)
+            await self.dispatcher.close()
+            self._start_dispatcher()
+            token = self.dispatcher.fencing_token
+        elif component == "job_master" and job is not None:
+            await self.dispatcher.call_async(lambda: self.dispatcher.failover_job_master(job))
+            record = self.store.jobs[job]
+            assert record.job_master is not None
+            token = record.job_master.fencing_token
+        else:
+            raise ValueError(f"cannot fail over {component!r}")
+        self.context.emit("failover", f"{component} failed over: new fencing token {token}")
+        return token
+
+    # --- TaskExecutors --------------------------------------------------------------------
+
+    async def add_task_executor(
+        self, resource_id: str | None = None, slots: int | None = None
+    ) -> TaskExecutor:
+        self._te_count += 1
+        resource_id = resource_id or f"te-{self._te_count}"
+        if resource_id in self.task_executors:
+            raise ValueError(f"TaskExecutor {resource_id} is already running")
+        service = (
+            self._shared if self.rpc_mode == "shared" else await self._open_service("127.0.0.1", 0)
+        )
+        te = TaskExecutor(service, self.context, resource_id, slots or self.slots_per_executor)
+        self.task_executors[resource_id] = te
+        self.te_states.pop(resource_id, None)
+        self.killed.discard(resource_id)
+        te.start()
+        self.context.emit("state", f"TaskExecutor {resource_id} started")
+        return te
+
+    async def stop_task_executor(self, resource_id: str) -> None:
+        """Graceful: it tells the ResourceManager it is going, then stops."""
+        te = self._te(resource_id)
+        await te.call_async(te.disconnect_gracefully)
+        await te.close()
+        del self.task_executors[resource_id]
+        self.te_states[resource_id] = "stopped"
+        self.context.emit("state", f"TaskExecutor {resource_id} stopped")
+
+    async def kill_task_executor(self, resource_id: str) -> None:
+        """A crash: from now on it answers nothing and says no goodbye."""
+        te = self._te(resource_id)
+        self.killed.add(resource_id)
+        await te.close()
+        del self.task_executors[resource_id]
+        self.te_states[resource_id] = "killed"
+        self.context.emit("state", f"TaskExecutor {resource_id} killed")
+
+    def _te(self, resource_id: str) -> TaskExecutor:
+        te = self.task_executors.get(resource_id)
+        if te is None:
+            raise KeyError(f"no running TaskExecutor {resource_id!r}")
+        return te
+
+    # --- network faults -----------------------------------------------------------------
+
+    def partition(self, a: str, b: str, duration: float) -> None:
+        """Drop every message between components a and b (both ways) for `duration` s."""
+        self.partitions[frozenset((a, b))] = trio.current_time() + duration
+        self.context.emit("partition", f"network partition between {a} and {b} for {duration:g} s")
+
+    def _allows(self, sender: str | None, receiver: str, method: str) -> bool:
+        if not self.killed and not self.partitions:
+            return True
+        a, b = component_of(sender), component_of(receiver)
+        if a in self.killed or b in self.killed:
+            return False
+        if self.partitions and a is not None and b is not None:
+            pair = frozenset((a, b))
+            until = self.partitions.get(pair)
+            if until is None and a.startswith("job_master:"):
+                until = self.partitions.get(frozenset((self._job_alias(a), b)))
+            if until is None and b.startswith("job_master:"):
+                until = self.partitions.get(frozenset((a, self._job_alias(b))))
+            if until is not None:
+                if trio.current_time() < until:
+                    return False
+                self.partitions.pop(pair, None)
+        return True
+
+    def _job_alias(self, component: str) -> str:
+        job_hex = component.split(":", 1)[1]
+        for job_id, record in self.store.jobs.items():
+            if job_id.hex == job_hex:
+                return f"job_master:{record.graph.name}"
+        return component
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def dispatcher_gateway(self) -> DispatcherGateway:
+        return self.dispatcher_service.local_gateway(
+            self.dispatcher, DispatcherGateway, self.dispatcher.fencing_token, caller="client"
+        )
+
+    async def submit_job(self, graph: JobGraph) -> uuid.UUID:
+        result: uuid.UUID = await self.dispatcher_gateway().submit_job(graph)
+        return result
+
+    async def cancel_job(self, job_id: uuid.UUID) -> str:
+        result: str = await self.dispatcher_gateway().cancel_job(job_id)
+        return result
+
+    def job_status(self, job_id: uuid.UUID) -> JobStatus:
+        return self.store.jobs[job_id].status
+
+    def job_id(self, name: str) -> uuid.UUID:
+        return self.store.by_name[name]
+
+    async def wait_for_job(self, job_id: uuid.UUID, timeout: float | None = None) -> JobStatus:
+        record = self.store.jobs[job_id]
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            await record.done.wait()
+        return record.status
+
+    async def fail_task(self, job_id: uuid.UUID, subtask: int, vertex: str | None = None) -> None:
+        record = self.store.jobs[job_id]
+        if record.job_master is None:
+            raise ValueError(f"job {record.graph.name} has no running JobMaster")
+        job_master = record.job_master
+        await job_master.call_async(lambda: job_master.fail_task(vertex, subtask))
+
+    async def wait_until(
+        self, condition: Callable[[], bool], timeout: float, poll: float = 0.05
+    ) -> bool:
+        """Poll `condition` (cheap, on this task) until it holds or the timeout passes."""
+        with trio.move_on_after(timeout):
+            while not condition():
+                await trio.sleep(poll)
+            return True
+        return condition()
+
+    # --- what the views show ------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        return sum(
+            1
+            for te in self.task_executors.values()
+            for slot in te.slots
+            if slot.state.value == "FREE"
+        )
+
+    def registered_task_executors(self) -> int:
+        return len(self.resource_manager.task_executors)
+
+    def snapshot(self) -> dict[str, Any]:
+        names = {job_id.hex: r.graph.name for job_id, r in self.store.jobs.items()}
+        task_executors = []
+        for te in self.task_executors.values():
+            row = te.snapshot()
+            age = self.resource_manager.heartbeat_age(te.resource_id)
+            row["heartbeat_age"] = age
+            if (
+                te.resource_id not in self.resource_manager.task_executors
+                and row["state"] == "registered"
+            ):
+                row["state"] = "lost"
+            for slot in row["slots"]:
+                slot["job_name"] = names.get(slot["job_id"]) if slot["job_id"] else None
+            task_executors.append(row)
+        for resource_id, state in self.te_states.items():
+            task_executors.append(
+                {
+                    "id": resource_id,
+                    "address": None,
+                    "state": state,
+                    "heartbeat_age": None,
+                    "slots": [],
+                }
+            )
+        job_masters = []
+        jobs = []
+        for record in self.store.jobs.values():
+            jm = record.job_master
+            if jm is not None:
+                job_masters.append(
+                    {
+                        "job_id": record.graph.job_id.hex,
+                        "name": record.graph.name,
+                        "address": jm.address,
+                        "token": str(jm.fencing_token),
+                    }
+                )
+            summary = self.dispatcher._summary(record)
+            jobs.append(summary)
+        return {
+            "time": self.events.now(),
+            "dispatcher": {
+                "address": self.dispatcher.address,
+                "token": str(self.dispatcher.fencing_token),
+            },
+            "resource_manager": {
+                "address": self.resource_manager.address,
+                "token": str(self.resource_manager.fencing_token),
+            },
+            "job_masters": job_masters,
+            "task_executors": task_executors,
+            "jobs": jobs,
+        }

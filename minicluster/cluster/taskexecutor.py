@@ -1,0 +1,506 @@
+"""The TaskExecutor: a slot table, registration at the ResourceManager, slot offers to
+JobMasters, and tasks that run for their simulated duration."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from minicluster.rpc import RpcEndpoint, RpcService, RpcTimeoutError, register_error
+
+from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
+from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
+from .model import (
+    ClusterError,
+    ExecutionState,
+    SlotID,
+    SlotOccupiedError,
+    SlotOffer,
+    SlotState,
+    SlotStatus,
+    TaskDeploymentDescriptor,
+    TaskExecutionState,
+    TaskExecutorRegistration,
+    TaskSubmissionError,
+)
+
+
+@register_error
+class SlotAllocationError(ClusterError):
+    """A slot request the TaskExecutor cannot take (not registered with that ResourceManager)."""
+
+
+@dataclass
+class TaskSlot:
+    index: int
+    state: SlotState = SlotState.FREE
+    job_id: uuid.UUID | None = None
+    allocation_id: uuid.UUID | None = None
+    offered: bool = False
+    tasks: set[uuid.UUID] = field(default_factory=set)
+
+
+@dataclass
+class _Task:
+    tdd: TaskDeploymentDescriptor
+    scope: trio.CancelScope
+    state: ExecutionState = ExecutionState.DEPLOYING
+
+
+@dataclass
+class _JobManagerConnection:
+    job_id: uuid.UUID
+    address: str | None = None
+    token: uuid.UUID | None = None
+    gateway: JobMasterGateway | None = None
+    registered: bool = False
+    last_heartbeat: float = 0.0
+    unwatch: Any = None
+    offering: bool = False  # an offer loop runs; others only ask it to go again
+    offer_again: bool = False
+
+
+class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
+    def __init__(
+        self, service: RpcService, context: ClusterContext, resource_id: str, slots: int
+    ) -> None:
+        super().__init__(service, f"taskexecutor-{resource_id}")
+        self.resource_id = resource_id
+        self.context = context
+        self.config = context.config
+        self.slots = [TaskSlot(i) for i in range(slots)]
+        self.tasks: dict[uuid.UUID, _Task] = {}
+        self.registration_state = "registering"
+        # the ResourceManager connection
+        self.rm_address: str | None = None
+        self.rm_token: uuid.UUID | None = None
+        self.rm_gateway: ResourceManagerGateway | None = None
+        self.instance_id: uuid.UUID | None = None
+        self.rm_last_heartbeat = 0.0
+        self._registration_epoch = 0
+        self._unwatch_rm: Any = None
+        self.jobs: dict[uuid.UUID, _JobManagerConnection] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        self._unwatch_rm = self.context.ha.watch(RESOURCE_MANAGER, self._rm_leader_changed)
+        self.schedule_run_async(self._check_heartbeats, self.config.heartbeat_interval)
+
+    async def on_stop(self) -> None:
+        if self._unwatch_rm is not None:
+            self._unwatch_rm()
+        for connection in self.jobs.values():
+            if connection.unwatch is not None:
+                connection.unwatch()
+
+    def disconnect_gracefully(self) -> None:
+        """On a graceful stop: tell the ResourceManager we are going (Flink's
+        disconnectTaskManager)."""
+        if self.rm_gateway is not None and self.registration_state == "registered":
+            self.rm_gateway.disconnect_task_manager(self.resource_id, "TaskExecutor stopped")
+        self.registration_state = "stopped"
+
+    def _emit(self, kind: str, message: str) -> None:
+        self.context.emit(kind, message, sender=self.endpoint_id)
+
+    # --- registration at the ResourceManager -------------------------------------------
+
+    def _rm_leader_changed(self, address: str, token: uuid.UUID) -> None:
+        self.run_async(lambda: self._connect_to_rm(address, token))
+
+    def _connect_to_rm(self, address: str, token: uuid.UUID) -> None:
+        if token == self.rm_token:
+            return
+        self.rm_address, self.rm_token = address, token
+        self.instance_id = None
+        self.registration_state = "registering"
+        self._registration_epoch += 1
+        self.run_async(self._register_at_rm)
+
+    async def _register_at_rm(self) -> None:
+        """Flink's RetryingRegistration: timeouts 100 ms doubling to 30 s; a pause after an
+        error or a refusal."""
+        epoch = self._registration_epoch
+        config = self.config
+        timeout = config.registration_initial_timeout
+        attempt = 0
+        while epoch == self._registration_epoch and self.rm_address is not None:
+            attempt += 1
+            address, token = self.rm_address, self.rm_token
+            delay = 0.0
+            try:
+                gateway = await self.off_main(
+                    self.rpc_service.connect(
+                        address,
+                        ResourceManagerGateway,
+                        token,
+                        timeout=timeout,
+                        caller=self.endpoint_id,
+                    )
+                )
+                registration = TaskExecutorRegistration(
+                    self.resource_id, self.address, len(self.slots)
+                )
+                response = await self.off_main(
+                    gateway.register_task_executor(registration, timeout)
+                )
+            except RpcTimeoutError:
+                self._emit(
+                    "registration", f"registration attempt {attempt} timed out ({timeout:g} s)"
+                )
+                timeout = min(timeout * 2, config.registration_max_timeout)
+                continue
+            except Exception as exc:
+                self._emit("registration", f"registration attempt {attempt} failed: {exc}")
+                delay = config.registration_error_delay
+            else:
+                if epoch != self._registration_epoch:
+                    return
+                if response.success:
+                    self.rm_gateway = gateway
+                    self.instance_id = response.instance_id
+                    self.registration_state = "registered"
+                    self.rm_last_heartbeat = trio.current_time()
+                    self._emit(
+                        "registration", f"registered at the ResourceManager ({attempt} attempts)"
+                    )
+                    assert self.instance_id is not None
+                    self.start_background(self._send_slot_report, gateway, self.instance_id)
+                    return
+                self._emit("registration", f"registration refused: {response.reason}")
+                delay = config.registration_refused_delay
+            await self.off_main(trio.sleep(delay))
+
+    async def _send_slot_report(
+        self, gateway: ResourceManagerGateway, instance_id: uuid.UUID
+    ) -> None:
+        try:
+            report = await self.call_async(self.slot_report)
+            await gateway.send_slot_report(self.resource_id, instance_id, report)
+        except Exception as exc:
+            self._emit("registration", f"slot report failed: {exc}")
+
+    def slot_report(self) -> list[SlotStatus]:
+        return [
+            SlotStatus(SlotID(self.resource_id, s.index), s.state, s.job_id, s.allocation_id)
+            for s in self.slots
+        ]
+
+    def _check_heartbeats(self) -> None:
+        """The TaskExecutor side of heartbeats: notice a silent ResourceManager or JobMaster."""
+        now = trio.current_time()
+        timeout = self.config.heartbeat_timeout
+        if self.registration_state == "registered" and now - self.rm_last_heartbeat > timeout:
+            self._emit(
+                "heartbeat", f"heartbeat of the ResourceManager timed out after {timeout:g} s"
+            )
+            self._rm_lost()
+        for job_id, connection in list(self.jobs.items()):
+            if connection.registered and now - connection.last_heartbeat > timeout:
+                self._emit("heartbeat", f"heartbeat of jobmaster-{job_id.hex} timed out")
+                self._job_manager_lost(job_id, "heartbeat of the JobMaster timed out")
+        self.schedule_run_async(self._check_heartbeats, self.config.heartbeat_interval)
+
+    def _rm_lost(self) -> None:
+        self.rm_gateway = None
+        self.instance_id = None
+        self.registration_state = "registering"
+        self._registration_epoch += 1
+        if self.rm_address is not None:
+            self.run_async(self._register_at_rm)
+
+    # --- TaskExecutorGateway -----------------------------------------------------------
+
+    async def request_slot(
+        self,
+        slot_id: SlotID,
+        job_id: uuid.UUID,
+        allocation_id: uuid.UUID,
+        target_address: str,
+        rm_token: uuid.UUID,
+    ) -> None:
+        if self.registration_state != "registered" or rm_token != self.rm_token:
+            raise SlotAllocationError(
+                f"{self.resource_id} is not registered at the ResourceManager with token {rm_token}"
+            )
+        if not 0 <= slot_id.index < len(self.slots):
+            raise SlotAllocationError(f"{self.resource_id} has no slot {slot_id.index}")
+        slot = self.slots[slot_id.index]
+        if slot.state is not SlotState.FREE and slot.allocation_id != allocation_id:
+            raise SlotOccupiedError(
+                f"slot {slot_id} is held by allocation {slot.allocation_id} of job {slot.job_id}"
+            )
+        if slot.state is SlotState.FREE:
+            slot.state, slot.job_id, slot.allocation_id = SlotState.ALLOCATED, job_id, allocation_id
+            slot.offered = False
+        self._connect_to_job(job_id)
+        self._start_offering(job_id)
+
+    def _start_offering(self, job_id: uuid.UUID) -> None:
+        connection = self.jobs.get(job_id)
+        if connection is None:
+            return
+        if connection.offering:
+            connection.offer_again = True
+            return
+        connection.offering = True
+        self.run_async(lambda: self._offer_loop(connection))
+
+    async def _offer_loop(self, connection: _JobManagerConnection) -> None:
+        try:
+            while True:
+                connection.offer_again = False
+                await self._offer_slots(connection.job_id)
+                if not connection.offer_again or self.jobs.get(connection.job_id) is not connection:
+                    return
+        finally:
+            connection.offering = False
+
+    def _connect_to_job(self, job_id: uuid.UUID) -> None:
+        if job_id in self.jobs:
+            return
+        connection = self.jobs[job_id] = _JobManagerConnection(job_id)
+
+        def leader_changed(address: str, token: uuid.UUID) -> None:
+            self.run_async(lambda: self._job_leader_changed(job_id, address, token))
+
+        connection.unwatch = self.context.ha.watch(job_master_component(job_id), leader_changed)
+
+    def _job_leader_changed(self, job_id: uuid.UUID, address: str, token: uuid.UUID) -> None:
+        connection = self.jobs.get(job_id)
+        if connection is None or connection.token == token:
+            return
+        connection.address, connection.token = address, token
+        connection.gateway, connection.registered = None, False
+        # A new JobMaster leader: the old one's tasks are failed, the slots offered anew.
+        for task in list(self.tasks.values()):
+            if task.tdd.job_id == job_id:
+                task.scope.cancel()
+        for slot in self.slots:
+            if slot.job_id == job_id:
+                slot.offered = False
+        self._start_offering(job_id)
+
+    async def _offer_slots(self, job_id: uuid.UUID) -> None:
+        """Register at the job's JobMaster if needed, then offer every slot of the job not
+        offered yet; re-offer on timeout, free what the JobMaster rejects."""
+        connection = self.jobs.get(job_id)
+        while connection is not None and self.jobs.get(job_id) is connection:
+            if connection.address is None or connection.token is None:
+                return  # no leader yet; the leader watch calls us again
+            token = connection.token
+            try:
+                if not connection.registered:
+                    gateway = await self.off_main(
+                        self.rpc_service.connect(
+                            connection.address,
+                            JobMasterGateway,
+                            token,
+                            caller=self.endpoint_id,
+                        )
+                    )
+                    await self.off_main(
+                        gateway.register_task_manager(self.resource_id, self.address)
+                    )
+                    if connection.token != token:
+                        continue
+                    connection.gateway, connection.registered = gateway, True
+                    connection.last_heartbeat = trio.current_time()
+                offers = [
+                    SlotOffer(s.allocation_id, s.index)
+                    for s in self.slots
+                    if s.job_id == job_id and not s.offered and s.allocation_id is not None
+                ]
+                if not offers:
+                    return
+                for slot in self.slots:
+                    if slot.job_id == job_id and slot.allocation_id in {
+                        o.allocation_id for o in offers
+                    }:
+                        slot.offered = True
+                assert connection.gateway is not None
+                accepted = await self.off_main(
+                    connection.gateway.offer_slots(
+                        self.resource_id, offers, self.config.offer_timeout
+                    )
+                )
+            except RpcTimeoutError:
+                for slot in self.slots:
+                    if slot.job_id == job_id:
+                        slot.offered = False
+                self._emit("offer", f"slot offer to jobmaster-{job_id.hex} timed out; re-offering")
+                continue
+            except Exception as exc:
+                self._emit("offer", f"slot offer to jobmaster-{job_id.hex} failed: {exc}")
+                for slot in self.slots:
+                    if slot.job_id == job_id:
+                        slot.offered = False
+                await self.off_main(trio.sleep(self.config.registration_error_delay))
+                continue
+            accepted_ids = {o.allocation_id for o in accepted}
+            for offer in offers:
+                if offer.allocation_id not in accepted_ids:
+                    self._free_slot(offer.allocation_id, "the JobMaster rejected the offer")
+            return
+
+    async def submit_task(self, tdd: TaskDeploymentDescriptor, jm_token: uuid.UUID) -> None:
+        connection = self.jobs.get(tdd.job_id)
+        if connection is None or connection.token != jm_token or not connection.registered:
+            raise TaskSubmissionError(
+                f"{self.resource_id} is not connected to the JobMaster of job {tdd.job_id.hex} "
+                f"with token {jm_token}"
+            )
+        slot = self._slot_of(tdd.allocation_id)
+        if slot is None or slot.job_id != tdd.job_id:
+            raise TaskSubmissionError(
+                f"no slot of {self.resource_id} is allocated to {tdd.allocation_id} for this job"
+            )
+        scope = trio.CancelScope()
+        self.tasks[tdd.execution_id] = _Task(tdd, scope)
+        slot.tasks.add(tdd.execution_id)
+        slot.state = SlotState.ACTIVE
+        self.start_background(self._run_task, tdd, scope)
+
+    async def _run_task(self, tdd: TaskDeploymentDescriptor, scope: trio.CancelScope) -> None:
+        """A simulated task: RUNNING, then FINISHED after its duration (or FAILED if told to)."""
+        final, error = ExecutionState.CANCELED, None
+        with scope:
+            await self.call_async(lambda: self._report(tdd, ExecutionState.RUNNING, None))
+            if tdd.fail_after is not None and tdd.fail_after < tdd.duration:
+                await trio.sleep(tdd.fail_after)
+                final, error = (
+                    ExecutionState.FAILED,
+                    f"injected failure of {tdd.vertex}[{tdd.subtask}]",
+                )
+            else:
+                await trio.sleep(tdd.duration)
+                final = ExecutionState.FINISHED
+        self.run_async(lambda: self._task_ended(tdd, final, error))
+
+    def _report(
+        self, tdd: TaskDeploymentDescriptor, state: ExecutionState, error: str | None
+    ) -> None:
+        task = self.tasks.get(tdd.execution_id)
+        if task is not None:
+            task.state = state
+        connection = self.jobs.get(tdd.job_id)
+        if connection is None or connection.gateway is None:
+            return
+        gateway = connection.gateway
+        update = TaskExecutionState(tdd.job_id, tdd.execution_id, state, error)
+        self.start_background(self._send_update, gateway, update)
+
+    async def _send_update(self, gateway: JobMasterGateway, update: TaskExecutionState) -> None:
+        try:
+            await gateway.update_task_execution_state(update)
+        except Exception:
+            pass  # the JobMaster is gone or partitioned; heartbeats will sort it out
+
+    def _task_ended(
+        self, tdd: TaskDeploymentDescriptor, state: ExecutionState, error: str | None
+    ) -> None:
+        task = self.tasks.pop(tdd.execution_id, None)
+        if task is None:
+            return
+        self._report(tdd, state, error)
+        slot = self._slot_of(tdd.allocation_id)
+        if slot is not None:
+            slot.tasks.discard(tdd.execution_id)
+            if not slot.tasks and slot.state is SlotState.ACTIVE:
+                slot.state = SlotState.ALLOCATED
+
+    async def cancel_task(self, execution_id: uuid.UUID) -> None:
+        task = self.tasks.get(execution_id)
+        if task is not None:
+            task.scope.cancel()
+
+    async def free_slot(self, allocation_id: uuid.UUID, cause: str) -> None:
+        self._free_slot(allocation_id, cause)
+
+    def _free_slot(self, allocation_id: uuid.UUID | None, cause: str) -> None:
+        slot = self._slot_of(allocation_id)
+        if slot is None or allocation_id is None:
+            return
+        for execution_id in list(slot.tasks):
+            task = self.tasks.pop(execution_id, None)
+            if task is not None:
+                task.scope.cancel()
+        slot.tasks.clear()
+        slot.state, slot.job_id, slot.allocation_id, slot.offered = (
+            SlotState.FREE,
+            None,
+            None,
+            False,
+        )
+        if self.rm_gateway is not None and self.instance_id is not None:
+            self.rm_gateway.notify_slot_available(
+                self.resource_id,
+                self.instance_id,
+                SlotID(self.resource_id, slot.index),
+                allocation_id,
+            )
+        job_ids = {s.job_id for s in self.slots if s.job_id is not None}
+        for job_id in list(self.jobs):
+            if job_id not in job_ids:
+                self._close_job_connection(job_id)
+
+    async def heartbeat_from_resource_manager(self, rm_token: uuid.UUID) -> list[SlotStatus]:
+        if rm_token == self.rm_token:
+            self.rm_last_heartbeat = trio.current_time()
+        return self.slot_report()
+
+    async def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> list[uuid.UUID]:
+        connection = self.jobs.get(job_id)
+        if connection is not None:
+            connection.last_heartbeat = trio.current_time()
+        return [e for e, t in self.tasks.items() if t.tdd.job_id == job_id]
+
+    def disconnect_resource_manager(self, cause: str) -> None:
+        self._emit("registration", f"the ResourceManager disconnected us: {cause}")
+        self._rm_lost()
+
+    def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None:
+        self._job_manager_lost(job_id, cause)
+
+    def _job_manager_lost(self, job_id: uuid.UUID, cause: str) -> None:
+        """Fail the job's tasks and free its slots (Flink: JobLeaderListener#jobManagerLost)."""
+        for slot in self.slots:
+            if slot.job_id == job_id:
+                self._free_slot(slot.allocation_id, cause)
+        self._close_job_connection(job_id)
+
+    def _close_job_connection(self, job_id: uuid.UUID) -> None:
+        connection = self.jobs.pop(job_id, None)
+        if connection is not None and connection.unwatch is not None:
+            connection.unwatch()
+
+    def _slot_of(self, allocation_id: uuid.UUID | None) -> TaskSlot | None:
+        if allocation_id is None:
+            return None
+        for slot in self.slots:
+            if slot.allocation_id == allocation_id:
+                return slot
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        now = trio.current_time()
+        age = now - self.rm_last_heartbeat if self.registration_state == "registered" else None
+        return {
+            "id": self.resource_id,
+            "address": self.address,
+            "state": self.registration_state,
+            "heartbeat_age": None if age is None or math.isinf(age) else age,
+            "slots": [
+                {
+                    "index": s.index,
+                    "state": s.state.value,
+                    "job_id": s.job_id.hex if s.job_id else None,
+                }
+                for s in self.slots
+            ],
+        }
