@@ -30,6 +30,8 @@ class ClusterConfig:
     # JobMaster -> ResourceManager resource declaration retries
     declare_initial_backoff: float = 0.1
     declare_max_backoff: float = 10.0
+    # ResourceManager: wait this long after a change before matching slots to requirements
+    requirement_check_delay: float = 0.05
     # TaskExecutor -> JobMaster slot offers
     offer_timeout: float = 10.0
     # HA: how long leader-retrieval news takes to reach a listener (ZooKeeper-like lag)
@@ -74,7 +76,7 @@ class EventLog:
             subscriber(event)
 
     def now(self) -> float:
-        return trio.current_time() - self.start
+        return round(trio.current_time() - self.start, 6)
 
 
 class _Leader:

@@ -61,6 +61,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self.slots: dict[SlotID, _Slot] = {}
         self.job_masters: dict[uuid.UUID, _JobMasterRecord] = {}
         self.requirements: dict[uuid.UUID, int] = {}
+        self._check_scheduled = False
         self._te_heartbeats = HeartbeatSender(
             self,
             self.config.heartbeat_interval,
@@ -120,7 +121,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
                 f"TaskExecutor {resource_id} with instance {instance_id} is not registered"
             )
         self._apply_slot_report(slots)
-        self._check_resources()
+        self._schedule_check()
 
     def _apply_slot_report(self, report: list[SlotStatus]) -> None:
         for status in report:
@@ -149,7 +150,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
     def _task_executor_lost(self, resource_id: str, cause: str) -> None:
         self._emit("heartbeat", f"lost TaskExecutor {resource_id}: {cause}")
         self._remove_task_executor(resource_id, cause, tell_te=True)
-        self._check_resources()
+        self._schedule_check()
 
     def _remove_task_executor(self, resource_id: str, cause: str, tell_te: bool) -> None:
         record = self.task_executors.pop(resource_id, None)
@@ -177,12 +178,12 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
             return
         if slot.allocation_id == allocation_id:
             slot.state, slot.job_id, slot.allocation_id = "FREE", None, None
-            self._check_resources()
+            self._schedule_check()
 
     def disconnect_task_manager(self, resource_id: str, cause: str) -> None:
         self._emit("registration", f"TaskExecutor {resource_id} disconnected: {cause}")
         self._remove_task_executor(resource_id, cause, tell_te=False)
-        self._check_resources()
+        self._schedule_check()
 
     async def heartbeat_from_task_manager(self, resource_id: str) -> None:
         return None
@@ -219,7 +220,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         else:
             self.requirements[job_id] = slots
         record.notified_shortage = False
-        self._check_resources()
+        self._schedule_check()
 
     def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None:
         self._remove_job_master(job_id)
@@ -240,6 +241,19 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self._remove_job_master(uuid.UUID(hex=job_hex))
 
     # --- the slot manager -----------------------------------------------------------------
+
+    def _schedule_check(self) -> None:
+        """Check requirements a little later, once for many changes (Flink's
+        slotmanager.requirement-check.delay). Besides saving work, the delay keeps a new leader
+        from trading slots with JobMasters at a frantic pace before every TaskExecutor has
+        reported what it holds."""
+        if not self._check_scheduled:
+            self._check_scheduled = True
+            self.schedule_run_async(self._run_check, self.config.requirement_check_delay)
+
+    def _run_check(self) -> None:
+        self._check_scheduled = False
+        self._check_resources()
 
     def _check_resources(self) -> None:
         """Match declared requirements with free slots, in declaration order."""
@@ -303,11 +317,11 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self._emit("slots", f"slot request for {slot.slot_id} failed: {error}")
         if isinstance(error, RpcTimeoutError):
             slot.state, slot.job_id, slot.allocation_id = "FREE", None, None
-            self.schedule_run_async(self._check_resources, self.config.heartbeat_interval / 10)
+            self._schedule_check()
             return
         # Occupied or refused: the TaskExecutor knows better; its next report tells us.
         slot.state, slot.job_id, slot.allocation_id = "ALLOCATED", None, None
-        self._check_resources()
+        self._schedule_check()
 
     # --- views ------------------------------------------------------------------------
 

@@ -446,7 +446,10 @@ class RpcEndpoint:
 
         Other messages are served meanwhile, so re-check any state the handler read before.
         """
-        self.validate_runs_in_main_thread()
+        if _current_task() is not self._holder:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            self.validate_runs_in_main_thread()
         work = self._work
         if work is None:  # on_stop: nothing else will run anyway
             return await awaitable
@@ -455,7 +458,9 @@ class RpcEndpoint:
         work.start_soon(self._main_loop)
         result = await outcome.acapture(_await, awaitable)
         if self._state is not EndpointState.RUNNING:
-            raise self._unreachable()
+            # Closing: the work scope is cancelled now or in a moment; never run on without
+            # the main thread.
+            await trio.sleep_forever()
         resume = _Resume(me)
         self._put(resume)
 
