@@ -4,6 +4,8 @@ and restarts the job with a fixed delay on failures (Flink's JobMaster + Default
 
 from __future__ import annotations
 
+import functools
+import heapq
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +74,9 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self.restarts = 0
         self.required = job_graph.max_parallelism
         self.pool: dict[uuid.UUID, _PoolSlot] = {}
+        self._free_indices = list(range(self.required))
         self.executions: dict[tuple[str, int], Execution] = {}
+        self.state_counts: dict[ExecutionState, int] = dict.fromkeys(ExecutionState, 0)
         self._by_id: dict[uuid.UUID, Execution] = {}
         self.task_managers: dict[str, _TaskManager] = {}
         self.rm_gateway: ResourceManagerGateway | None = None
@@ -117,6 +121,15 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
                 self.executions[(vertex.name, subtask)] = Execution(
                     vertex.name, subtask, self.attempt
                 )
+        self.state_counts = dict.fromkeys(ExecutionState, 0)
+        self.state_counts[ExecutionState.CREATED] = len(self.executions)
+
+    def _transition(self, execution: Execution, state: ExecutionState) -> None:
+        """Every state change goes here, so that counts stay exact without a scan."""
+        counts = self.state_counts
+        counts[execution.state] -= 1
+        counts[state] += 1
+        execution.state = state
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -126,7 +139,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._unwatch_rm = self.context.ha.watch(RESOURCE_MANAGER, self._rm_leader_changed)
         self._set_status(JobStatus.RUNNING)
         for execution in self.executions.values():
-            execution.state = ExecutionState.SCHEDULED
+            self._transition(execution, ExecutionState.SCHEDULED)
 
     async def on_stop(self) -> None:
         if self._unwatch_rm is not None:
@@ -240,11 +253,8 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         return accepted
 
     def _free_share_index(self) -> int | None:
-        used = {s.share_index for s in self.pool.values()}
-        for index in range(self.required):
-            if index not in used:
-                return index
-        return None
+        """The lowest subtask index no pooled slot runs yet (a heap: offers are O(log n))."""
+        return heapq.heappop(self._free_indices) if self._free_indices else None
 
     def _deploy(self, slot: _PoolSlot) -> None:
         manager = self.task_managers.get(slot.task_executor)
@@ -257,7 +267,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             if execution.state not in (ExecutionState.CREATED, ExecutionState.SCHEDULED):
                 continue
             execution.execution_id = self.context.new_id()
-            execution.state = ExecutionState.DEPLOYING
+            self._transition(execution, ExecutionState.DEPLOYING)
             execution.task_executor = slot.task_executor
             execution.allocation_id = slot.allocation_id
             self._by_id[execution.execution_id] = execution
@@ -274,7 +284,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
                 vertex.task_duration,
                 vertex.fail_after if fails else None,
             )
-            self.start_background(self._submit, manager.gateway, tdd)
+            self.start_background_in_order(manager.resource_id, self._submit, manager.gateway, tdd)
 
     async def _submit(self, gateway: TaskExecutorGateway, tdd: TaskDeploymentDescriptor) -> None:
         try:
@@ -287,11 +297,11 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         execution = self._by_id.get(state.execution_id)
         if execution is None or execution.state.is_terminal:
             return
-        execution.state = state.state
+        self._transition(execution, state.state)
         if state.state is ExecutionState.FINISHED:
-            if self.status is JobStatus.RUNNING and all(
-                e.state is ExecutionState.FINISHED for e in self.executions.values()
-            ):
+            if self.status is JobStatus.RUNNING and self.state_counts[
+                ExecutionState.FINISHED
+            ] == len(self.executions):
                 self._job_reached_terminal_state(JobStatus.FINISHED)
         elif state.state is ExecutionState.FAILED:
             self._failure(f"{execution.vertex}[{execution.subtask}] failed: {state.error}")
@@ -302,7 +312,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         execution = self._by_id.get(execution_id) if execution_id else None
         if execution is None or execution.state.is_terminal:
             return
-        execution.state = ExecutionState.FAILED
+        self._transition(execution, ExecutionState.FAILED)
         self._failure(message)
 
     def _failure(self, cause: str) -> None:
@@ -320,25 +330,30 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             self._job_reached_terminal_state(JobStatus.FAILED)
 
     def _cancel_executions(self) -> None:
+        cancels: list[tuple[TaskExecutorGateway, uuid.UUID]] = []
         for execution in self.executions.values():
             if execution.state.is_terminal or execution.execution_id is None:
                 continue
-            execution.state = ExecutionState.CANCELING
+            self._transition(execution, ExecutionState.CANCELING)
             manager = self.task_managers.get(execution.task_executor or "")
             if manager is not None:
-                self.start_background(self._cancel_task, manager.gateway, execution.execution_id)
+                cancels.append((manager.gateway, execution.execution_id))
+        if cancels:
+            # one task sends them all: spawning a task per cancel dominated restarts at scale
+            self.start_background(self._cancel_tasks, cancels)
 
-    async def _cancel_task(self, gateway: TaskExecutorGateway, execution_id: uuid.UUID) -> None:
-        try:
-            await gateway.cancel_task(execution_id)
-        except Exception:
-            pass
-        self.run_async(lambda: self._cancel_done(execution_id))
+    async def _cancel_tasks(self, cancels: list[tuple[TaskExecutorGateway, uuid.UUID]]) -> None:
+        for gateway, execution_id in cancels:
+            try:
+                await gateway.cancel_task(execution_id)
+            except Exception:
+                pass
+            self.run_async(functools.partial(self._cancel_done, execution_id))
 
     def _cancel_done(self, execution_id: uuid.UUID) -> None:
         execution = self._by_id.get(execution_id)
         if execution is not None and execution.state is ExecutionState.CANCELING:
-            execution.state = ExecutionState.CANCELED
+            self._transition(execution, ExecutionState.CANCELED)
         self._maybe_cancelled()
 
     def _maybe_cancelled(self) -> None:
@@ -354,7 +369,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._new_executions()
         self._set_status(JobStatus.RUNNING)
         for execution in self.executions.values():
-            execution.state = ExecutionState.SCHEDULED
+            self._transition(execution, ExecutionState.SCHEDULED)
         for slot in sorted(self.pool.values(), key=lambda s: s.share_index):
             self._deploy(slot)
         self._declare()
@@ -374,7 +389,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._tm_heartbeats.unmonitor(resource_id)
         lost = [a for a, s in self.pool.items() if s.task_executor == resource_id]
         for allocation_id in lost:
-            del self.pool[allocation_id]
+            heapq.heappush(self._free_indices, self.pool.pop(allocation_id).share_index)
         if manager is None and not lost:
             return
         self._emit("failure", f"lost TaskExecutor {resource_id}: {cause}")
@@ -384,7 +399,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             if e.task_executor == resource_id and not e.state.is_terminal
         ]
         for execution in affected:
-            execution.state = ExecutionState.FAILED
+            self._transition(execution, ExecutionState.FAILED)
         if affected:
             self._failure(f"TaskExecutor {resource_id} was lost: {cause}")
         elif self.status is JobStatus.RUNNING:
@@ -394,7 +409,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
                     execution.task_executor == resource_id
                     and execution.state is ExecutionState.CREATED
                 ):
-                    execution.state = ExecutionState.SCHEDULED
+                    self._transition(execution, ExecutionState.SCHEDULED)
         self._declare()
 
     # --- ending -------------------------------------------------------------------------
@@ -413,7 +428,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             raise ValueError(f"job {self.name} has no subtask {name}[{subtask}]")
         if execution.state.is_terminal or execution.execution_id is None:
             raise ValueError(f"{name}[{subtask}] is {execution.state.value}, not running")
-        execution.state = ExecutionState.FAILED
+        self._transition(execution, ExecutionState.FAILED)
         self._failure(f"{name}[{subtask}] failed (injected by the user)")
 
     def _job_reached_terminal_state(self, status: JobStatus) -> None:
@@ -421,6 +436,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._cancel_executions()
         slots = list(self.pool.values())
         self.pool.clear()
+        self._free_indices = []
         self._declare()
         self.start_background(self._release_and_leave, slots, f"job {status.value}")
 
@@ -455,7 +471,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
 
     def details(self) -> dict[str, Any]:
         now = trio.current_time()
-        finished = sum(1 for e in self.executions.values() if e.state is ExecutionState.FINISHED)
+        finished = self.state_counts[ExecutionState.FINISHED]
         return {
             "job_id": self.job_id.hex,
             "name": self.name,

@@ -285,8 +285,14 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         allocation_id = self.context.new_id()
         slot.state, slot.job_id, slot.allocation_id = "PENDING", job_id, allocation_id
         te = self.task_executors[slot.slot_id.task_executor]
-        self.start_background(
-            self._send_slot_request, te.gateway, slot, job_id, allocation_id, record.address
+        self.start_background_in_order(
+            te.resource_id,
+            self._send_slot_request,
+            te.gateway,
+            slot,
+            job_id,
+            allocation_id,
+            record.address,
         )
 
     async def _send_slot_request(

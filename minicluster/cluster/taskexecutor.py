@@ -393,7 +393,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             return
         gateway = connection.gateway
         update = TaskExecutionState(tdd.job_id, tdd.execution_id, state, error)
-        self.start_background(self._send_update, gateway, update)
+        self.start_background_in_order(tdd.job_id, self._send_update, gateway, update)
 
     async def _send_update(self, gateway: JobMasterGateway, update: TaskExecutionState) -> None:
         try:

@@ -181,6 +181,9 @@ class RpcEndpoint:
         self._terminated = trio.Event()
         self._termination_error: BaseException | None = None
         self._background: trio.Nursery | None = None
+        self._ordered: dict[
+            object, deque[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]]
+        ] = {}
         self._work: trio.Nursery | None = None
         self._handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
         for name in gateway_methods(type(self)):
@@ -524,6 +527,33 @@ class RpcEndpoint:
         if self._background is None:
             raise self._not_running()
         self._background.start_soon(fn, *args)
+
+    def start_background_in_order(
+        self, key: object, fn: Callable[..., Awaitable[Any]], *args: Any
+    ) -> None:
+        """Like `start_background`, but runs with the same `key` run one after another, in
+        the order they were started, on one task for the whole burst.
+
+        For streams of calls to one peer (task updates, deployments): order is kept and a
+        burst costs one task instead of one per call.
+        """
+        if self._background is None:
+            raise self._not_running()
+        queue = self._ordered.get(key)
+        if queue is not None:
+            queue.append((fn, args))
+            return
+        self._ordered[key] = deque([(fn, args)])
+        self._background.start_soon(self._drain_in_order, key)
+
+    async def _drain_in_order(self, key: object) -> None:
+        queue = self._ordered[key]
+        try:
+            while queue:
+                fn, args = queue.popleft()
+                await fn(*args)
+        finally:
+            del self._ordered[key]
 
     def _not_running(self) -> Exception:
         if self._state is EndpointState.NEW:
