@@ -146,17 +146,15 @@ def main() -> None:
         print(f"\ngrowth from P={first['parallelism']} to P={last['parallelism']} (x{scale:g}):")
         for key in ("initialization_ms", "deployment_ms", "restart_computation_ms"):
             ratio = last[key] / max(first[key], 1e-9)
-            print(
-                f"  {key:<24} x{ratio:.1f} ({'linear or better' if ratio <= scale * 1.2 else 'WORSE than linear'})"
-            )
+            verdict = "linear or better" if ratio <= scale * 1.2 else "WORSE than linear"
+            print(f"  {key:<24} x{ratio:.1f} ({verdict})")
     biggest = rows[-1]
     if biggest["parallelism"] == 10_000:
         print("\nagainst Flink 1.14 at P=10000 (published, FLINK-21110):")
         for key, flink in FLINK_1_14.items():
             ours = biggest[f"{key}_ms"]
-            print(
-                f"  {key:<20} {ours:>9.1f} ms vs {flink:>6} ms  {'PASS' if ours < flink else 'FAIL'}"
-            )
+            verdict = "PASS" if ours < flink else "FAIL"
+            print(f"  {key:<20} {ours:>9.1f} ms vs {flink:>6} ms  {verdict}")
         print(f"  peak RSS             {biggest['peak_rss_mib']:>9.0f} MiB (bar: 2048 MiB)")
     if args.json:
         with open(args.json, "w") as out:
