@@ -13,6 +13,9 @@ import trio
 
 from .model import new_id
 
+RESOURCE_MANAGER = "resourcemanager"
+DISPATCHER = "dispatcher"
+
 
 @dataclass
 class ClusterConfig:
@@ -135,6 +138,13 @@ class HaServices:
             return None
         return entry.address, entry.token
 
+    def leaders_of(self, prefix: str) -> dict[str, tuple[str, uuid.UUID]]:
+        return {
+            component: (entry.address, entry.token)
+            for component, entry in self._leaders.items()
+            if component.startswith(prefix) and entry.address is not None and entry.token
+        }
+
     def watch(
         self, component: str, listener: Callable[[str, uuid.UUID], None]
     ) -> Callable[[], None]:
@@ -154,6 +164,45 @@ class HaServices:
         self._leaders.pop(component, None)
 
 
+class RemoteHaServices(HaServices):
+    """Leader retrieval for a component in another process: polls the cluster's `leaders()`
+    and publishes what changed to local listeners."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        nursery: trio.Nursery,
+        fetch: Callable[[], Any],
+        interval: float,
+    ) -> None:
+        super().__init__(rng, nursery, 0.0)
+        self._fetch = fetch
+        self._interval = interval
+        nursery.start_soon(self._poll)
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                leaders = await self._fetch()
+            except Exception:
+                leaders = None
+            if isinstance(leaders, dict):
+                self._update(RESOURCE_MANAGER, leaders.get("resource_manager"))
+                self._update(DISPATCHER, leaders.get("dispatcher"))
+                for component, leader in (leaders.get("job_masters") or {}).items():
+                    self._update(component, leader)
+            await trio.sleep(self._interval)
+
+    def _update(self, component: str, leader: Any) -> None:
+        if not isinstance(leader, dict):
+            return
+        address, token = leader.get("address"), leader.get("token")
+        if isinstance(address, str) and isinstance(token, uuid.UUID):
+            current = self.leader(component)
+            if current != (address, token):
+                self.publish(component, address, token)
+
+
 @dataclass
 class ClusterContext:
     config: ClusterConfig
@@ -170,7 +219,3 @@ class ClusterContext:
 
 def job_master_component(job_id: uuid.UUID) -> str:
     return f"jobmaster-{job_id.hex}"
-
-
-RESOURCE_MANAGER = "resourcemanager"
-DISPATCHER = "dispatcher"

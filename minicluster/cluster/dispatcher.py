@@ -190,6 +190,8 @@ class ClusterEndpoint(RpcEndpoint, ClusterGateway):
         self._topology = topology
 
     async def leaders(self) -> dict[str, Any]:
+        """Where the current leaders are, with their fencing tokens (job masters included, for
+        TaskExecutors in other processes)."""
         result: dict[str, Any] = {}
         for key, component in (("dispatcher", DISPATCHER), ("resource_manager", RESOURCE_MANAGER)):
             leader = self.context.ha.leader(component)
@@ -198,6 +200,10 @@ class ClusterEndpoint(RpcEndpoint, ClusterGateway):
                 if leader
                 else {"address": None, "token": None}
             )
+        result["job_masters"] = {
+            component: {"address": address, "token": token}
+            for component, (address, token) in self.context.ha.leaders_of("jobmaster-").items()
+        }
         return result
 
     async def topology(self) -> dict[str, Any]:

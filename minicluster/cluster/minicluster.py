@@ -59,6 +59,9 @@ class _Tracer:
         if events.record_rpc or kind == "fencing":
             events.emit(Event(events.now(), kind, sender, receiver, method, outcome))
 
+    def latency(self, method: str, seconds: float) -> None:
+        self.events.latencies[method].append(seconds)
+
     def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None:
         events = self.events
         if events.record_rpc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -85,11 +86,22 @@ class LocalInvoker:
             endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
         elif service.tracer is not None:
             service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
-        return await reply.wait(
-            self.timeouts,
-            self.default_timeout if timeout is None else timeout,
-            lambda: f"ask {method} to {self.address}",
-        )
+        tracer = service.tracer
+        if tracer is None:
+            return await reply.wait(
+                self.timeouts,
+                self.default_timeout if timeout is None else timeout,
+                lambda: f"ask {method} to {self.address}",
+            )
+        started = time.perf_counter()
+        try:
+            return await reply.wait(
+                self.timeouts,
+                self.default_timeout if timeout is None else timeout,
+                lambda: f"ask {method} to {self.address}",
+            )
+        finally:
+            tracer.latency(method, time.perf_counter() - started)
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.serialize:

@@ -45,6 +45,9 @@ class Tracer(Protocol):
 
     def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None: ...
 
+    def latency(self, method: str, seconds: float) -> None:
+        """How long an ask took, seen by the caller (real time, even on a virtual clock)."""
+
 
 class RpcStats:
     """Counters that the cluster and its views read; cheap enough to keep always."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -608,6 +609,8 @@ class RemoteInvoker:
             conn.writer.send(frame, alone)  # type: ignore[union-attr]
         elif conn.service.tracer is not None:
             conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
+        tracer = conn.service.tracer
+        started = time.perf_counter() if tracer is not None else 0.0
         try:
             return await reply.wait(
                 conn.service.timeouts,
@@ -616,6 +619,8 @@ class RemoteInvoker:
             )
         finally:
             pending.pop(request_id, None)
+            if tracer is not None:
+                tracer.latency(method, time.perf_counter() - started)
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         message_filter = self.conn.service.message_filter
