@@ -1,22 +1,717 @@
-"""Entry point of the `minicluster` command."""
+"""The `minicluster` command: parsing, output and exit codes. The work lives in `minicluster`."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
 import click
+import trio
 
 from minicluster import __version__
+from minicluster.client import DEFAULT_ADDRESS, ClusterClient, connect_cluster
+from minicluster.cluster import ClusterConfig, JobGraph, JobStatus, JobVertex, MiniCluster
+from minicluster.cluster.context import Event
+from minicluster.console import LiveConsole, format_event_line, make_console
+from minicluster.console.views import render_jobs, render_topology
+from minicluster.scenario import load_job_file, parse_duration
+
+from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+
+
+def address_option(fn: Any) -> Any:
+    return click.option(
+        "--address",
+        default=DEFAULT_ADDRESS,
+        envvar="MINICLUSTER_ADDRESS",
+        show_default=True,
+        help="The cluster, as tcp://HOST:PORT (or set MINICLUSTER_ADDRESS).",
+    )(fn)
+
+
+def secret_option(fn: Any) -> Any:
+    return click.option(
+        "--secret-file",
+        type=click.Path(dir_okay=False),
+        help="A file holding the cluster's shared secret.",
+    )(fn)
+
+
+def json_option(fn: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
+
+
+def timeout_option(fn: Any) -> Any:
+    return click.option(
+        "--timeout",
+        type=DURATION,
+        default="10s",
+        show_default=True,
+        help="How long to wait for the cluster to answer.",
+    )(fn)
+
+
+def read_secret(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as exc:
+        fail(f"cannot read the secret file {path}: {exc.strerror}", EXIT_USAGE)
+    if not secret:
+        fail(f"the secret file {path} is empty", EXIT_USAGE)
+    return secret
+
+
+def print_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+@click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="minicluster")
 def cli() -> None:
     """minicluster: Flink's RPC layer and cluster coordination, simulated in Python.
 
     \b
-    Example:
-      minicluster --version
+    Start with a scenario (virtual clock, runs in a second):
+      minicluster run-scenario scenarios/quickstart.yaml
+    Or run a cluster and talk to it from another terminal:
+      minicluster start
+      minicluster submit-job --parallelism 4 --wait
+      minicluster inspect
     """
 
 
+# --- start -------------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to serve on.")
+@click.option("--port", type=int, default=6123, show_default=True, help="0 picks a free port.")
+@click.option("--task-executors", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--slots-per-executor", type=click.IntRange(1), default=2, show_default=True)
+@click.option(
+    "--rpc", type=click.Choice(["shared", "dedicated"]), default="shared", show_default=True
+)
+@click.option("--heartbeat-interval", type=DURATION, default="10s", show_default=True)
+@click.option("--heartbeat-timeout", type=DURATION, default="50s", show_default=True)
+@click.option("--rpc-timeout", type=DURATION, default="10s", show_default=True)
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="YAML with a cluster: section."
+)
+@secret_option
+@click.option("--no-live", is_flag=True, help="Plain event lines instead of the live view.")
+@click.pass_context
+def start(ctx: click.Context, /, **options: Any) -> None:
+    """Start a cluster (Dispatcher, ResourceManager, TaskExecutors) serving on TCP.
+
+    Prints `cluster ready at tcp://HOST:PORT` once it accepts submissions, then serves until
+    Ctrl-C, SIGTERM or `minicluster stop`.
+
+    \b
+    Example:
+      minicluster start --port 6123 --task-executors 3 --heartbeat-timeout 5s
+    """
+    with reported():
+        settings = _start_settings(ctx, options)
+        secret = read_secret(options["secret_file"])
+        console, live_enabled = make_console(options["no_live"], stderr=True)
+        live = LiveConsole(console) if live_enabled else None
+        printed = [0]
+
+        def on_ready(cluster: MiniCluster) -> None:
+            click.echo(f"cluster ready at {cluster.address}")
+            sys.stdout.flush()
+            if live is not None:
+                live.start()
+            else:
+                cluster.events.subscribers.append(_plain_event_printer(printed))
+
+        def on_tick(cluster: MiniCluster) -> None:
+            if live is not None:
+                live.update(_snapshot(cluster), _events(cluster), _rpc_stats(cluster), None)
+
+        from minicluster.serve import serve_cluster
+
+        try:
+            reason = trio.run(
+                lambda: serve_cluster(
+                    host=options["host"],
+                    port=options["port"],
+                    task_executors=settings["task_executors"],
+                    slots_per_executor=settings["slots_per_executor"],
+                    rpc=settings["rpc"],
+                    config=settings["config"],
+                    secret=secret,
+                    on_ready=on_ready,
+                    on_tick=on_tick,
+                )
+            )
+        finally:
+            if live is not None:
+                live.stop()
+        click.echo(f"cluster {reason}; shut down cleanly", err=True)
+
+
+def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, Any]:
+    """Options from --config, overridden by flags given on the command line."""
+    values = {
+        "task_executors": options["task_executors"],
+        "slots_per_executor": options["slots_per_executor"],
+        "rpc": options["rpc"],
+        "heartbeat_interval": options["heartbeat_interval"],
+        "heartbeat_timeout": options["heartbeat_timeout"],
+        "rpc_timeout": options["rpc_timeout"],
+    }
+    if options["config_file"]:
+        from minicluster.scenario import load_cluster_config
+
+        spec = load_cluster_config(options["config_file"])
+        from_file = {
+            "task_executors": len(spec.task_executors),
+            "slots_per_executor": spec.slots_per_executor,
+            "rpc": spec.rpc,
+            "heartbeat_interval": spec.heartbeat_interval,
+            "heartbeat_timeout": spec.heartbeat_timeout,
+            "rpc_timeout": spec.rpc_timeout,
+        }
+        for key, value in from_file.items():
+            if ctx.get_parameter_source(key) is not click.core.ParameterSource.COMMANDLINE:
+                values[key] = value
+    if values["heartbeat_timeout"] <= values["heartbeat_interval"]:
+        fail("--heartbeat-timeout must be longer than --heartbeat-interval", EXIT_USAGE)
+    values["config"] = ClusterConfig(
+        heartbeat_interval=values["heartbeat_interval"],
+        heartbeat_timeout=values["heartbeat_timeout"],
+        rpc_timeout=values["rpc_timeout"],
+    )
+    return values
+
+
+def _plain_event_printer(printed: list[int]) -> Any:
+    def show(event: Event) -> None:
+        if event.method is not None and "heartbeat" in event.method and event.outcome == "ok":
+            return  # heartbeats that went fine are the noise of a healthy cluster
+        click.echo(format_event_line(event.as_dict()))
+
+    return show
+
+
+def _snapshot(cluster: MiniCluster) -> dict[str, Any]:
+    snapshot = cluster.snapshot()
+    snapshot["heartbeat_timeout"] = cluster.config.heartbeat_timeout
+    return snapshot
+
+
+def _events(cluster: MiniCluster) -> list[dict[str, Any]]:
+    return [
+        e.as_dict()
+        for e in list(cluster.events.recent)[-60:]
+        if not (e.method and "heartbeat" in e.method and e.outcome == "ok")
+    ]
+
+
+def _rpc_stats(cluster: MiniCluster) -> dict[str, Any]:
+    from minicluster.scenario.runner import rpc_statistics
+
+    return rpc_statistics(cluster)
+
+
+# --- clients -----------------------------------------------------------------------------
+
+
+def _client_run(address: str, secret_file: str | None, timeout: float, body: Any) -> Any:
+    secret = read_secret(secret_file)
+
+    async def main() -> Any:
+        async with connect_cluster(address, secret, timeout) as client:
+            return await body(client)
+
+    return trio.run(main)
+
+
+def _job_graph(
+    job_file: str | None, name: str | None, parallelism: int | None, duration: float | None
+) -> JobGraph:
+    job_id = uuid.uuid4()
+    if job_file:
+        spec = load_job_file(job_file)
+        import random
+
+        graph = spec.to_job_graph(random.Random(job_id.int))
+        graph.job_id = job_id
+        if name:
+            graph.name = name
+        if parallelism is not None or duration is not None:
+            fail("--parallelism and --task-duration cannot be combined with a job file", EXIT_USAGE)
+        return graph
+    return JobGraph(
+        job_id,
+        name or "job",
+        [
+            JobVertex(
+                "task",
+                parallelism if parallelism is not None else 2,
+                duration if duration is not None else 2.0,
+            )
+        ],
+    )
+
+
+@cli.command("submit-job", context_settings=CONTEXT)
+@click.argument("job_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--name", help="The job's name (default: from the file, or 'job').")
+@click.option("--parallelism", type=click.IntRange(1), help="Subtasks per vertex (default 2).")
+@click.option("--task-duration", type=DURATION, help="How long each task runs (default 2s).")
+@click.option("--wait", is_flag=True, help="Follow the job; exit 0 for FINISHED, 1 otherwise.")
+@address_option
+@secret_option
+@timeout_option
+@json_option
+def submit_job(
+    job_file: str | None,
+    name: str | None,
+    parallelism: int | None,
+    task_duration: float | None,
+    wait: bool,
+    address: str,
+    secret_file: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Submit a job through the Dispatcher and print its id.
+
+    \b
+    Examples:
+      minicluster submit-job --name etl --parallelism 4 --task-duration 3s --wait
+      minicluster submit-job job.yaml --json
+    """
+    with reported():
+        graph = _job_graph(job_file, name, parallelism, task_duration)
+        interactive = sys.stderr.isatty() and not as_json
+
+        async def body(client: ClusterClient) -> str:
+            await client.call(lambda d: d.submit_job(graph))
+            if not as_json:
+                click.echo(graph.job_id.hex)
+            status = "CREATED"
+            if wait:
+                status = await _follow(client, graph.job_id, interactive)
+            else:
+                status = await client.call(lambda d: d.request_job_status(graph.job_id))
+            return status
+
+        status = _client_run(address, secret_file, timeout, body)
+        if as_json:
+            print_json({"job_id": graph.job_id.hex, "name": graph.name, "status": status})
+        if wait and status != "FINISHED":
+            fail(f"job {graph.name} ({graph.job_id.hex}) ended {status}")
+
+
+async def _follow(client: ClusterClient, job_id: uuid.UUID, interactive: bool) -> str:
+    """Poll the job until it ends, showing progress on stderr; a leader change is followed."""
+    last = ""
+    while True:
+        details = await client.call(lambda d: d.request_job(job_id))
+        status = details["status"]
+        line = (
+            f"{details['name']}: {status} {details.get('tasks_finished', 0)}/"
+            f"{details.get('tasks_total', 0)} tasks, {details.get('restarts', 0)} restarts"
+        )
+        if line != last:
+            if interactive:
+                click.echo(f"\r\033[K{line}", err=True, nl=False)
+            else:
+                click.echo(line, err=True)
+            last = line
+        if JobStatus(status).is_globally_terminal:
+            if interactive:
+                click.echo("", err=True)
+            return str(status)
+        await trio.sleep(0.2)
+
+
+@cli.command("list-jobs", context_settings=CONTEXT)
+@address_option
+@secret_option
+@timeout_option
+@json_option
+def list_jobs(address: str, secret_file: str | None, timeout: float, as_json: bool) -> None:
+    """List the cluster's jobs: id, name, status, parallelism, start time, duration.
+
+    \b
+    Example:
+      minicluster list-jobs --json
+    """
+    with reported():
+        jobs = _client_run(address, secret_file, timeout, lambda c: c.call(lambda d: d.list_jobs()))
+        if as_json:
+            print_json({"jobs": jobs})
+            return
+        if not jobs:
+            click.echo("no jobs")
+            return
+        click.echo(
+            f"{'JOB ID':<32}  {'NAME':<16} {'STATUS':<10} {'PAR':>4} {'START':>9} {'DURATION':>9}"
+        )
+        for job in jobs:
+            click.echo(
+                f"{job['job_id']:<32}  {job['name'][:16]:<16} {job['status']:<10} "
+                f"{job['parallelism']:>4} {job['start_time']:>8.1f}s {job['duration'] or 0:>8.1f}s"
+            )
+
+
+@cli.command("job-status", context_settings=CONTEXT)
+@click.argument("job_id")
+@address_option
+@secret_option
+@timeout_option
+@json_option
+def job_status(
+    job_id: str, address: str, secret_file: str | None, timeout: float, as_json: bool
+) -> None:
+    """Show one job, its tasks and their states (JOB_ID may be a unique prefix or the name).
+
+    \b
+    Example:
+      minicluster job-status 3f2a --json
+    """
+    with reported():
+
+        async def body(client: ClusterClient) -> dict[str, Any]:
+            resolved = await client.find_job(job_id)
+            result: dict[str, Any] = await client.call(lambda d: d.request_job(resolved))
+            return result
+
+        details = _client_run(address, secret_file, timeout, body)
+        tasks = [
+            {k: t.get(k) for k in ("vertex", "subtask", "state", "task_executor")}
+            for t in details.get("tasks", [])
+        ]
+        if as_json:
+            print_json(
+                {
+                    "job_id": details["job_id"],
+                    "name": details["name"],
+                    "status": details["status"],
+                    "restarts": details.get("restarts", 0),
+                    "tasks": tasks,
+                }
+            )
+            return
+        click.echo(
+            f"{details['name']} ({details['job_id']}): {details['status']}, "
+            f"{details.get('tasks_finished', 0)}/{details.get('tasks_total', len(tasks))} tasks "
+            f"finished, {details.get('restarts', 0)} restarts"
+        )
+        for task in tasks:
+            click.echo(
+                f"  {task['vertex']}[{task['subtask']}]  {task['state']:<10} "
+                f"{task['task_executor'] or '-'}"
+            )
+
+
+@cli.command("cancel-job", context_settings=CONTEXT)
+@click.argument("job_id")
+@address_option
+@secret_option
+@timeout_option
+@json_option
+def cancel_job(
+    job_id: str, address: str, secret_file: str | None, timeout: float, as_json: bool
+) -> None:
+    """Cancel a job; exits 0 once it is CANCELED.
+
+    \b
+    Example:
+      minicluster cancel-job 3f2a
+    """
+    with reported():
+
+        async def body(client: ClusterClient) -> tuple[str, str]:
+            resolved = await client.find_job(job_id)
+            await client.call(lambda d: d.cancel_job(resolved))
+            with trio.move_on_after(timeout):
+                while True:
+                    status = await client.call(lambda d: d.request_job_status(resolved))
+                    if JobStatus(status).is_globally_terminal:
+                        return resolved.hex, status
+                    await trio.sleep(0.1)
+            return resolved.hex, await client.call(lambda d: d.request_job_status(resolved))
+
+        resolved, status = _client_run(address, secret_file, timeout, body)
+        if as_json:
+            print_json({"job_id": resolved, "status": status})
+        elif status == "CANCELED":
+            click.echo(f"job {resolved} CANCELED")
+        if status != "CANCELED":
+            fail(f"job {resolved} is {status}, not CANCELED")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--watch", is_flag=True, help="Refresh the view until Ctrl-C.")
+@address_option
+@secret_option
+@timeout_option
+@json_option
+def inspect(
+    watch: bool, address: str, secret_file: str | None, timeout: float, as_json: bool
+) -> None:
+    """Show the topology: leaders with their fencing tokens, TaskExecutors and slots, jobs.
+
+    \b
+    Example:
+      minicluster inspect --watch
+    """
+    with reported():
+        if watch and as_json:
+            fail("--watch and --json cannot be combined", EXIT_USAGE)
+        if not watch:
+            snapshot = _client_run(address, secret_file, timeout, lambda c: c.topology())
+            if as_json:
+                print_json(_inspect_json(snapshot))
+            else:
+                console, _ = make_console(False)
+                console.print(render_topology(snapshot, max_task_executors=50))
+                console.print(render_jobs(snapshot))
+            return
+        console, live_enabled = make_console(False)
+
+        async def body(client: ClusterClient) -> None:
+            live = LiveConsole(console) if live_enabled else None
+            if live is not None:
+                live.start()
+            try:
+                with trio.open_signal_receiver(2, 15) as signals:
+                    async with trio.open_nursery() as nursery:
+
+                        async def stop_on_signal() -> None:
+                            async for _ in signals:
+                                nursery.cancel_scope.cancel()
+
+                        nursery.start_soon(stop_on_signal)
+                        while True:
+                            snapshot = await client.topology()
+                            if live is not None:
+                                live.update(snapshot, [], None, None)
+                            else:
+                                console.print(render_topology(snapshot))
+                            await trio.sleep(1.0)
+            finally:
+                if live is not None:
+                    live.stop()
+
+        _client_run(address, secret_file, timeout, body)
+
+
+def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dispatcher": snapshot["dispatcher"],
+        "resource_manager": snapshot["resource_manager"],
+        "job_masters": snapshot["job_masters"],
+        "task_executors": [
+            {
+                "id": te["id"],
+                "address": te["address"],
+                "state": te.get("state"),
+                "slots": [
+                    {"index": s["index"], "state": s["state"], "job_id": s["job_id"]}
+                    for s in te["slots"]
+                ],
+            }
+            for te in snapshot["task_executors"]
+        ],
+        "jobs": [
+            {"job_id": j["job_id"], "name": j["name"], "status": j["status"]}
+            for j in snapshot["jobs"]
+        ],
+    }
+
+
+@cli.command(context_settings=CONTEXT)
+@address_option
+@secret_option
+@timeout_option
+def stop(address: str, secret_file: str | None, timeout: float) -> None:
+    """Ask the cluster to shut down; exits 0 once it has.
+
+    \b
+    Example:
+      minicluster stop --address tcp://127.0.0.1:6123
+    """
+    with reported():
+
+        async def body(client: ClusterClient) -> None:
+            await client.call(lambda d: d.shutdown_cluster())
+            with trio.move_on_after(timeout):
+                while True:
+                    try:
+                        await client.leaders()
+                    except Exception:
+                        return
+                    await trio.sleep(0.1)
+            fail(f"the cluster at {address} did not stop within {timeout:g} s")
+
+        _client_run(address, secret_file, timeout, body)
+        click.echo("cluster stopped")
+
+
+@cli.command("task-executor", context_settings=CONTEXT)
+@click.option("--join", "join", required=True, help="The cluster to join, tcp://HOST:PORT.")
+@click.option("--slots", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option("--id", "resource_id", help="The TaskExecutor's id (default: te-<random>).")
+@click.option("--heartbeat-interval", type=DURATION, default="10s", show_default=True)
+@click.option("--heartbeat-timeout", type=DURATION, default="50s", show_default=True)
+@click.option("--rpc-timeout", type=DURATION, default="10s", show_default=True)
+@secret_option
+def task_executor(
+    join: str,
+    slots: int,
+    host: str,
+    port: int,
+    resource_id: str | None,
+    heartbeat_interval: float,
+    heartbeat_timeout: float,
+    rpc_timeout: float,
+    secret_file: str | None,
+) -> None:
+    """Run one TaskExecutor in this process, joining a running cluster.
+
+    It registers at the cluster's ResourceManager (retrying with backoff until it is there),
+    serves its slots, follows leader changes, and deregisters when stopped (Ctrl-C, SIGTERM).
+
+    \b
+    Example:
+      minicluster task-executor --join tcp://127.0.0.1:6123 --slots 4 --id te-extra
+    """
+    with reported():
+        secret = read_secret(secret_file)
+        resource_id = resource_id or f"te-{uuid.uuid4().hex[:6]}"
+        config = ClusterConfig(
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            rpc_timeout=rpc_timeout,
+        )
+        from minicluster.serve import join_cluster
+
+        def on_ready(te: Any) -> None:
+            click.echo(f"task executor {resource_id} serving at {te.address}, joining {join}")
+            sys.stdout.flush()
+
+        def on_event(event: Event) -> None:
+            click.echo(format_event_line(event.as_dict()))
+            sys.stdout.flush()
+
+        trio.run(
+            lambda: join_cluster(
+                cluster_address=join,
+                resource_id=resource_id,
+                slots=slots,
+                host=host,
+                port=port,
+                secret=secret,
+                config=config,
+                on_ready=on_ready,
+                on_event=on_event,
+            )
+        )
+        click.echo(f"task executor {resource_id} stopped", err=True)
+
+
+# --- scenarios ---------------------------------------------------------------------------
+
+
+@cli.command("run-scenario", context_settings=CONTEXT)
+@click.argument("scenario_file", type=click.Path(dir_okay=False))
+@click.option("--seed", type=int, help="Overrides the file's seed; same seed, same run.")
+@click.option("--clock", type=click.Choice(["virtual", "real"]), help="Overrides the file's clock.")
+@click.option(
+    "--report", "report_file", type=click.Path(dir_okay=False), help="Write a JSON report."
+)
+@click.option(
+    "--trace",
+    "trace_file",
+    type=click.Path(dir_okay=False),
+    help="Write one JSON line per RPC message.",
+)
+@click.option(
+    "--speed", default=None, help="Virtual seconds per real second in the live view, or 'max'."
+)
+@click.option("--no-live", is_flag=True, help="Plain lines instead of the live view.")
+def run_scenario(
+    scenario_file: str,
+    seed: int | None,
+    clock: str | None,
+    report_file: str | None,
+    trace_file: str | None,
+    speed: str | None,
+    no_live: bool,
+) -> None:
+    """Run a scenario file on an in-process cluster and print a summary.
+
+    Exits 0 when every wait and expect held, 1 when one did not, 2 when the file is invalid.
+
+    \b
+    Example:
+      minicluster run-scenario scenarios/taskexecutor-crash.yaml --seed 7 --report out.json
+    """
+    with reported():
+        from minicluster.scenario import load_scenario
+
+        from .scenario_view import run_with_view
+
+        scenario = load_scenario(scenario_file)
+        pace: float | None = None
+        if speed not in (None, "max"):
+            try:
+                pace = float(speed)  # type: ignore[arg-type]
+            except ValueError:
+                fail(f"--speed must be a number or 'max', not {speed!r}", EXIT_USAGE)
+            if pace <= 0:
+                fail("--speed must be positive", EXIT_USAGE)
+        result = run_with_view(
+            scenario,
+            seed=seed,
+            clock=clock,
+            report_file=report_file,
+            trace_file=trace_file,
+            no_live=no_live,
+            speed=pace,
+            speed_given=speed is not None,
+        )
+        if not result.passed:
+            failure = result.failure
+            detail = (
+                f"step {failure.index + 1} ({failure.kind}): {failure.message}" if failure else ""
+            )
+            fail(f"scenario {scenario.name} failed at {detail}", EXIT_FAILED)
+
+
 def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     cli(prog_name="minicluster")

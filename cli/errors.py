@@ -1,0 +1,80 @@
+"""Mapping failures to the contract's exit codes, each with one clear sentence on stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn, TypeVar
+
+import click
+
+from minicluster.client import ClusterUnreachableError
+from minicluster.rpc import RpcError
+from minicluster.scenario import ScenarioError
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILED = (
+    1  # what was asked for failed: job FAILED/CANCELED, expectation, unreachable, rejected
+)
+EXIT_USAGE = 2  # bad usage or an invalid input file
+
+
+class CommandFailed(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    raise CommandFailed(message, code)
+
+
+def _sentence(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Run a command body; turn what can go wrong into an exit code and one sentence."""
+    try:
+        yield
+    except CommandFailed as exc:
+        _exit(_sentence(exc), exc.code)
+    except ScenarioError as exc:
+        _exit(_sentence(exc), EXIT_USAGE)
+    except ClusterUnreachableError as exc:
+        _exit(_sentence(exc), EXIT_FAILED)
+    except RpcError as exc:
+        _exit(f"the cluster refused: {_sentence(exc)}", EXIT_FAILED)
+    except OSError as exc:
+        _exit(_sentence(exc), EXIT_FAILED)
+    except BaseExceptionGroup as group:  # trio wraps failures of tasks
+        leaf = _first_leaf(group)
+        if isinstance(
+            leaf, (CommandFailed, ScenarioError, ClusterUnreachableError, RpcError, OSError)
+        ):
+            with reported():
+                raise leaf from None
+        raise
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    click.echo(f"minicluster: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    with reported():
+        return fn()
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,150 @@
+"""How `run-scenario` shows a run: the live dashboard in a terminal, plain lines elsewhere,
+then a summary; plus the report and trace files."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+import click
+
+from minicluster.cluster import MiniCluster
+from minicluster.cluster.context import Event
+from minicluster.console import LiveConsole, format_event_line, make_console
+from minicluster.scenario import Scenario, Step
+from minicluster.scenario.runner import (
+    Observer,
+    ScenarioResult,
+    StepResult,
+    rpc_statistics,
+    run_scenario,
+)
+
+from .errors import EXIT_USAGE, fail
+
+LIVE_SPEED = 4.0  # virtual seconds per real second when a person watches and no --speed
+
+
+class _PlainObserver(Observer):
+    """Timestamped lines, no control codes: steps, failovers, faults and failures."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.attached = False
+
+    def _attach(self, cluster: MiniCluster) -> None:
+        if not self.attached:
+            self.attached = True
+            cluster.events.subscribers.append(self._event)
+
+    def _event(self, event: Event) -> None:
+        if event.kind in ("rpc", "tell") and event.outcome == "ok":
+            return  # the flow of a healthy cluster; the trace file has every message
+        if event.kind == "step":
+            return  # printed by step_started
+        click.echo(format_event_line(event.as_dict()))
+
+    def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
+        self._attach(cluster)
+        click.echo(f"[{cluster.events.now():>8.3f}] step {index + 1}/{total}: {step.describe()}")
+
+    def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
+        mark = "ok" if result.ok else "FAILED"
+        click.echo(f"[{result.at:>8.3f}]   {mark}: {result.message}")
+
+
+class _LiveObserver(Observer):
+    def __init__(self, scenario: Scenario, live: LiveConsole, clock: str, speed: str) -> None:
+        self.scenario = scenario
+        self.live = live
+        self.status: dict[str, Any] = {
+            "scenario": scenario.name,
+            "step": "starting",
+            "clock": clock,
+            "speed": speed,
+        }
+
+    def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
+        self.status = {**self.status, "step": f"{index + 1}/{total} {step.describe()}"}
+        self.tick(cluster)
+
+    def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
+        self.tick(cluster)
+
+    def tick(self, cluster: MiniCluster) -> None:
+        snapshot = cluster.snapshot()
+        snapshot["heartbeat_timeout"] = cluster.config.heartbeat_timeout
+        events = [
+            e.as_dict()
+            for e in list(cluster.events.recent)[-80:]
+            if not (e.method and "heartbeat" in e.method and e.outcome == "ok")
+        ]
+        self.live.update(snapshot, events, rpc_statistics(cluster), self.status)
+
+
+def run_with_view(
+    scenario: Scenario,
+    *,
+    seed: int | None,
+    clock: str | None,
+    report_file: str | None,
+    trace_file: str | None,
+    no_live: bool,
+    speed: float | None,
+    speed_given: bool,
+) -> ScenarioResult:
+    console, live_enabled = make_console(no_live)
+    clock_kind = clock or scenario.cluster.clock
+    trace: IO[str] | None = None
+    if trace_file:
+        try:
+            trace = open(trace_file, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            fail(f"cannot write the trace file {trace_file}: {exc.strerror}", EXIT_USAGE)
+    live: LiveConsole | None = None
+    try:
+        if live_enabled:
+            pace = speed if speed_given else (LIVE_SPEED if clock_kind == "virtual" else None)
+            live = LiveConsole(console)
+            observer: Observer = _LiveObserver(
+                scenario, live, clock_kind, "max" if pace is None else f"x{pace:g}"
+            )
+            live.start()
+        else:
+            pace = None  # nobody watches: full speed
+            observer = _PlainObserver(scenario)
+            click.echo(f"scenario {scenario.name}: {scenario.description}".rstrip(": "))
+        result = run_scenario(
+            scenario, seed=seed, clock=clock, observer=observer, trace=trace, speed=pace
+        )
+    finally:
+        if live is not None:
+            live.stop()
+        if trace is not None:
+            trace.close()
+    if report_file:
+        try:
+            with open(report_file, "w", encoding="utf-8") as out:
+                json.dump(result.report(), out, indent=2)
+        except OSError as exc:
+            fail(f"cannot write the report file {report_file}: {exc.strerror}", EXIT_USAGE)
+    _summary(result)
+    return result
+
+
+def _summary(result: ScenarioResult) -> None:
+    verdict = "PASSED" if result.passed else "FAILED"
+    click.echo(
+        f"scenario {result.scenario} {verdict} (seed {result.seed}): "
+        f"{sum(s.ok for s in result.steps)}/{len(result.steps)} steps ok, "
+        f"{result.virtual_time:.1f} s of cluster time in {result.wall_time:.2f} s"
+    )
+    for name, job in result.jobs.items():
+        click.echo(
+            f"  job {name}: {job['status']}, {job.get('tasks_finished')}/{job.get('tasks_total')}"
+            f" tasks finished, {job['restarts']} restarts"
+        )
+    click.echo(
+        f"  rpc: {result.rpc['calls']} messages, "
+        f"{result.rpc['fencing_rejections']} fencing rejections"
+    )

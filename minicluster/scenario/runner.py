@@ -1,0 +1,398 @@
+"""Runs a scenario on an in-process MiniCluster: steps in order, conditions checked, a report.
+
+On a virtual clock (trio's MockClock) a seeded run is deterministic: the same seed gives the
+same steps at the same virtual times and the same trace.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import trio
+import trio.testing
+
+from minicluster.cluster import ClusterConfig, JobStatus, MiniCluster
+from minicluster.cluster.context import Event
+
+from .loader import (
+    AddTaskExecutorStep,
+    CancelStep,
+    ExpectStep,
+    FailoverStep,
+    FailTaskStep,
+    KillTaskExecutorStep,
+    PartitionStep,
+    Scenario,
+    SleepStep,
+    Step,
+    StopTaskExecutorStep,
+    SubmitStep,
+    WaitStep,
+    to_job_graph,
+)
+
+POLL = 0.05  # how often `wait` looks, in cluster seconds
+
+
+@dataclass
+class StepResult:
+    index: int
+    kind: str
+    ok: bool
+    at: float
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "kind": self.kind,
+            "ok": self.ok,
+            "at": self.at,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    seed: int
+    passed: bool
+    steps: list[StepResult] = field(default_factory=list)
+    jobs: dict[str, Any] = field(default_factory=dict)
+    rpc: dict[str, Any] = field(default_factory=dict)
+    virtual_time: float = 0.0
+    wall_time: float = 0.0
+
+    @property
+    def failure(self) -> StepResult | None:
+        return next((s for s in self.steps if not s.ok), None)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "passed": self.passed,
+            "steps": [s.as_dict() for s in self.steps],
+            "jobs": self.jobs,
+            "rpc": self.rpc,
+            "duration": {"cluster_seconds": self.virtual_time, "wall_seconds": self.wall_time},
+        }
+
+
+class StepFailed(Exception):
+    """A step did not do what it should; the message is the one-sentence reason."""
+
+
+class Observer:
+    """What the command line plugs in to show a run: called from the run's own task."""
+
+    def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
+        pass
+
+    def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
+        pass
+
+    def tick(self, cluster: MiniCluster) -> None:
+        pass
+
+
+class _View:
+    """The ClusterView that conditions read: names of the scenario mapped to the cluster."""
+
+    def __init__(self, cluster: MiniCluster, jobs: dict[str, uuid.UUID]) -> None:
+        self.cluster = cluster
+        self.jobs = jobs
+
+    def job_status(self, job: str) -> JobStatus | None:
+        job_id = self.jobs.get(job)
+        record = self.cluster.store.jobs.get(job_id) if job_id else None
+        return record.status if record else None
+
+    def job_restarts(self, job: str) -> int:
+        job_id = self.jobs.get(job)
+        record = self.cluster.store.jobs.get(job_id) if job_id else None
+        if record is None:
+            return 0
+        details = self.cluster.dispatcher._details(record)
+        return int(details.get("restarts", 0))
+
+    def free_slots(self) -> int:
+        return self.cluster.free_slots()
+
+    def registered_task_executors(self) -> int:
+        return self.cluster.registered_task_executors()
+
+    def fencing_rejections(self) -> int:
+        return self.cluster.events.fencing_rejections
+
+
+def rpc_statistics(cluster: MiniCluster, window: float = 5.0) -> dict[str, Any]:
+    events = cluster.events
+    now = events.now()
+    recent = sum(
+        1 for e in events.recent if e.kind in ("rpc", "tell", "fencing") and now - e.time <= window
+    )
+    by_method: dict[str, Any] = {}
+    for method, calls in sorted(events.by_method.items(), key=lambda kv: -kv[1]):
+        samples = sorted(events.latencies.get(method, ()))
+        entry: dict[str, Any] = {"calls": calls}
+        if samples:
+            entry["p50"] = statistics.median(samples)
+            entry["p99"] = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+        by_method[method] = entry
+    return {
+        "calls_per_second": recent / window if now > 0 else 0.0,
+        "total_calls": events.rpc_calls,
+        "fencing_rejections": events.fencing_rejections,
+        "by_method": by_method,
+    }
+
+
+def trace_line(event: Event) -> str | None:
+    """One JSON line of the trace for an RPC message event, None for other events."""
+    if event.kind not in ("rpc", "tell", "fencing", "dropped"):
+        return None
+    return json.dumps(
+        {
+            "time": event.time,
+            "sender": event.sender,
+            "receiver": event.receiver,
+            "method": event.method,
+            "kind": "tell" if event.kind == "tell" else "ask",
+            "outcome": event.outcome,
+        },
+        sort_keys=True,
+    )
+
+
+class ScenarioRun:
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        clock: str,
+        observer: Observer | None = None,
+        trace: IO[str] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.clock = clock
+        self.observer = observer or Observer()
+        self.trace = trace
+        self.rng = random.Random(seed)
+        self.jobs: dict[str, uuid.UUID] = {}
+
+    def config(self) -> ClusterConfig:
+        spec = self.scenario.cluster
+        return ClusterConfig(
+            heartbeat_interval=spec.heartbeat_interval,
+            heartbeat_timeout=spec.heartbeat_timeout,
+            rpc_timeout=spec.rpc_timeout,
+            leader_notification_delay=getattr(spec, "leader_notification_delay", 0.0),
+            seed=self.seed,
+        )
+
+    async def run(self) -> ScenarioResult:
+        spec = self.scenario.cluster
+        result = ScenarioResult(self.scenario.name, self.seed, passed=False)
+        wall = time.perf_counter()
+        cluster = MiniCluster(
+            [(te.id, te.slots) for te in spec.task_executors],
+            spec.slots_per_executor,
+            rpc=spec.rpc,
+            config=self.config(),
+        )
+        async with cluster:
+            if self.trace is not None:
+                trace = self.trace
+
+                def write(event: Event) -> None:
+                    line = trace_line(event)
+                    if line is not None:
+                        trace.write(line + "\n")
+
+                cluster.events.subscribers.append(write)
+            view = _View(cluster, self.jobs)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ticker, cluster)
+                total = len(self.scenario.steps)
+                failed = False
+                for step in self.scenario.steps:
+                    if failed:
+                        break
+                    self.observer.step_started(step.index, total, step, cluster)
+                    cluster.context.emit("step", f"{step.index + 1}/{total} {step.describe()}")
+                    try:
+                        message = await self._run_step(step, cluster, view)
+                        ok = True
+                    except StepFailed as exc:
+                        message, ok, failed = str(exc), False, True
+                    step_result = StepResult(
+                        step.index, step.kind, ok, cluster.events.now(), message
+                    )
+                    result.steps.append(step_result)
+                    self.observer.step_finished(step_result, cluster)
+                result.passed = not failed
+                nursery.cancel_scope.cancel()
+            result.jobs = self._job_report(cluster)
+            result.rpc = {
+                "calls": cluster.events.rpc_calls,
+                "by_method": dict(cluster.events.by_method),
+                "fencing_rejections": cluster.events.fencing_rejections,
+            }
+            result.virtual_time = cluster.events.now()
+            self.observer.tick(cluster)
+        result.wall_time = time.perf_counter() - wall
+        return result
+
+    async def _ticker(self, cluster: MiniCluster) -> None:
+        """Let the view refresh while the cluster runs, at most 10 times a real second."""
+        last = 0.0
+        while True:
+            await trio.sleep(0.1)
+            now = time.perf_counter()
+            if now - last >= 0.1:
+                last = now
+                self.observer.tick(cluster)
+
+    def _job_report(self, cluster: MiniCluster) -> dict[str, Any]:
+        report: dict[str, Any] = {}
+        for name, job_id in self.jobs.items():
+            record = cluster.store.jobs.get(job_id)
+            if record is None:
+                continue
+            details = cluster.dispatcher._details(record)
+            report[name] = {
+                "job_id": job_id.hex,
+                "status": record.status.value,
+                "restarts": details.get("restarts", 0),
+                "tasks_total": details.get("tasks_total"),
+                "tasks_finished": details.get("tasks_finished"),
+            }
+        return report
+
+    async def _settle(self) -> None:
+        """Let what is already under way at this instant finish before a check looks."""
+        if self.clock == "virtual":
+            await trio.testing.wait_all_tasks_blocked()
+        else:
+            await trio.sleep(0.01)
+
+    def _job_id(self, name: str) -> uuid.UUID:
+        job_id = self.jobs.get(name)
+        if job_id is None:
+            raise StepFailed(f"job {name!r} was not submitted")
+        return job_id
+
+    async def _run_step(self, step: Step, cluster: MiniCluster, view: _View) -> str:
+        if isinstance(step, SubmitStep):
+            graph = to_job_graph(step, self.rng)
+            try:
+                job_id = await cluster.submit_job(graph)
+            except Exception as exc:
+                raise StepFailed(f"submitting {step.job.name!r} failed: {exc}") from None
+            self.jobs[step.job.name] = job_id
+            return f"submitted {step.job.name!r} as {job_id.hex}"
+        if isinstance(step, WaitStep):
+            started = trio.current_time()
+            with trio.move_on_after(step.timeout):
+                while True:
+                    await self._settle()
+                    holds, seen = step.condition.check(view)
+                    if holds:
+                        waited = trio.current_time() - started
+                        return f"{step.condition.describe()} after {waited:.3f} s"
+                    await trio.sleep(POLL)
+            holds, seen = step.condition.check(view)
+            if holds:
+                return f"{step.condition.describe()}"
+            raise StepFailed(
+                f"waited {step.timeout:g} s for {step.condition.describe()}, but {seen}"
+            )
+        if isinstance(step, ExpectStep):
+            await self._settle()
+            holds, seen = step.condition.check(view)
+            if not holds:
+                raise StepFailed(f"expected {step.condition.describe()}, but {seen}")
+            return seen
+        if isinstance(step, SleepStep):
+            await trio.sleep(step.duration)
+            return f"slept {step.duration:g} s"
+        if isinstance(step, KillTaskExecutorStep):
+            await self._guard(cluster.kill_task_executor(step.task_executor))
+            return f"killed {step.task_executor}"
+        if isinstance(step, StopTaskExecutorStep):
+            await self._guard(cluster.stop_task_executor(step.task_executor))
+            return f"stopped {step.task_executor}"
+        if isinstance(step, AddTaskExecutorStep):
+            spec = step.task_executor
+            await self._guard(cluster.add_task_executor(spec.id, spec.slots))
+            return f"added {spec.id} with {spec.slots} slot(s)"
+        if isinstance(step, FailTaskStep):
+            job_id = self._job_id(step.job)
+            await self._guard(cluster.fail_task(job_id, step.subtask, step.vertex))
+            return f"failed {step.vertex}[{step.subtask}] of {step.job!r}"
+        if isinstance(step, FailoverStep):
+            target = step.target
+            if step.job is not None:
+                token = await self._guard(cluster.failover("job_master", self._job_id(step.job)))
+            else:
+                token = await self._guard(cluster.failover(target))
+            return f"new leader for {target} with token {token}"
+        if isinstance(step, PartitionStep):
+            a, b = (self._component(m) for m in step.between)
+            cluster.partition(a, b, step.duration)
+            return f"partitioned {a} from {b} for {step.duration:g} s"
+        if isinstance(step, CancelStep):
+            job_id = self._job_id(step.job)
+            status = await self._guard(cluster.cancel_job(job_id))
+            return f"cancel of {step.job!r} requested ({status})"
+        raise StepFailed(f"unknown step {step.kind}")  # pragma: no cover - the loader refuses
+
+    def _component(self, member: str) -> str:
+        if member.startswith("job_master:"):
+            return f"job_master:{self._job_id(member.split(':', 1)[1]).hex}"
+        return member
+
+    async def _guard(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except StepFailed:
+            raise
+        except Exception as exc:
+            raise StepFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+def run_scenario(
+    scenario: Scenario,
+    seed: int | None = None,
+    clock: str | None = None,
+    observer: Observer | None = None,
+    trace: IO[str] | None = None,
+    speed: float | None = None,
+) -> ScenarioResult:
+    """Run a scenario to its end. `speed` paces a virtual clock (virtual seconds per real
+    second) for a person watching; None runs it as fast as it goes."""
+    if seed is None:
+        seed = (
+            scenario.seed if scenario.seed is not None else random.SystemRandom().randrange(2**31)
+        )
+    clock = clock or scenario.cluster.clock
+    run = ScenarioRun(scenario, seed, clock, observer, trace)
+    trio_clock: trio.abc.Clock | None = None
+    if clock == "virtual":
+        if speed is None:
+            trio_clock = trio.testing.MockClock(autojump_threshold=0)
+        else:
+            trio_clock = trio.testing.MockClock(rate=speed, autojump_threshold=0.05)
+    return trio.run(run.run, clock=trio_clock)
+
+
+Callback = Callable[[MiniCluster], None]

@@ -1,0 +1,120 @@
+"""Long-running processes: a cluster serving on TCP (`minicluster start`) and a TaskExecutor
+joining one from another process (`minicluster task-executor --join`)."""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from minicluster.cluster import ClusterConfig, MiniCluster
+from minicluster.cluster.context import ClusterContext, EventLog, RemoteHaServices
+from minicluster.cluster.gateways import ClusterGateway
+from minicluster.cluster.taskexecutor import TaskExecutor
+from minicluster.rpc import RpcError, open_rpc_service
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _until_signal(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for _ in signals:
+            cancel_scope.cancel()
+            return
+
+
+async def serve_cluster(
+    *,
+    host: str,
+    port: int,
+    task_executors: int,
+    slots_per_executor: int,
+    rpc: str,
+    config: ClusterConfig,
+    secret: bytes | None,
+    on_ready: Callable[[MiniCluster], None],
+    on_tick: Callable[[MiniCluster], None],
+    tick_interval: float = 0.25,
+) -> str:
+    """Serve until Ctrl-C, SIGTERM or `shutdown_cluster`; returns why it stopped."""
+    reason = "stopped by a signal"
+    async with MiniCluster(
+        task_executors,
+        slots_per_executor,
+        rpc=rpc,
+        config=config,
+        host=host,
+        port=port,
+        secret=secret,
+    ) as cluster:
+        on_ready(cluster)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_until_signal, scope)
+
+                async def shutdown_requested() -> None:
+                    nonlocal reason
+                    await cluster.shutdown_requested.wait()
+                    reason = "stopped by a shutdown request"
+                    scope.cancel()
+
+                nursery.start_soon(shutdown_requested)
+                while True:
+                    on_tick(cluster)
+                    await trio.sleep(tick_interval)
+        on_tick(cluster)
+    return reason
+
+
+async def join_cluster(
+    *,
+    cluster_address: str,
+    resource_id: str,
+    slots: int,
+    host: str,
+    port: int,
+    secret: bytes | None,
+    config: ClusterConfig,
+    on_ready: Callable[[TaskExecutor], None],
+    on_event: Callable[[Any], None],
+) -> str:
+    """Run one TaskExecutor in this process, serving on TCP, registered at the cluster's
+    ResourceManager (found and followed through the cluster's `leaders()`)."""
+    async with (
+        open_rpc_service(host, port, secret=secret, ask_timeout=config.rpc_timeout) as service,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def fetch_leaders() -> Any:
+            gateway = await service.connect(
+                f"{cluster_address.rstrip('/')}/cluster", ClusterGateway, timeout=2.0
+            )
+            return await gateway.leaders()
+
+        events = EventLog()
+        events.record_rpc = False
+        events.subscribers.append(on_event)
+        rng = random.Random(config.seed)
+        ha = RemoteHaServices(
+            rng, nursery, fetch_leaders, interval=min(1.0, config.heartbeat_interval)
+        )
+        context = ClusterContext(config, rng, ha, events)
+        te = TaskExecutor(service, context, resource_id, slots)
+        te.start()
+        on_ready(te)
+        with trio.CancelScope() as scope:
+            nursery.start_soon(_until_signal, scope)
+            await trio.sleep_forever()
+        # graceful: tell the ResourceManager we are going, then stop
+        try:
+            with trio.move_on_after(2):
+                await te.call_async(te.disconnect_gracefully)
+                await trio.sleep(0.05)  # let the goodbye leave
+        except RpcError:
+            pass
+        await te.close()
+        nursery.cancel_scope.cancel()
+    return "stopped"
