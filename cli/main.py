@@ -380,7 +380,8 @@ def list_jobs(address: str, secret_file: str | None, timeout: float, as_json: bo
         for job in jobs:
             click.echo(
                 f"{job['job_id']:<32}  {job['name'][:16]:<16} {job['status']:<10} "
-                f"{job['parallelism']:>4} {job['start_time']:>8.1f}s {job['duration'] or 0:>8.1f}s"
+                f"{job['parallelism']:>4} {'+' + format(job['start_time'], '.1f') + 's':>9} "
+                f"{job['duration'] or 0:>8.1f}s"
             )
 
 
@@ -686,6 +687,8 @@ def run_scenario(
         from .scenario_view import run_with_view
 
         scenario = load_scenario(scenario_file)
+        for warning in scenario.warnings:
+            click.echo(f"minicluster: warning: {warning}", err=True)
         pace: float | None = None
         if speed not in (None, "max"):
             try:

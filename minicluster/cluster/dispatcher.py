@@ -70,7 +70,7 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         if job_graph.job_id in self.store.jobs:
             raise DuplicateJobSubmissionError(f"job {job_graph.job_id.hex} was already submitted")
         job_graph.validate()
-        record = JobRecord(job_graph, submitted_at=trio.current_time())
+        record = JobRecord(job_graph, submitted_at=self.context.events.now())
         self.store.jobs[job_graph.job_id] = record
         self.store.by_name.setdefault(job_graph.name, job_graph.job_id)
         self.context.emit("job", f"job {job_graph.name} submitted", sender=self.endpoint_id)

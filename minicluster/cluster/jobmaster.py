@@ -85,7 +85,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._declared: int | None = None
         self._declaring = False
         self._unwatch_rm: Any = None
-        self.started_at = trio.current_time()
+        self.started_at = context.events.now()
         self.ended_at: float | None = None
         self._tm_heartbeats = HeartbeatSender(
             self,
@@ -110,7 +110,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._emit("job", f"job {self.name} {self.status.value} -> {status.value}")
         self.status = status
         if status.is_globally_terminal:
-            self.ended_at = trio.current_time()
+            self.ended_at = self.context.events.now()
         self._on_status(self, status)
 
     def _new_executions(self) -> None:
@@ -470,7 +470,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         return self.details()
 
     def details(self) -> dict[str, Any]:
-        now = trio.current_time()
+        now = self.context.events.now()
         finished = self.state_counts[ExecutionState.FINISHED]
         return {
             "job_id": self.job_id.hex,
