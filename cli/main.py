@@ -227,11 +227,9 @@ def _snapshot(cluster: MiniCluster) -> dict[str, Any]:
 
 
 def _events(cluster: MiniCluster) -> list[dict[str, Any]]:
-    return [
-        e.as_dict()
-        for e in list(cluster.events.recent)[-60:]
-        if not (e.method and "heartbeat" in e.method and e.outcome == "ok")
-    ]
+    from minicluster.scenario.runner import recent_events
+
+    return recent_events(cluster)
 
 
 def _rpc_stats(cluster: MiniCluster) -> dict[str, Any]:

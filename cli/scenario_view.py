@@ -16,6 +16,7 @@ from minicluster.scenario.runner import (
     Observer,
     ScenarioResult,
     StepResult,
+    recent_events,
     rpc_statistics,
     run_scenario,
 )
@@ -74,12 +75,7 @@ class _LiveObserver(Observer):
     def tick(self, cluster: MiniCluster) -> None:
         snapshot = cluster.snapshot()
         snapshot["heartbeat_timeout"] = cluster.config.heartbeat_timeout
-        events = [
-            e.as_dict()
-            for e in list(cluster.events.recent)[-80:]
-            if not (e.method and "heartbeat" in e.method and e.outcome == "ok")
-        ]
-        self.live.update(snapshot, events, rpc_statistics(cluster), self.status)
+        self.live.update(snapshot, recent_events(cluster), rpc_statistics(cluster), self.status)
 
 
 def run_with_view(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+import trio
 
 from . import serialization
 from .endpoint import EndpointState, Reply, RpcEndpoint
@@ -93,7 +94,7 @@ class LocalInvoker:
                 self.default_timeout if timeout is None else timeout,
                 lambda: f"ask {method} to {self.address}",
             )
-        started = time.perf_counter()
+        started = trio.current_time()
         try:
             return await reply.wait(
                 self.timeouts,
@@ -101,7 +102,7 @@ class LocalInvoker:
                 lambda: f"ask {method} to {self.address}",
             )
         finally:
-            tracer.latency(method, time.perf_counter() - started)
+            tracer.latency(method, trio.current_time() - started)
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.serialize:

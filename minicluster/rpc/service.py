@@ -46,7 +46,7 @@ class Tracer(Protocol):
     def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None: ...
 
     def latency(self, method: str, seconds: float) -> None:
-        """How long an ask took, seen by the caller (real time, even on a virtual clock)."""
+        """How long an ask took, seen by the caller, in the service's clock (virtual or real)."""
 
 
 class RpcStats:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -610,7 +609,7 @@ class RemoteInvoker:
         elif conn.service.tracer is not None:
             conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
         tracer = conn.service.tracer
-        started = time.perf_counter() if tracer is not None else 0.0
+        started = trio.current_time() if tracer is not None else 0.0
         try:
             return await reply.wait(
                 conn.service.timeouts,
@@ -620,7 +619,7 @@ class RemoteInvoker:
         finally:
             pending.pop(request_id, None)
             if tracer is not None:
-                tracer.latency(method, time.perf_counter() - started)
+                tracer.latency(method, trio.current_time() - started)
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         message_filter = self.conn.service.message_filter

@@ -169,6 +169,8 @@ class ClusterSpec:
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 50.0
     rpc_timeout: float = 10.0
+    # how long news of a new leader takes to reach the other components (ZooKeeper-like lag)
+    leader_notification_delay: float = 0.0
 
     @property
     def total_slots(self) -> int:
@@ -1349,8 +1351,13 @@ def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
         hb.ignore_unknown(("interval", "timeout"))
     if (n := m.get("rpc_timeout")) is not None:
         spec.rpc_timeout = r.duration(n, m.at("rpc_timeout"), positive=True)
+    if (n := m.get("ha")) is not None:
+        ha = r.mapping(n, m.at("ha"), "a map {notification_delay}")
+        if (v := ha.get("notification_delay")) is not None:
+            spec.leader_notification_delay = r.duration(v, ha.at("notification_delay"))
+        ha.ignore_unknown(("notification_delay",))
     m.ignore_unknown(
-        ("task_executors", "slots_per_executor", "rpc", "clock", "heartbeat", "rpc_timeout")
+        ("task_executors", "slots_per_executor", "rpc", "clock", "heartbeat", "rpc_timeout", "ha")
     )
     return spec
 

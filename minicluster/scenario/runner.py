@@ -155,6 +155,20 @@ def rpc_statistics(cluster: MiniCluster, window: float = 5.0) -> dict[str, Any]:
     }
 
 
+def recent_events(cluster: MiniCluster, limit: int = 60) -> list[dict[str, Any]]:
+    """The last events worth showing a person: heartbeats that went fine are left out (a
+    healthy cluster sends many; the trace keeps them)."""
+    shown: list[dict[str, Any]] = []
+    for event in reversed(cluster.events.recent):
+        if event.method and "heartbeat" in event.method and event.outcome == "ok":
+            continue
+        shown.append(event.as_dict())
+        if len(shown) >= limit:
+            break
+    shown.reverse()
+    return shown
+
+
 def trace_line(event: Event) -> str | None:
     """One JSON line of the trace for an RPC message event, None for other events."""
     if event.kind not in ("rpc", "tell", "fencing", "dropped"):
@@ -195,7 +209,7 @@ class ScenarioRun:
             heartbeat_interval=spec.heartbeat_interval,
             heartbeat_timeout=spec.heartbeat_timeout,
             rpc_timeout=spec.rpc_timeout,
-            leader_notification_delay=getattr(spec, "leader_notification_delay", 0.0),
+            leader_notification_delay=spec.leader_notification_delay,
             seed=self.seed,
         )
 
