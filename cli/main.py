@@ -18,6 +18,7 @@ from minicluster.cluster import ClusterConfig, JobGraph, JobStatus, JobVertex, M
 from minicluster.cluster.context import Event
 from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.console.views import render_jobs, render_topology
+from minicluster.rpc.tls import TlsConfig
 from minicluster.scenario import load_job_file, parse_duration
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
@@ -58,6 +59,24 @@ def secret_option(fn: Any) -> Any:
         type=click.Path(dir_okay=False),
         help="A file holding the cluster's shared secret.",
     )(fn)
+
+
+def tls_options(fn: Any) -> Any:
+    for name, text in (
+        ("--tls-ca", "CA certificate (PEM) to trust: enables TLS to the cluster."),
+        ("--tls-key", "Private key (PEM) for --tls-cert."),
+        ("--tls-cert", "Certificate (PEM) to present: enables TLS when serving."),
+    ):
+        fn = click.option(name, type=click.Path(exists=True, dir_okay=False), help=text)(fn)
+    return fn
+
+
+def tls_config(cert: str | None, key: str | None, ca: str | None) -> TlsConfig | None:
+    if cert is None and key is None and ca is None:
+        return None
+    if (cert is None) != (key is None):
+        fail("--tls-cert and --tls-key go together", EXIT_USAGE)
+    return TlsConfig(cert=cert, key=key, ca=ca)
 
 
 def json_option(fn: Any) -> Any:
@@ -123,6 +142,7 @@ def cli() -> None:
     "--config", "config_file", type=click.Path(dir_okay=False), help="YAML with a cluster: section."
 )
 @secret_option
+@tls_options
 @click.option("--no-live", is_flag=True, help="Plain event lines instead of the live view.")
 @click.pass_context
 def start(ctx: click.Context, /, **options: Any) -> None:
@@ -138,6 +158,9 @@ def start(ctx: click.Context, /, **options: Any) -> None:
     with reported():
         settings = _start_settings(ctx, options)
         secret = read_secret(options["secret_file"])
+        tls = tls_config(options["tls_cert"], options["tls_key"], options["tls_ca"])
+        if tls is not None and tls.cert is None:
+            fail("serving TLS needs --tls-cert and --tls-key", EXIT_USAGE)
         console, live_enabled = make_console(options["no_live"], stderr=True)
         live = LiveConsole(console) if live_enabled else None
         printed = [0]
@@ -166,6 +189,7 @@ def start(ctx: click.Context, /, **options: Any) -> None:
                     rpc=settings["rpc"],
                     config=settings["config"],
                     secret=secret,
+                    tls=tls,
                     on_ready=on_ready,
                     on_tick=on_tick,
                 )
@@ -243,9 +267,11 @@ def _rpc_stats(cluster: MiniCluster) -> dict[str, Any]:
 
 def _client_run(address: str, secret_file: str | None, timeout: float, body: Any) -> Any:
     secret = read_secret(secret_file)
+    options = click.get_current_context().params
+    tls = tls_config(options.get("tls_cert"), options.get("tls_key"), options.get("tls_ca"))
 
     async def main() -> Any:
-        async with connect_cluster(address, secret, timeout) as client:
+        async with connect_cluster(address, secret, timeout, tls) as client:
             return await body(client)
 
     return trio.run(main)
@@ -287,6 +313,7 @@ def _job_graph(
 @click.option("--wait", is_flag=True, help="Follow the job; exit 0 for FINISHED, 1 otherwise.")
 @address_option
 @secret_option
+@tls_options
 @timeout_option
 @json_option
 def submit_job(
@@ -299,6 +326,9 @@ def submit_job(
     secret_file: str | None,
     timeout: float,
     as_json: bool,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
 ) -> None:
     """Submit a job through the Dispatcher and print its id.
 
@@ -355,9 +385,18 @@ async def _follow(client: ClusterClient, job_id: uuid.UUID, interactive: bool) -
 @cli.command("list-jobs", context_settings=CONTEXT)
 @address_option
 @secret_option
+@tls_options
 @timeout_option
 @json_option
-def list_jobs(address: str, secret_file: str | None, timeout: float, as_json: bool) -> None:
+def list_jobs(
+    address: str,
+    secret_file: str | None,
+    timeout: float,
+    as_json: bool,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
+) -> None:
     """List the cluster's jobs: id, name, status, parallelism, start time, duration.
 
     \b
@@ -387,10 +426,18 @@ def list_jobs(address: str, secret_file: str | None, timeout: float, as_json: bo
 @click.argument("job_id")
 @address_option
 @secret_option
+@tls_options
 @timeout_option
 @json_option
 def job_status(
-    job_id: str, address: str, secret_file: str | None, timeout: float, as_json: bool
+    job_id: str,
+    address: str,
+    secret_file: str | None,
+    timeout: float,
+    as_json: bool,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
 ) -> None:
     """Show one job, its tasks and their states (JOB_ID may be a unique prefix or the name).
 
@@ -437,10 +484,18 @@ def job_status(
 @click.argument("job_id")
 @address_option
 @secret_option
+@tls_options
 @timeout_option
 @json_option
 def cancel_job(
-    job_id: str, address: str, secret_file: str | None, timeout: float, as_json: bool
+    job_id: str,
+    address: str,
+    secret_file: str | None,
+    timeout: float,
+    as_json: bool,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
 ) -> None:
     """Cancel a job; exits 0 once it is CANCELED.
 
@@ -474,10 +529,18 @@ def cancel_job(
 @click.option("--watch", is_flag=True, help="Refresh the view until Ctrl-C.")
 @address_option
 @secret_option
+@tls_options
 @timeout_option
 @json_option
 def inspect(
-    watch: bool, address: str, secret_file: str | None, timeout: float, as_json: bool
+    watch: bool,
+    address: str,
+    secret_file: str | None,
+    timeout: float,
+    as_json: bool,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
 ) -> None:
     """Show the topology: leaders with their fencing tokens, TaskExecutors and slots, jobs.
 
@@ -553,8 +616,16 @@ def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:
 @cli.command(context_settings=CONTEXT)
 @address_option
 @secret_option
+@tls_options
 @timeout_option
-def stop(address: str, secret_file: str | None, timeout: float) -> None:
+def stop(
+    address: str,
+    secret_file: str | None,
+    timeout: float,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
+) -> None:
     """Ask the cluster to shut down; exits 0 once it has.
 
     \b
@@ -588,6 +659,7 @@ def stop(address: str, secret_file: str | None, timeout: float) -> None:
 @click.option("--heartbeat-timeout", type=DURATION, default="50s", show_default=True)
 @click.option("--rpc-timeout", type=DURATION, default="10s", show_default=True)
 @secret_option
+@tls_options
 def task_executor(
     join: str,
     slots: int,
@@ -598,6 +670,9 @@ def task_executor(
     heartbeat_timeout: float,
     rpc_timeout: float,
     secret_file: str | None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
 ) -> None:
     """Run one TaskExecutor in this process, joining a running cluster.
 
@@ -634,6 +709,7 @@ def task_executor(
                 host=host,
                 port=port,
                 secret=secret,
+                tls=tls_config(tls_cert, tls_key, tls_ca),
                 config=config,
                 on_ready=on_ready,
                 on_event=on_event,

@@ -18,6 +18,7 @@ from minicluster.rpc import (
     RpcService,
     open_rpc_service,
 )
+from minicluster.rpc.tls import TlsConfig
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:6123"
 T = TypeVar("T")
@@ -102,9 +103,12 @@ class ClusterClient:
 
 @asynccontextmanager
 async def connect_cluster(
-    address: str = DEFAULT_ADDRESS, secret: bytes | None = None, timeout: float = 10.0
+    address: str = DEFAULT_ADDRESS,
+    secret: bytes | None = None,
+    timeout: float = 10.0,
+    tls: TlsConfig | None = None,
 ) -> AsyncIterator[ClusterClient]:
-    async with open_rpc_service(secret=secret, ask_timeout=timeout) as service:
+    async with open_rpc_service(secret=secret, ask_timeout=timeout, tls=tls) as service:
         client = ClusterClient(service, address, timeout)
         with trio.fail_after(timeout * 3):
             await client.cluster()

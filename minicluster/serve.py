@@ -15,6 +15,7 @@ from minicluster.cluster.context import ClusterContext, EventLog, RemoteHaServic
 from minicluster.cluster.gateways import ClusterGateway
 from minicluster.cluster.taskexecutor import TaskExecutor
 from minicluster.rpc import RpcError, open_rpc_service
+from minicluster.rpc.tls import TlsConfig
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -35,6 +36,7 @@ async def serve_cluster(
     rpc: str,
     config: ClusterConfig,
     secret: bytes | None,
+    tls: TlsConfig | None,
     on_ready: Callable[[MiniCluster], None],
     on_tick: Callable[[MiniCluster], None],
     tick_interval: float = 0.25,
@@ -49,6 +51,7 @@ async def serve_cluster(
         host=host,
         port=port,
         secret=secret,
+        tls=tls,
     ) as cluster:
         on_ready(cluster)
         with trio.CancelScope() as scope:
@@ -77,6 +80,7 @@ async def join_cluster(
     host: str,
     port: int,
     secret: bytes | None,
+    tls: TlsConfig | None,
     config: ClusterConfig,
     on_ready: Callable[[TaskExecutor], None],
     on_event: Callable[[Any], None],
@@ -84,7 +88,9 @@ async def join_cluster(
     """Run one TaskExecutor in this process, serving on TCP, registered at the cluster's
     ResourceManager (found and followed through the cluster's `leaders()`)."""
     async with (
-        open_rpc_service(host, port, secret=secret, ask_timeout=config.rpc_timeout) as service,
+        open_rpc_service(
+            host, port, secret=secret, ask_timeout=config.rpc_timeout, tls=tls
+        ) as service,
         trio.open_nursery() as nursery,
     ):
 

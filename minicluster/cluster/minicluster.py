@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from minicluster.rpc import FencingTokenError, RpcService, open_rpc_service
+from minicluster.rpc.tls import TlsConfig
 
 from .context import (
     DISPATCHER,
@@ -103,6 +104,7 @@ class MiniCluster:
         host: str | None = None,
         port: int = 0,
         secret: bytes | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         if rpc not in ("shared", "dedicated"):
             raise ValueError(f"rpc must be 'shared' or 'dedicated', not {rpc!r}")
@@ -115,6 +117,7 @@ class MiniCluster:
         self.host = host
         self.port = port
         self.secret = secret
+        self.tls = tls
         self.rng = random.Random(self.config.seed)
         self.events = EventLog()
         self.task_executors: dict[str, TaskExecutor] = {}
@@ -167,6 +170,7 @@ class MiniCluster:
                 port,
                 ask_timeout=self.config.rpc_timeout,
                 secret=self.secret,
+                tls=self.tls if host is not None else None,
                 name=f"minicluster-{len(self._services) + 1}",
             )
         )

@@ -174,6 +174,8 @@ class RpcEndpoint:
         self._endpoint_id = endpoint_id or rpc_service.new_endpoint_id(type(self).__name__)
         self._state = EndpointState.NEW
         self._queue: deque[Any] = deque()
+        self._mailbox_limit = rpc_service.mailbox_limit
+        self._space_waiters: list[trio.lowlevel.Task] = []
         self._loop_waiter: trio.lowlevel.Task | None = None
         self._holder: trio.lowlevel.Task | None = None
         self._started_ok = False
@@ -298,6 +300,7 @@ class RpcEndpoint:
             self._state = EndpointState.TERMINATED
             self._background = None
             self._fail_queued()
+            self._wake_space_waiters()
             self._rpc_service.unregister_endpoint(self)
             self._terminated.set()
 
@@ -351,6 +354,8 @@ class RpcEndpoint:
                 served = 0
                 continue
             message = queue.popleft()
+            if self._space_waiters and len(queue) < self._mailbox_limit:
+                self._wake_space_waiters()
             kind = type(message)
             if kind is _Call:
                 await self._handle_call(message)
@@ -561,6 +566,35 @@ class RpcEndpoint:
         return self._unreachable()
 
     # --- entry for invokers -------------------------------------------------------------
+
+    @property
+    def mailbox_full(self) -> bool:
+        return len(self._queue) >= self._mailbox_limit
+
+    @property
+    def mailbox_size(self) -> int:
+        return len(self._queue)
+
+    async def wait_for_mailbox_space(self) -> None:
+        """Backpressure: wait until the mailbox is below its limit (or the endpoint stops).
+
+        Callers that must not block (tells, the endpoint's own messages) are not bounded.
+        """
+        task = _current_task()
+
+        def abort(raise_cancel: Any) -> _Abort:
+            if task in self._space_waiters:
+                self._space_waiters.remove(task)
+            return _Abort.SUCCEEDED
+
+        while self.mailbox_full and self._state is EndpointState.RUNNING:
+            self._space_waiters.append(task)
+            await _wait_rescheduled(abort)
+
+    def _wake_space_waiters(self) -> None:
+        waiters, self._space_waiters = self._space_waiters, []
+        for task in waiters:
+            _reschedule(task)
 
     def accept_call(
         self,

@@ -80,6 +80,8 @@ class LocalInvoker:
         else:
             reply = Reply()
         endpoint = self._target()
+        if endpoint.mailbox_full:
+            await endpoint.wait_for_mailbox_space()
         service = self.service
         if service.message_filter is None or service.message_filter(
             self.caller, endpoint.endpoint_id, method

@@ -21,11 +21,14 @@ from .errors import EndpointNotFoundError, HandshakeError, RpcConnectionError
 from .gateway import G, make_proxy
 from .local import LocalInvoker
 from .timeouts import Timeouts
-from .transport import ClientConnection, RemoteInvoker, ServerConnection
+from .tls import TlsConfig
+from .transport import ClientConnection, RemoteInvoker, ServerConnection, accept_tls
 
 log = logging.getLogger("minicluster.rpc")
 
 DEFAULT_ASK_TIMEOUT = 10.0
+DEFAULT_MAILBOX_LIMIT = 10_000  # messages queued at one endpoint before callers wait
+DEFAULT_IDLE_TIMEOUT = 300.0  # a server connection silent this long is closed
 _ADDRESS = re.compile(r"^(tcp|local)://([^/]+?)(?::(\d+))?(?:/(.*))?$")
 _service_names = itertools.count(1)
 _LOCAL_SERVICES: dict[str, RpcService] = {}
@@ -87,8 +90,14 @@ class RpcService:
         secret: bytes | None = None,
         force_serialization: bool = False,
         name: str | None = None,
+        mailbox_limit: int = DEFAULT_MAILBOX_LIMIT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        tls: TlsConfig | None = None,
     ) -> None:
         self._nursery = nursery
+        self.mailbox_limit = mailbox_limit
+        self.idle_timeout = idle_timeout
+        self.tls = tls
         self.ask_timeout = ask_timeout
         self.max_frame_size = max_frame_size
         self.secret = secret
@@ -266,7 +275,13 @@ class RpcService:
         self.address = f"tcp://{host}:{self.port}"
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        await ServerConnection(self, stream).serve()
+        context = self.tls.server_context() if self.tls is not None else None
+        if context is None:
+            await ServerConnection(self, stream).serve()
+            return
+        tls_stream = await accept_tls(stream, context)
+        if tls_stream is not None:
+            await ServerConnection(self, tls_stream).serve()
 
     # --- closing ----------------------------------------------------------------------
 
@@ -297,11 +312,16 @@ async def open_rpc_service(
     secret: bytes | None = None,
     force_serialization: bool = False,
     name: str | None = None,
+    mailbox_limit: int = DEFAULT_MAILBOX_LIMIT,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    tls: TlsConfig | None = None,
 ) -> AsyncIterator[RpcService]:
     """An RPC service for the duration of the block; with `host`, it serves on TCP there.
 
     `port=0` picks a free port (read it from `service.port`). On exit every endpoint is
-    terminated and every task the service started is gone.
+    terminated and every task the service started is gone. `mailbox_limit` bounds each
+    endpoint's queue (callers wait when it is full); `idle_timeout` closes silent server
+    connections; `tls` serves and connects with TLS.
     """
     if ask_timeout <= 0 or math.isnan(ask_timeout):
         raise ValueError("ask_timeout must be positive")
@@ -315,6 +335,9 @@ async def open_rpc_service(
                 secret=secret,
                 force_serialization=force_serialization,
                 name=name,
+                mailbox_limit=mailbox_limit,
+                idle_timeout=idle_timeout,
+                tls=tls,
             )
             try:
                 if host is not None:

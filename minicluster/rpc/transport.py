@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -15,7 +16,7 @@ from uuid import UUID
 import trio
 
 from . import protocol
-from .endpoint import Reply
+from .endpoint import Reply, RpcEndpoint
 from .errors import (
     AuthenticationError,
     EndpointNotFoundError,
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("minicluster.rpc.transport")
 
 RECEIVE_SIZE = 65536
+TLS_HANDSHAKE_RECORD = 0x16
+WRITE_HIGH_WATER = 16 * 1024 * 1024  # stop reading a peer's requests above this many queued bytes
+WRITE_LOW_WATER = 4 * 1024 * 1024
 COALESCE_LIMIT = 256 * 1024
 SETUP_TIMEOUT = 10.0
 _Abort = trio.lowlevel.Abort
@@ -48,7 +52,17 @@ class FrameWriter:
     calls in flight still share one write.
     """
 
-    __slots__ = ("_stream", "_fd", "_pending", "_waiter", "_busy", "closed", "_flushed")
+    __slots__ = (
+        "_below",
+        "_busy",
+        "_fd",
+        "_flushed",
+        "_pending",
+        "_stream",
+        "_waiter",
+        "buffered",
+        "closed",
+    )
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
@@ -59,6 +73,16 @@ class FrameWriter:
         self._busy = False
         self.closed = False
         self._flushed = trio.Event()
+        self.buffered = 0  # bytes queued, not yet handed to the kernel
+        self._below: list[tuple[int, trio.Event]] = []
+
+    async def wait_below(self, level: int) -> None:
+        """Wait until fewer than `level` bytes are queued (or the writer ends)."""
+        if self.buffered < level or self.closed:
+            return
+        event = trio.Event()
+        self._below.append((level, event))
+        await event.wait()
 
     def send(self, frame: bytes, direct: bool = False) -> None:
         """Queue `frame`; with `direct`, try to write it at once (the caller expects no other
@@ -76,6 +100,7 @@ class FrameWriter:
                 return
             frame = frame[written:]
         self._pending.append(frame)
+        self.buffered += len(frame)
         if self._flushed.is_set():
             self._flushed = trio.Event()
         waiter = self._waiter
@@ -104,12 +129,26 @@ class FrameWriter:
                 try:
                     for chunk in _coalesce(batch):
                         await stream.send_all(chunk)
+                        self.buffered -= len(chunk)
+                        if self._below:
+                            self._wake_below()
                 finally:
                     self._busy = False
         finally:
             self.closed = True
             self._fd = None
             self._flushed.set()
+            self.buffered = 0
+            self._wake_below()
+
+    def _wake_below(self) -> None:
+        keep = []
+        for level, event in self._below:
+            if self.buffered < level or self.closed:
+                event.set()
+            else:
+                keep.append((level, event))
+        self._below = keep
 
     async def close_after_flush(self, timeout: float = 1.0) -> None:
         """Stop taking frames and wait (a little) until the queued ones are written."""
@@ -185,6 +224,7 @@ class ServerConnection:
         self.decoder = FrameDecoder(self.max_frame_size)
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
+        self.last_endpoint: RpcEndpoint | None = None
 
     async def serve(self) -> None:
         try:
@@ -214,14 +254,30 @@ class ServerConnection:
         async for payload in frames:
             if not self._handle(payload):
                 return
+            endpoint = self.last_endpoint
+            if endpoint is not None and endpoint.mailbox_full:
+                # backpressure: read no more from this peer until the endpoint catches up
+                await endpoint.wait_for_mailbox_space()
 
     async def _frames(self) -> Any:
-        """Payloads as they arrive; ends on EOF or after saying goodbye to an oversized frame."""
+        """Payloads as they arrive; ends on EOF, after an idle timeout, or after saying goodbye
+        to an oversized frame. Stops reading while too many replies wait to be written (a
+        peer that does not read cannot make us buffer without bound)."""
         decoder = self.decoder
+        writer = self.writer
+        idle_timeout = self.service.idle_timeout
         while True:
-            try:
-                data = await self.stream.receive_some(decoder.receive_size())
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if writer.buffered > WRITE_HIGH_WATER:
+                await writer.wait_below(WRITE_LOW_WATER)
+            with trio.move_on_after(idle_timeout) as idle:
+                try:
+                    data = await self.stream.receive_some(decoder.receive_size())
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            if idle.cancelled_caught:
+                if self.in_progress:
+                    continue  # waiting for our own answers is not idleness
+                self._goodbye(f"connection idle for {idle_timeout:g} s")
                 return
             if not data:
                 return
@@ -298,6 +354,7 @@ class ServerConnection:
                 self.send_error(request.id, service.not_found(request.endpoint))
             else:
                 self.in_progress += 1
+                self.last_endpoint = endpoint
                 endpoint.accept_call(
                     request.method,
                     request.args,
@@ -307,6 +364,7 @@ class ServerConnection:
                 )
         elif request.kind == "tell":
             if endpoint is not None:
+                self.last_endpoint = endpoint
                 sender = message.get("sender")
                 endpoint.accept_call(
                     request.method,
@@ -345,6 +403,7 @@ class ServerConnection:
         if endpoint is None:
             return False
         self.in_progress += 1
+        self.last_endpoint = endpoint
         sender = message.get("sender")
         endpoint.accept_call(
             method,
@@ -376,6 +435,55 @@ class ServerConnection:
     def send_error(self, request_id: int, error: BaseException) -> None:
         payload = protocol.encode_message(protocol.error_reply(request_id, error))
         self.writer.send(protocol.frame_bytes(payload), self.in_progress == 0)
+
+
+class _Prefixed(trio.abc.Stream):
+    """A stream that first gives back bytes already read from it."""
+
+    def __init__(self, prefix: bytes, stream: trio.abc.Stream) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def accept_tls(
+    stream: trio.abc.Stream, context: ssl.SSLContext
+) -> trio.SSLStream[Any] | None:
+    """Wrap an accepted connection in TLS. A client that speaks plain frames to a TLS server
+    gets a plain `goodbye` saying so, rather than a bare reset."""
+    try:
+        with trio.fail_after(SETUP_TIMEOUT):
+            first = await stream.receive_some(RECEIVE_SIZE)
+    except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+        await trio.aclose_forcefully(stream)
+        return None
+    if not first:
+        await trio.aclose_forcefully(stream)
+        return None
+    if first[0] != TLS_HANDSHAKE_RECORD:
+        goodbye = protocol.goodbye("this server requires TLS: connect with TLS (--tls-ca)")
+        try:
+            await stream.send_all(protocol.encode_frame(goodbye))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await trio.aclose_forcefully(stream)
+        return None
+    return trio.SSLStream(_Prefixed(bytes(first), stream), context, server_side=True)
 
 
 # --- client side -------------------------------------------------------------------------
@@ -432,6 +540,19 @@ class ClientConnection:
             raise RpcConnectionError(
                 f"cannot connect to {self.peer}: {exc.strerror or exc}"
             ) from None
+        tls = self.service.tls
+        context = tls.client_context() if tls is not None else None
+        if context is not None:
+            tls_stream = trio.SSLStream(stream, context, server_hostname=self.host)
+            try:
+                await tls_stream.do_handshake()
+            except (trio.BrokenResourceError, ssl.SSLError) as exc:
+                cause = exc.__cause__ or exc
+                raise RpcConnectionError(
+                    f"TLS handshake with {self.peer} failed ({cause}); does it serve TLS, "
+                    "and is its certificate signed by the CA given?"
+                ) from None
+            self.stream = stream = tls_stream  # type: ignore[assignment]
         self.writer = FrameWriter(stream)
         await stream.send_all(protocol.encode_frame(protocol.hello()))
         message = await self._receive_setup()
