@@ -60,27 +60,33 @@ class NotInMainThreadError(AssertionError):
 class Reply:
     """Where the outcome of one ask goes: wakes the waiting caller task (local calls).
 
-    Remote calls use a subclass that writes a reply frame instead.
+    Remote calls use a subclass that writes a reply frame instead. The value or error is kept
+    as is (no outcome object): this is on the path of every ask.
     """
 
-    __slots__ = ("_done", "_outcome", "_task")
+    __slots__ = ("_done", "_error", "_task", "_value")
 
     def __init__(self) -> None:
         self._task: trio.lowlevel.Task | None = None
-        self._outcome: outcome.Outcome[Any] | None = None
+        self._value: Any = None
+        self._error: BaseException | None = None
         self._done = False
 
     def set_result(self, value: Any) -> None:
-        self._settle(outcome.Value(value))
-
-    def set_error(self, error: BaseException) -> None:
-        self._settle(outcome.Error(error))
-
-    def _settle(self, result: outcome.Outcome[Any]) -> None:
         if self._done:
             return
         self._done = True
-        self._outcome = result
+        self._value = value
+        task = self._task
+        if task is not None:
+            self._task = None
+            _reschedule(task)
+
+    def set_error(self, error: BaseException) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._error = error
         task = self._task
         if task is not None:
             self._task = None
@@ -88,7 +94,7 @@ class Reply:
 
     def expire(self) -> None:
         """Called by the service's timeouts when the deadline passed without an answer."""
-        self._settle(_TIMED_OUT)
+        self.set_error(_TIMED_OUT)
 
     async def wait(
         self, timeouts: Timeouts, timeout: float | None, describe: Callable[[], str]
@@ -101,11 +107,13 @@ class Reply:
             await _wait_rescheduled(self._abort)
         else:
             await trio.lowlevel.checkpoint()
-        result = self._outcome
-        if result is _TIMED_OUT:
+        error = self._error
+        if error is None:
+            return self._value
+        self._error = None  # no reference cycle through the traceback
+        if error is _TIMED_OUT:
             raise _timeout_error(f"{describe()} timed out after {timeout:g} s")
-        assert result is not None
-        return result.unwrap()
+        raise error
 
     def _abort(self, raise_cancel: Any) -> _Abort:
         self._task = None
@@ -113,7 +121,7 @@ class Reply:
         return _Abort.SUCCEEDED
 
 
-_TIMED_OUT: outcome.Outcome[Any] = outcome.Value(None)
+_TIMED_OUT = RpcTimeoutError("timed out")  # a marker, never raised itself
 
 
 class _Call:

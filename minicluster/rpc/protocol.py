@@ -110,8 +110,38 @@ class FrameDecoder:
         return payload
 
     def __iter__(self) -> Iterator[bytes]:
-        while (frame := self.next_frame()) is not None:
-            yield frame
+        frames = self.drain()
+        yield from frames
+        if frames and self.buffered >= HEADER_SIZE:
+            self.next_frame()  # an oversized header after the frames raises now
+
+    def drain(self) -> list[bytes]:
+        """Every complete payload buffered now, in order (one pass: the hot path of a reader)."""
+        buf, pos = self._buf, self._pos
+        end_of_data = len(buf)
+        limit = self.max_frame_size
+        frames: list[bytes] = []
+        with memoryview(buf) as view:
+            while end_of_data - pos >= HEADER_SIZE:
+                size = _unpack_header(buf, pos)[0]
+                if size > limit:
+                    break  # complete frames first; next_frame below raises for this header
+                end = pos + HEADER_SIZE + size
+                if end > end_of_data:
+                    break
+                frames.append(bytes(view[pos + HEADER_SIZE : end]))
+                pos = end
+        if pos == end_of_data:
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = pos
+            if pos > 65536 and pos * 2 > end_of_data:
+                del buf[:pos]
+                self._pos = 0
+            if end_of_data - self._pos >= HEADER_SIZE and not frames:
+                self.next_frame()  # raises FrameTooLargeError for an oversized header
+        return frames
 
 
 def frame_bytes(payload: bytes) -> bytes:
