@@ -20,11 +20,10 @@ from minicluster.rpc.tls import TlsConfig
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def _until_signal(cancel_scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        async for _ in signals:
-            cancel_scope.cancel()
-            return
+async def _until_signal(signals: Any, cancel_scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        cancel_scope.cancel()
+        return
 
 
 async def serve_cluster(
@@ -53,10 +52,12 @@ async def serve_cluster(
         secret=secret,
         tls=tls,
     ) as cluster:
-        on_ready(cluster)
-        with trio.CancelScope() as scope:
+        # catch the signals before saying we are ready: a SIGTERM right after the ready line
+        # must shut down cleanly, not kill the process
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, trio.CancelScope() as scope:
+            on_ready(cluster)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_until_signal, scope)
+                nursery.start_soon(_until_signal, signals, scope)
 
                 async def shutdown_requested() -> None:
                     nonlocal reason
@@ -110,9 +111,9 @@ async def join_cluster(
         context = ClusterContext(config, rng, ha, events)
         te = TaskExecutor(service, context, resource_id, slots)
         te.start()
-        on_ready(te)
-        with trio.CancelScope() as scope:
-            nursery.start_soon(_until_signal, scope)
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, trio.CancelScope() as scope:
+            on_ready(te)
+            nursery.start_soon(_until_signal, signals, scope)
             await trio.sleep_forever()
         # graceful: tell the ResourceManager we are going, then stop
         try:

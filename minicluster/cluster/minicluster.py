@@ -29,7 +29,7 @@ from .context import (
 )
 from .dispatcher import ClusterEndpoint, Dispatcher, JobStore
 from .gateways import DispatcherGateway
-from .model import JobGraph, JobStatus
+from .model import JobGraph, JobStatus, SlotID
 from .resourcemanager import ResourceManager
 from .taskexecutor import TaskExecutor
 
@@ -70,12 +70,20 @@ class _Tracer:
 
 
 def _seed_trio_scheduler(seed: int) -> None:
-    """trio breaks ties between runnable tasks with its own random source; seed it so that a
-    seeded run on a virtual clock repeats exactly (what Hypothesis does for trio tests)."""
+    """Make trio's scheduling repeatable for a seeded run on a virtual clock.
+
+    trio runs the tasks that became runnable together in an order that depends on memory
+    addresses (timers due at the same instant) and on a random source. Its deterministic mode,
+    the one Hypothesis switches on for trio tests, orders them by creation and shuffles with
+    that source, which we seed. Both are private to trio; without them a seeded run still works,
+    it just may not repeat to the event.
+    """
     try:
         from trio._core import _run
     except ImportError:  # pragma: no cover
         return
+    if hasattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING"):
+        _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
     rng = getattr(_run, "_r", None)
     if isinstance(rng, random.Random):
         rng.seed(seed)
@@ -383,6 +391,33 @@ class MiniCluster:
             for slot in row["slots"]:
                 slot["job_name"] = names.get(slot["job_id"]) if slot["job_id"] else None
             task_executors.append(row)
+        for record in self.resource_manager.task_executors.values():
+            if record.resource_id in self.task_executors:
+                continue
+            # a TaskExecutor in another process: what the ResourceManager knows of it
+            slots = []
+            for index in range(record.slots):
+                slot = self.resource_manager.slots.get(SlotID(record.resource_id, index))
+                job_hex = slot.job_id.hex if slot is not None and slot.job_id else None
+                state = "FREE" if slot is None or slot.state == "FREE" else "ALLOCATED"
+                slots.append(
+                    {
+                        "index": index,
+                        "state": state,
+                        "job_id": job_hex,
+                        "job_name": names.get(job_hex or ""),
+                    }
+                )
+            task_executors.append(
+                {
+                    "id": record.resource_id,
+                    "address": record.address,
+                    "state": "registered",
+                    "heartbeat_age": self.resource_manager.heartbeat_age(record.resource_id),
+                    "slots": slots,
+                    "remote": True,
+                }
+            )
         for resource_id, state in self.te_states.items():
             task_executors.append(
                 {
