@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import trio
@@ -23,6 +26,7 @@ from minicluster.scenario import load_job_file, parse_duration
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
 
+T = TypeVar("T")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -265,16 +269,50 @@ def _rpc_stats(cluster: MiniCluster) -> dict[str, Any]:
 # --- clients -----------------------------------------------------------------------------
 
 
-def _client_run(address: str, secret_file: str | None, timeout: float, body: Any) -> Any:
-    secret = read_secret(secret_file)
-    options = click.get_current_context().params
-    tls = tls_config(options.get("tls_cert"), options.get("tls_key"), options.get("tls_ca"))
+@dataclass
+class Connection:
+    """How a client command reaches the cluster: address, secret, TLS, timeout."""
 
-    async def main() -> Any:
-        async with connect_cluster(address, secret, timeout, tls) as client:
-            return await body(client)
+    address: str
+    secret_file: str | None
+    timeout: float
+    tls_cert: str | None
+    tls_key: str | None
+    tls_ca: str | None
 
-    return trio.run(main)
+    def run(self, body: Callable[[ClusterClient], Awaitable[T]]) -> T:
+        """Connect, run `body` with the client, and disconnect (a trio run of its own)."""
+        secret = read_secret(self.secret_file)
+        tls = tls_config(self.tls_cert, self.tls_key, self.tls_ca)
+
+        async def main() -> T:
+            async with connect_cluster(self.address, secret, self.timeout, tls) as client:
+                return await body(client)
+
+        return trio.run(main)
+
+
+def client_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--address, --secret-file, the TLS options and --timeout, handed to the command as one
+    `conn: Connection`."""
+
+    @functools.wraps(fn)
+    def command(
+        *args: Any,
+        address: str,
+        secret_file: str | None,
+        timeout: float,
+        tls_cert: str | None,
+        tls_key: str | None,
+        tls_ca: str | None,
+        **kwargs: Any,
+    ) -> None:
+        conn = Connection(address, secret_file, timeout, tls_cert, tls_key, tls_ca)
+        fn(*args, conn=conn, **kwargs)
+
+    for option in (timeout_option, tls_options, secret_option, address_option):
+        command = option(command)
+    return command
 
 
 def _job_graph(
@@ -311,10 +349,7 @@ def _job_graph(
 @click.option("--parallelism", type=click.IntRange(1), help="Subtasks per vertex (default 2).")
 @click.option("--task-duration", type=DURATION, help="How long each task runs (default 2s).")
 @click.option("--wait", is_flag=True, help="Follow the job; exit 0 for FINISHED, 1 otherwise.")
-@address_option
-@secret_option
-@tls_options
-@timeout_option
+@client_options
 @json_option
 def submit_job(
     job_file: str | None,
@@ -322,13 +357,8 @@ def submit_job(
     parallelism: int | None,
     task_duration: float | None,
     wait: bool,
-    address: str,
-    secret_file: str | None,
-    timeout: float,
+    conn: Connection,
     as_json: bool,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_ca: str | None = None,
 ) -> None:
     """Submit a job through the Dispatcher and print its id.
 
@@ -352,7 +382,7 @@ def submit_job(
                 status = await client.call(lambda d: d.request_job_status(graph.job_id))
             return status
 
-        status = _client_run(address, secret_file, timeout, body)
+        status = conn.run(body)
         if as_json:
             print_json({"job_id": graph.job_id.hex, "name": graph.name, "status": status})
         if wait and status != "FINISHED":
@@ -383,20 +413,9 @@ async def _follow(client: ClusterClient, job_id: uuid.UUID, interactive: bool) -
 
 
 @cli.command("list-jobs", context_settings=CONTEXT)
-@address_option
-@secret_option
-@tls_options
-@timeout_option
+@client_options
 @json_option
-def list_jobs(
-    address: str,
-    secret_file: str | None,
-    timeout: float,
-    as_json: bool,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_ca: str | None = None,
-) -> None:
+def list_jobs(conn: Connection, as_json: bool) -> None:
     """List the cluster's jobs: id, name, status, parallelism, start time, duration.
 
     \b
@@ -404,7 +423,7 @@ def list_jobs(
       minicluster list-jobs --json
     """
     with reported():
-        jobs = _client_run(address, secret_file, timeout, lambda c: c.call(lambda d: d.list_jobs()))
+        jobs = conn.run(lambda c: c.call(lambda d: d.list_jobs()))
         if as_json:
             print_json({"jobs": jobs})
             return
@@ -424,21 +443,9 @@ def list_jobs(
 
 @cli.command("job-status", context_settings=CONTEXT)
 @click.argument("job_id")
-@address_option
-@secret_option
-@tls_options
-@timeout_option
+@client_options
 @json_option
-def job_status(
-    job_id: str,
-    address: str,
-    secret_file: str | None,
-    timeout: float,
-    as_json: bool,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_ca: str | None = None,
-) -> None:
+def job_status(job_id: str, conn: Connection, as_json: bool) -> None:
     """Show one job, its tasks and their states (JOB_ID may be a unique prefix or the name).
 
     \b
@@ -452,7 +459,7 @@ def job_status(
             result: dict[str, Any] = await client.call(lambda d: d.request_job(resolved))
             return result
 
-        details = _client_run(address, secret_file, timeout, body)
+        details = conn.run(body)
         tasks = [
             {k: t.get(k) for k in ("vertex", "subtask", "state", "task_executor")}
             for t in details.get("tasks", [])
@@ -482,21 +489,9 @@ def job_status(
 
 @cli.command("cancel-job", context_settings=CONTEXT)
 @click.argument("job_id")
-@address_option
-@secret_option
-@tls_options
-@timeout_option
+@client_options
 @json_option
-def cancel_job(
-    job_id: str,
-    address: str,
-    secret_file: str | None,
-    timeout: float,
-    as_json: bool,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_ca: str | None = None,
-) -> None:
+def cancel_job(job_id: str, conn: Connection, as_json: bool) -> None:
     """Cancel a job; exits 0 once it is CANCELED.
 
     \b
@@ -508,7 +503,7 @@ def cancel_job(
         async def body(client: ClusterClient) -> tuple[str, str]:
             resolved = await client.find_job(job_id)
             await client.call(lambda d: d.cancel_job(resolved))
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(conn.timeout):
                 while True:
                     status = await client.call(lambda d: d.request_job_status(resolved))
                     if JobStatus(status).is_globally_terminal:
@@ -516,7 +511,7 @@ def cancel_job(
                     await trio.sleep(0.1)
             return resolved.hex, await client.call(lambda d: d.request_job_status(resolved))
 
-        resolved, status = _client_run(address, secret_file, timeout, body)
+        resolved, status = conn.run(body)
         if as_json:
             print_json({"job_id": resolved, "status": status})
         elif status == "CANCELED":
@@ -527,21 +522,9 @@ def cancel_job(
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--watch", is_flag=True, help="Refresh the view until Ctrl-C.")
-@address_option
-@secret_option
-@tls_options
-@timeout_option
+@client_options
 @json_option
-def inspect(
-    watch: bool,
-    address: str,
-    secret_file: str | None,
-    timeout: float,
-    as_json: bool,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_ca: str | None = None,
-) -> None:
+def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
     """Show the topology: leaders with their fencing tokens, TaskExecutors and slots, jobs.
 
     \b
@@ -552,7 +535,7 @@ def inspect(
         if watch and as_json:
             fail("--watch and --json cannot be combined", EXIT_USAGE)
         if not watch:
-            snapshot = _client_run(address, secret_file, timeout, lambda c: c.topology())
+            snapshot = conn.run(lambda c: c.topology())
             if as_json:
                 print_json(_inspect_json(snapshot))
             else:
@@ -586,7 +569,7 @@ def inspect(
                 if live is not None:
                     live.stop()
 
-        _client_run(address, secret_file, timeout, body)
+        conn.run(body)
 
 
 def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -614,18 +597,8 @@ def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:
 
 
 @cli.command(context_settings=CONTEXT)
-@address_option
-@secret_option
-@tls_options
-@timeout_option
-def stop(
-    address: str,
-    secret_file: str | None,
-    timeout: float,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_ca: str | None = None,
-) -> None:
+@client_options
+def stop(conn: Connection) -> None:
     """Ask the cluster to shut down; exits 0 once it has.
 
     \b
@@ -636,16 +609,16 @@ def stop(
 
         async def body(client: ClusterClient) -> None:
             await client.call(lambda d: d.shutdown_cluster())
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(conn.timeout):
                 while True:
                     try:
                         await client.leaders()
                     except Exception:
                         return
                     await trio.sleep(0.1)
-            fail(f"the cluster at {address} did not stop within {timeout:g} s")
+            fail(f"the cluster at {conn.address} did not stop within {conn.timeout:g} s")
 
-        _client_run(address, secret_file, timeout, body)
+        conn.run(body)
         click.echo("cluster stopped")
 
 
