@@ -19,6 +19,7 @@ from minicluster import __version__
 from minicluster.client import DEFAULT_ADDRESS, ClusterClient, connect_cluster
 from minicluster.cluster import ClusterConfig, JobGraph, JobStatus, JobVertex, MiniCluster
 from minicluster.cluster.context import Event
+from minicluster.cluster.stats import recent_events, rpc_statistics
 from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.console.views import render_jobs, render_topology
 from minicluster.rpc.tls import TlsConfig
@@ -255,14 +256,10 @@ def _snapshot(cluster: MiniCluster) -> dict[str, Any]:
 
 
 def _events(cluster: MiniCluster) -> list[dict[str, Any]]:
-    from minicluster.scenario.runner import recent_events
-
     return recent_events(cluster)
 
 
 def _rpc_stats(cluster: MiniCluster) -> dict[str, Any]:
-    from minicluster.scenario.runner import rpc_statistics
-
     return rpc_statistics(cluster)
 
 
@@ -561,7 +558,12 @@ def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
                         while True:
                             snapshot = await client.topology()
                             if live is not None:
-                                live.update(snapshot, [], None, None)
+                                live.update(
+                                    snapshot,
+                                    snapshot.get("events", []),
+                                    snapshot.get("rpc"),
+                                    {"scenario": conn.address, "clock": "real"},
+                                )
                             else:
                                 console.print(render_topology(snapshot))
                             await trio.sleep(1.0)

@@ -10,16 +10,10 @@ import click
 
 from minicluster.cluster import MiniCluster
 from minicluster.cluster.context import Event
+from minicluster.cluster.stats import recent_events, rpc_statistics
 from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.scenario import Scenario, Step
-from minicluster.scenario.runner import (
-    Observer,
-    ScenarioResult,
-    StepResult,
-    recent_events,
-    rpc_statistics,
-    run_scenario,
-)
+from minicluster.scenario.runner import Observer, ScenarioResult, StepResult, run_scenario
 
 from .errors import EXIT_USAGE, fail
 

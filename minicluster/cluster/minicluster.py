@@ -391,13 +391,13 @@ class MiniCluster:
             for slot in row["slots"]:
                 slot["job_name"] = names.get(slot["job_id"]) if slot["job_id"] else None
             task_executors.append(row)
-        for record in self.resource_manager.task_executors.values():
-            if record.resource_id in self.task_executors:
+        for te_record in self.resource_manager.task_executors.values():
+            if te_record.resource_id in self.task_executors:
                 continue
             # a TaskExecutor in another process: what the ResourceManager knows of it
             slots = []
-            for index in range(record.slots):
-                slot = self.resource_manager.slots.get(SlotID(record.resource_id, index))
+            for index in range(te_record.slots):
+                slot = self.resource_manager.slots.get(SlotID(te_record.resource_id, index))
                 job_hex = slot.job_id.hex if slot is not None and slot.job_id else None
                 state = "FREE" if slot is None or slot.state == "FREE" else "ALLOCATED"
                 slots.append(
@@ -410,10 +410,10 @@ class MiniCluster:
                 )
             task_executors.append(
                 {
-                    "id": record.resource_id,
-                    "address": record.address,
+                    "id": te_record.resource_id,
+                    "address": te_record.address,
                     "state": "registered",
-                    "heartbeat_age": self.resource_manager.heartbeat_age(record.resource_id),
+                    "heartbeat_age": self.resource_manager.heartbeat_age(te_record.resource_id),
                     "slots": slots,
                     "remote": True,
                 }
@@ -443,7 +443,11 @@ class MiniCluster:
                 )
             summary = self.dispatcher._summary(record)
             jobs.append(summary)
+        from .stats import recent_events, rpc_statistics
+
         return {
+            "events": recent_events(self, 30),
+            "rpc": rpc_statistics(self),
             "time": self.events.now(),
             "dispatcher": {
                 "address": self.dispatcher.address,
