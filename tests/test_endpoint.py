@@ -378,3 +378,48 @@ async def test_closing_releases_a_handler_waiting_to_resume(
             with trio.fail_after(1):
                 await endpoint.close()
         assert len(errors) == 1
+
+
+class Recorder(RpcEndpoint, CalcGateway):
+    """Sync-looking handlers: they may run on the caller's task when the endpoint is idle."""
+
+    def __init__(self, service, endpoint_id="recorder"):  # type: ignore[no-untyped-def]
+        super().__init__(service, endpoint_id)
+        self.order: list[str] = []
+
+    async def add(self, a: int, b: int) -> int:
+        self.validate_runs_in_main_thread()
+        self.order.append(f"add {a}")
+        self.run_async(lambda: self.order.append(f"after add {a}"))
+        return a + b
+
+
+async def test_an_idle_endpoint_answers_on_the_callers_task_without_breaking_order() -> None:
+    async with open_rpc_service() as service:
+        endpoint = Recorder(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        await endpoint.call_async(lambda: None)  # started and idle
+        assert await gateway.add(1, 1) == 2  # inline: validate_runs_in_main_thread held
+        assert await gateway.add(2, 1) == 3
+        await endpoint.call_async(lambda: None)
+        assert endpoint.order == ["add 1", "after add 1", "add 2", "after add 2"]
+        assert endpoint.main_thread_idle()
+
+
+def test_only_handlers_without_await_are_taken_for_inline_calls() -> None:
+    from minicluster.rpc.endpoint import never_suspends
+
+    async def plain(x: int) -> int:
+        return x
+
+    async def waits() -> None:
+        await trio.sleep(0)
+
+    async def iterates(xs: object) -> None:
+        async for _ in xs:  # type: ignore[attr-defined]
+            pass
+
+    assert never_suspends(plain)
+    assert not never_suspends(waits)
+    assert not never_suspends(iterates)

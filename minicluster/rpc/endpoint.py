@@ -11,6 +11,7 @@ calling B calling A never deadlocks.
 
 from __future__ import annotations
 
+import dis
 import enum
 import inspect
 import logging
@@ -196,9 +197,15 @@ class RpcEndpoint:
         ] = {}
         self._work: trio.Nursery | None = None
         self._handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
+        # handlers that never suspend (sync, or async without an await) may run on the
+        # caller's task when the endpoint is idle: see call_inline
+        self._inline: dict[str, tuple[Callable[..., Any], bool]] = {}
         for name in gateway_methods(type(self)):
             fn = getattr(self, name)
-            self._handlers[name] = (fn, inspect.iscoroutinefunction(fn))
+            is_async = inspect.iscoroutinefunction(fn)
+            self._handlers[name] = (fn, is_async)
+            if not is_async or never_suspends(fn):
+                self._inline[name] = (fn, is_async)
         self.supported_gateways = implemented_gateways(type(self))
         rpc_service.register_endpoint(self)
 
@@ -575,6 +582,61 @@ class RpcEndpoint:
 
     # --- entry for invokers -------------------------------------------------------------
 
+    def main_thread_idle(self) -> bool:
+        """The main thread is parked with nothing queued (what an inline call needs)."""
+        waiter = self._loop_waiter
+        return waiter is not None and self._holder is waiter and not self._queue
+
+    def call_inline(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        token: UUID | None,
+        sender: str | None,
+    ) -> tuple[bool, Any, BaseException | None]:
+        """Run a call right here, on the caller's task, if nothing can tell the difference:
+        the endpoint is idle (its main thread parked, its mailbox empty) and the handler never
+        suspends. The caller's task holds the main thread for that moment, so one-at-a-time
+        and mailbox order both hold; it saves two task switches per ask.
+
+        Returns (handled, result, error); not handled means: queue it as usual.
+        """
+        waiter = self._loop_waiter
+        if (
+            waiter is None
+            or self._holder is not waiter
+            or self._queue
+            or self._state is not EndpointState.RUNNING
+        ):
+            return False, None, None
+        entry = self._inline.get(method)
+        if entry is None:
+            return False, None, None
+        fn, is_async = entry
+        self._holder = _current_task()
+        try:
+            self._check_token(token)
+            result = fn(*args, **kwargs)
+            if is_async:
+                try:
+                    result.send(None)
+                except StopIteration as done:
+                    result = done.value
+                else:  # pragma: no cover - never_suspends said it could not
+                    result.close()
+                    raise RuntimeError(f"{method} suspended although it has no await")
+            error = None
+        except Exception as exc:
+            result, error = None, exc
+        finally:
+            # back to the loop task, parked or (if the handler queued a message) just woken
+            self._holder = waiter
+        tracer = self._rpc_service.tracer
+        if tracer is not None:
+            tracer.message(sender, self._endpoint_id, method, True, error)
+        return True, result, error
+
     @property
     def mailbox_full(self) -> bool:
         return len(self._queue) >= self._mailbox_limit
@@ -648,6 +710,20 @@ class FencedRpcEndpoint(RpcEndpoint):
                 f"endpoint {self._endpoint_id} is fenced with token {self._fencing_token} "
                 f"but the message carried {token}"
             )
+
+
+_SUSPENDING_OPS = frozenset(
+    {"GET_AWAITABLE", "YIELD_VALUE", "SEND", "BEFORE_ASYNC_WITH", "GET_AITER", "GET_ANEXT"}
+)
+
+
+def never_suspends(fn: Callable[..., Any]) -> bool:
+    """Whether an async function contains no await, async for or async with (so that calling
+    it and sending None runs it to its end)."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return False
+    return not any(op.opname in _SUSPENDING_OPS for op in dis.get_instructions(code))
 
 
 def _timeout_error(message: str) -> RpcTimeoutError:

@@ -80,9 +80,18 @@ class LocalInvoker:
         else:
             reply = Reply()
         endpoint = self._target()
+        service = self.service
+        if not self.serialize and service.message_filter is None:
+            handled, result, error = endpoint.call_inline(
+                method, args, kwargs, self.fencing_token, self.caller
+            )
+            if handled:
+                await trio.lowlevel.checkpoint()
+                if error is not None:
+                    raise error
+                return result
         if endpoint.mailbox_full:
             await endpoint.wait_for_mailbox_space()
-        service = self.service
         if service.message_filter is None or service.message_filter(
             self.caller, endpoint.endpoint_id, method
         ):

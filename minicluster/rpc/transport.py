@@ -108,6 +108,25 @@ class FrameWriter:
             self._waiter = None
             trio.lowlevel.reschedule(waiter)
 
+    def flush_direct(self) -> None:
+        """Write what is queued now from the caller's task, if the writer task is idle; the
+        writer task gets only what the kernel does not take."""
+        if self._fd is None or self._busy or not self._pending or self.closed:
+            return
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        try:
+            written = os.write(self._fd, data)
+        except OSError:
+            return  # the writer task meets the same error and ends the connection
+        self.buffered -= written
+        if written == len(data):
+            pending.clear()
+        else:
+            self._pending = [data[written:]]
+        if self._below:
+            self._wake_below()
+
     def _abort(self, raise_cancel: Any) -> _Abort:
         self._waiter = None
         return _Abort.SUCCEEDED
@@ -224,6 +243,7 @@ class ServerConnection:
         self.decoder = FrameDecoder(self.max_frame_size)
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
+        self.batching = False  # handling the requests of one read: hold replies back
         self.last_endpoint: RpcEndpoint | None = None
 
     async def serve(self) -> None:
@@ -283,11 +303,16 @@ class ServerConnection:
                 return
             try:
                 decoder.feed(data)
+                # replies to a batch of requests go out in one write, after the batch
+                self.batching = True
                 for payload in decoder:
                     yield payload
             except FrameTooLargeError as exc:
                 self._goodbye(f"{exc}; closing the connection")
                 return
+            finally:
+                self.batching = False
+            writer.flush_direct()
 
     async def _next(self, frames: Any) -> dict[str, Any] | None:
         try:
@@ -402,16 +427,27 @@ class ServerConnection:
         endpoint = self.service.lookup_endpoint(endpoint_id) if type(endpoint_id) is str else None
         if endpoint is None:
             return False
+        sender = message.get("sender")
+        if type(sender) is not str:
+            sender = None
+        handled, result, error = endpoint.call_inline(
+            method, args, kwargs, message.get("token"), sender
+        )
+        if handled:
+            if error is None:
+                self.send_reply(request_id, result)
+            else:
+                self.send_error(request_id, error)
+            return True
         self.in_progress += 1
         self.last_endpoint = endpoint
-        sender = message.get("sender")
         endpoint.accept_call(
             method,
             args,
             kwargs,
             message.get("token"),
             _RemoteReply(self, request_id),
-            sender if type(sender) is str else None,
+            sender,
         )
         return True
 
@@ -430,11 +466,11 @@ class ServerConnection:
                 ),
             )
             return
-        self.writer.send(protocol.frame_bytes(payload), self.in_progress == 0)
+        self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
 
     def send_error(self, request_id: int, error: BaseException) -> None:
         payload = protocol.encode_message(protocol.error_reply(request_id, error))
-        self.writer.send(protocol.frame_bytes(payload), self.in_progress == 0)
+        self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
 
 
 class _Prefixed(trio.abc.Stream):
