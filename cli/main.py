@@ -764,6 +764,11 @@ def run_scenario(
             fail(f"scenario {scenario.name} failed at {detail}", EXIT_FAILED)
 
 
+from .simulate_cmd import simulate  # noqa: E402 - a command of its own module
+
+cli.add_command(simulate)
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     cli(prog_name="minicluster")

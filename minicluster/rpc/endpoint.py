@@ -30,9 +30,11 @@ from .errors import (
     FencingTokenError,
     NoSuchMethodError,
     RecipientUnreachableError,
+    RpcError,
     RpcTimeoutError,
 )
 from .gateway import G, RpcGateway, gateway_methods, implemented_gateways
+from .protocol import show
 from .timeouts import Timeouts
 
 if TYPE_CHECKING:
@@ -370,7 +372,7 @@ class RpcEndpoint:
                 continue
             message = queue.popleft()
             if self._space_waiters and len(queue) < self._mailbox_limit:
-                self._wake_space_waiters()
+                self._wake_space_waiters(self._mailbox_limit - len(queue))
             kind = type(message)
             if kind is _Call:
                 await self._handle_call(message)
@@ -426,14 +428,14 @@ class RpcEndpoint:
             if tracer is not None:
                 tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, exc)
             if reply is not None:
-                reply.set_error(exc)
+                _answer(reply, None, exc)
             elif not isinstance(exc, FencingTokenError):
-                log.warning("tell %s.%s failed: %r", self._endpoint_id, call.method, exc)
+                log.warning("tell %s.%s failed: %s", self._endpoint_id, call.method, show(exc))
             return
         if tracer is not None:
             tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, None)
         if reply is not None:
-            reply.set_result(result)
+            _answer(reply, result, None)
 
     async def _handle_run(self, run: _Run) -> None:
         reply = run.reply
@@ -661,8 +663,15 @@ class RpcEndpoint:
             self._space_waiters.append(task)
             await _wait_rescheduled(abort)
 
-    def _wake_space_waiters(self) -> None:
-        waiters, self._space_waiters = self._space_waiters, []
+    def _wake_space_waiters(self, room: int | None = None) -> None:
+        """Wake as many waiting callers as there is room for (all of them when stopping),
+        first come first served."""
+        waiters = self._space_waiters
+        if room is None or room >= len(waiters):
+            self._space_waiters = []
+        else:
+            self._space_waiters = waiters[room:]
+            waiters = waiters[:room]
         for task in waiters:
             _reschedule(task)
 
@@ -708,7 +717,7 @@ class FencedRpcEndpoint(RpcEndpoint):
                 )
             raise FencingTokenError(
                 f"endpoint {self._endpoint_id} is fenced with token {self._fencing_token} "
-                f"but the message carried {token}"
+                f"but the message carried {token if isinstance(token, UUID) else show(token)}"
             )
 
 
@@ -724,6 +733,21 @@ def never_suspends(fn: Callable[..., Any]) -> bool:
     if code is None:
         return False
     return not any(op.opname in _SUSPENDING_OPS for op in dis.get_instructions(code))
+
+
+def _answer(reply: Reply, result: Any, error: BaseException | None) -> None:
+    """Deliver a result or an error; whatever goes wrong delivering it (a result that cannot be
+    encoded, an error that cannot even be printed) becomes an error for the caller, never a
+    failure of the endpoint."""
+    try:
+        if error is None:
+            reply.set_result(result)
+        else:
+            reply.set_error(error)
+    except Exception as problem:
+        log.warning("could not deliver a reply: %s", show(problem))
+        reply._done = False
+        reply.set_error(RpcError(f"the reply could not be delivered: {type(problem).__name__}"))
 
 
 def _timeout_error(message: str) -> RpcTimeoutError:

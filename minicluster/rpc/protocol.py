@@ -16,10 +16,31 @@ from typing import Any, Final
 
 from . import serialization
 from .errors import (
+    AuthenticationError,
+    EndpointNotFoundError,
+    EndpointNotStartedError,
+    FencingTokenError,
+    HandshakeError,
     MessageTooLargeError,
+    NoSuchMethodError,
     ProtocolError,
+    RecipientUnreachableError,
     RemoteError,
+    SerializationError,
     error_type,
+)
+
+_LAYER_ERRORS = (
+    AuthenticationError,
+    EndpointNotFoundError,
+    EndpointNotStartedError,
+    FencingTokenError,
+    HandshakeError,
+    MessageTooLargeError,
+    NoSuchMethodError,
+    ProtocolError,
+    RecipientUnreachableError,
+    SerializationError,
 )
 
 PROTOCOL_VERSION: Final = 1
@@ -225,13 +246,25 @@ def verify_proof(secret: bytes, challenge: bytes, proof: object) -> bool:
     return isinstance(proof, bytes) and hmac.compare_digest(auth_proof(secret, challenge), proof)
 
 
+def show(value: object, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut short, and never an error itself."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_hello(message: dict[str, Any]) -> None:
     """Raises ProtocolError with the sentence to put in the goodbye when a hello is not right."""
     if message.get("type") != "hello":
-        raise ProtocolError(f"expected 'hello' as the first message, got {message.get('type')!r}")
-    if message.get("protocol") != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version {message.get('protocol')!r} is not supported "
+            f"expected 'hello' as the first message, got {show(message.get('type'))}"
+        )
+    version = message.get("protocol")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {show(version)} is not supported "
             f"(this server speaks {PROTOCOL_VERSION})"
         )
 
@@ -376,8 +409,10 @@ def reply(request_id: int, value: Any) -> dict[str, Any]:
     return {"type": "reply", "id": request_id, "value": value}
 
 
-def error_reply(request_id: int, error: BaseException) -> dict[str, Any]:
-    return {"type": "reply", "id": request_id, "error": error_to_wire(error)}
+def error_reply(
+    request_id: int, error: BaseException, limit: int = DEFAULT_MAX_FRAME_SIZE
+) -> dict[str, Any]:
+    return {"type": "reply", "id": request_id, "error": bounded_error(error, limit)}
 
 
 def error_to_wire(error: BaseException) -> dict[str, Any]:
@@ -387,10 +422,31 @@ def error_to_wire(error: BaseException) -> dict[str, Any]:
         if error.remote_traceback:
             wire["traceback"] = error.remote_traceback
         return wire
-    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    try:
+        text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    except Exception:  # an unprintable argument (a huge int, a broken __str__)
+        text = f"<{type(error).__name__} whose message cannot be shown>"
     wire = {"type": type(error).__name__, "message": text}
-    if error.__traceback__ is not None:
-        wire["traceback"] = "".join(traceback.format_exception(error))
+    # The RPC layer's own refusals are about the request, not about code: no traceback
+    # (it would cost time per bad request and show a stranger our internals).
+    if error.__traceback__ is not None and not isinstance(error, _LAYER_ERRORS):
+        try:
+            wire["traceback"] = "".join(traceback.format_exception(error))
+        except Exception:
+            pass
+    return wire
+
+
+def bounded_error(error: BaseException, limit: int) -> dict[str, Any]:
+    """`error_to_wire`, cut to fit in a frame of `limit` bytes (message shortened, traceback
+    dropped) so that an error reply never breaks the frame limit itself."""
+    wire = error_to_wire(error)
+    if len(wire["message"]) + len(wire.get("traceback", "")) + 256 <= limit:
+        return wire
+    wire.pop("traceback", None)
+    room = max(64, limit // 2)
+    if len(wire["message"]) > room:
+        wire["message"] = wire["message"][: room - 40] + f"... ({len(wire['message'])} characters)"
     return wire
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import io
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -23,7 +24,9 @@ MAX_DEPTH = 256
 T = TypeVar("T")
 
 # Tags cbor2 decodes into plain standard-library values on its own; all others are refused.
-_ALLOWED_BUILTIN_TAGS = frozenset({0, 1, 2, 3, 4, 30, UUID_TAG, 258})
+# Standard tags we decode ourselves, checking their content: bignums (bounded), UUIDs, sets.
+_STANDARD_TAGS = frozenset({2, 3, UUID_TAG, 258})
+MAX_BIGNUM_BYTES = 128  # 1024 bits: far beyond any id or counter, far below costly to print
 
 
 class _WireType:
@@ -140,9 +143,40 @@ def _unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> Any:
     return _fail(f"unsupported CBOR tag {tag.tag}")
 
 
+def _decode_bignum(negative: bool) -> Callable[[Any, bool], Any]:
+    def decode(value: Any, immutable: bool) -> Any:
+        if not isinstance(value, bytes):
+            return _fail("a bignum (tag 2/3) must hold a byte string")
+        if len(value) > MAX_BIGNUM_BYTES:
+            return _fail(f"a bignum of {len(value)} bytes is over the limit of {MAX_BIGNUM_BYTES}")
+        number = int.from_bytes(value, "big")
+        return -1 - number if negative else number
+
+    return decode
+
+
+def _decode_uuid(value: Any, immutable: bool) -> Any:
+    if not isinstance(value, bytes) or len(value) != 16:
+        return _fail("a UUID (tag 37) must hold 16 bytes")
+    return uuid.UUID(bytes=value)
+
+
+def _decode_set(value: Any, immutable: bool) -> Any:
+    if not isinstance(value, list | tuple):
+        return _fail("a set (tag 258) must hold an array")
+    try:
+        return set(value)
+    except TypeError:
+        return _fail("a set (tag 258) may hold only hashable items")
+
+
 _SEMANTIC_DECODERS: dict[int, Any] = {
-    t: _refuse_tag(t) for t in range(0, 300) if t not in _ALLOWED_BUILTIN_TAGS
+    t: _refuse_tag(t) for t in range(0, 300) if t not in _STANDARD_TAGS
 }
+_SEMANTIC_DECODERS[2] = _decode_bignum(negative=False)
+_SEMANTIC_DECODERS[3] = _decode_bignum(negative=True)
+_SEMANTIC_DECODERS[UUID_TAG] = _decode_uuid
+_SEMANTIC_DECODERS[258] = _decode_set
 _SEMANTIC_DECODERS.update({t: _refuse_tag(t) for t in (1004, 1040, 55799, 43000)})
 _SEMANTIC_DECODERS[DOMAIN_TAG] = _decode_domain
 

@@ -271,13 +271,22 @@ class ServerConnection:
         if setup.cancelled_caught:
             self._goodbye("connection set-up timed out")
             return
+        handled = 0
+        writer = self.writer
         async for payload in frames:
-            if not self._handle(payload):
+            outcome = self._handle(payload)
+            while isinstance(outcome, RpcEndpoint):
+                # backpressure: the endpoint's mailbox is full, so this peer waits (we read no
+                # more of its requests) until there is room, then the request goes in
+                await outcome.wait_for_mailbox_space()
+                outcome = self._handle(payload)
+            if not outcome:
                 return
-            endpoint = self.last_endpoint
-            if endpoint is not None and endpoint.mailbox_full:
-                # backpressure: read no more from this peer until the endpoint catches up
-                await endpoint.wait_for_mailbox_space()
+            if writer.buffered > WRITE_HIGH_WATER:
+                await writer.wait_below(WRITE_LOW_WATER)  # a peer that reads too slowly
+            handled += 1
+            if handled % 32 == 0:
+                await trio.lowlevel.checkpoint()  # one busy peer must not starve the others
 
     async def _frames(self) -> Any:
         """Payloads as they arrive; ends on EOF, after an idle timeout, or after saying goodbye
@@ -358,12 +367,15 @@ class ServerConnection:
         log.info("goodbye to a client: %s", reason)
         self.writer.send(self._frame(protocol.goodbye(reason)))
 
-    def _handle(self, payload: bytes) -> bool:
-        """Serve one request frame; False when the connection must close."""
+    def _handle(self, payload: bytes) -> bool | RpcEndpoint:
+        """Serve one request frame; False when the connection must close, an endpoint when
+        its mailbox is full (wait for room, then hand the frame in again)."""
         try:
             message = protocol.decode_message(payload)
-            if message["type"] == "call" and self._fast_call(message):
-                return True
+            if message["type"] == "call":
+                fast = self._fast_call(message)
+                if fast is not False:
+                    return fast
             request = protocol.parse_request(message)
         except ProtocolError as exc:
             if exc.request_id is None:
@@ -377,6 +389,8 @@ class ServerConnection:
             assert request.id is not None
             if endpoint is None:
                 self.send_error(request.id, service.not_found(request.endpoint))
+            elif endpoint.mailbox_full:
+                return endpoint
             else:
                 self.in_progress += 1
                 self.last_endpoint = endpoint
@@ -388,6 +402,8 @@ class ServerConnection:
                     _RemoteReply(self, request.id),
                 )
         elif request.kind == "tell":
+            if endpoint is not None and endpoint.mailbox_full:
+                return endpoint
             if endpoint is not None:
                 self.last_endpoint = endpoint
                 sender = message.get("sender")
@@ -409,7 +425,7 @@ class ServerConnection:
                 self.send_reply(request.id, {"endpoint": request.endpoint})
         return True
 
-    def _fast_call(self, message: dict[str, Any]) -> bool:
+    def _fast_call(self, message: dict[str, Any]) -> bool | RpcEndpoint:
         """Dispatch a well-formed call to a known endpoint; False leaves it to the full path."""
         request_id = message.get("id")
         args = message.get("args", [])
@@ -439,6 +455,8 @@ class ServerConnection:
             else:
                 self.send_error(request_id, error)
             return True
+        if endpoint.mailbox_full:
+            return endpoint
         self.in_progress += 1
         self.last_endpoint = endpoint
         endpoint.accept_call(
@@ -469,7 +487,9 @@ class ServerConnection:
         self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
 
     def send_error(self, request_id: int, error: BaseException) -> None:
-        payload = protocol.encode_message(protocol.error_reply(request_id, error))
+        payload = protocol.encode_message(
+            protocol.error_reply(request_id, error, self.max_frame_size)
+        )
         self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
 
 
@@ -658,6 +678,9 @@ class ClientConnection:
                     elif kind == "goodbye":
                         self.close_reason = f"{self.peer} said goodbye: {message.get('reason')}"
                         return
+            except FrameTooLargeError as exc:
+                self.close_reason = f"{self.peer} sent a frame over our limit: {exc}"
+                return
             except ProtocolError as exc:
                 request_id = exc.request_id
                 reply = pending.pop(request_id, None) if request_id is not None else None

@@ -1,0 +1,258 @@
+"""`minicluster simulate`: seeded random workloads under random faults, invariants checked.
+
+Registered in cli/main.py with ``cli.add_command(simulate)``. Only parsing, output and exit codes
+live here; the simulation is minicluster.simulate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from minicluster.scenario import load_scenario, parse_duration
+from minicluster.simulate import (
+    FAULT_KINDS,
+    RunResult,
+    SimulationSummary,
+    Violation,
+    check_scenario,
+    parse_faults,
+)
+from minicluster.simulate import (
+    simulate as run_simulation,
+)
+
+from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds <= 0:
+            self.fail(f"expected a duration longer than zero, got {value!r}", param, ctx)
+        return seconds
+
+
+class _Faults(click.ParamType):  # type: ignore[type-arg]
+    name = "kinds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_faults(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _seconds(value: float) -> str:
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def _summary_line(summary: SimulationSummary) -> str:
+    seeds = (
+        f"seed {summary.first_seed}"
+        if summary.runs == 1
+        else f"seeds {summary.first_seed}..{summary.last_seed}"
+    )
+    verdict = (
+        "no violations"
+        if summary.ok
+        else f"{len(summary.violations)} violation(s) in {len(summary.failed_seeds)} run(s)"
+    )
+    stopped = " (time limit reached)" if summary.stopped_early else ""
+    return (
+        f"simulated {summary.runs} run(s) ({seeds}), {summary.events} events, "
+        f"{_seconds(summary.virtual_time)} of cluster time in {_seconds(summary.wall_time)}"
+        f"{stopped}: {verdict}; {summary.clean_runs} run(s) ({summary.clean_events} events) "
+        "without a violation"
+    )
+
+
+@click.command("simulate", context_settings=CONTEXT)
+@click.option(
+    "--runs", type=click.IntRange(1), default=100, show_default=True, help="How many runs."
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    default=None,
+    help="Seed of the first run; run i uses SEED+i. Default: a random one (printed).",
+)
+@click.option(
+    "--faults",
+    type=_Faults(),
+    default=",".join(FAULT_KINDS),
+    show_default=True,
+    help="Fault kinds to inject, comma-separated (or 'none').",
+)
+@click.option(
+    "--duration",
+    type=_Duration(),
+    default="10m",
+    show_default=True,
+    help="Cluster time with faults per run; a quiet period follows.",
+)
+@click.option(
+    "--dump-scenario",
+    "dump_dir",
+    type=click.Path(file_okay=False),
+    help="Write each failing run as DIR/simulate-seed-S.yaml (for run-scenario).",
+)
+@click.option(
+    "--time-limit",
+    type=_Duration(),
+    default=None,
+    help="Start no run after this much wall-clock time (a soak with a budget).",
+)
+@click.option(
+    "--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes to use."
+)
+@click.option(
+    "--replay",
+    "replay_file",
+    type=click.Path(dir_okay=False),
+    help="Run this scenario file with the invariant checks instead of generated runs.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="One line per run, and violation details.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def simulate(
+    runs: int,
+    seed: int | None,
+    faults: tuple[str, ...],
+    duration: float,
+    dump_dir: str | None,
+    time_limit: float | None,
+    workers: int,
+    replay_file: str | None,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Seeded virtual-clock runs of random workloads under random faults, with the cluster's
+    invariants checked after every event and at quiescence.
+
+    Prints one line per violation, `VIOLATION seed=S: ...`; `--runs 1 --seed S` (with the same
+    --faults and --duration) repeats that run, and --dump-scenario writes it as a scenario that
+    `minicluster run-scenario` repeats message for message. Exits 1 if any invariant was
+    violated.
+
+    \b
+    Examples:
+      minicluster simulate --runs 50 --seed 1 --duration 2m
+      minicluster simulate --runs 1000 --time-limit 30m --workers 2 --dump-scenario failing/
+      minicluster simulate --replay failing/simulate-seed-17.yaml
+    """
+    with reported():
+        if replay_file is not None:
+            _replay(replay_file, dump_dir, verbose, as_json)
+            return
+
+        def on_violation(violation: Violation) -> None:
+            if not as_json:
+                click.echo(violation.line())
+                if verbose and violation.detail:
+                    for line in violation.detail.splitlines():
+                        click.echo(f"    {line}")
+
+        def on_run(result: RunResult) -> None:
+            if verbose and not as_json:
+                verdict = "ok" if result.ok else f"{len(result.violations)} violation(s)"
+                where = f", dumped to {result.dumped}" if result.dumped else ""
+                click.echo(
+                    f"run seed={result.seed}: {result.events} events, "
+                    f"{result.virtual_time:.1f} s of cluster time in {result.wall_time:.2f} s, "
+                    f"{verdict}{where}"
+                )
+
+        summary = run_simulation(
+            runs,
+            seed,
+            faults,
+            duration,
+            dump_dir,
+            on_violation,
+            on_run,
+            time_limit=time_limit,
+            workers=workers,
+        )
+        if as_json:
+            document = summary.as_dict()
+            document["faults"] = list(faults)
+            document["duration"] = duration
+            click.echo(json.dumps(document, indent=2))
+        else:
+            click.echo(_summary_line(summary))
+            if not summary.ok:
+                kinds = ",".join(faults) or "none"
+                click.echo(
+                    f"reproduce a run with: minicluster simulate --runs 1 --seed SEED "
+                    f"--faults {kinds} --duration {duration:g}s"
+                )
+                for path in summary.dumped:
+                    click.echo(f"scenario written: {path}")
+        if not summary.ok:
+            fail(
+                f"{len(summary.violations)} invariant violation(s) in "
+                f"{len(summary.failed_seeds)} of {summary.runs} run(s)",
+                EXIT_FAILED,
+            )
+
+
+def _replay(path: str, dump_dir: str | None, verbose: bool, as_json: bool) -> None:
+    scenario = load_scenario(path)
+    for warning in scenario.warnings:
+        click.echo(f"minicluster: warning: {warning}", err=True)
+    if dump_dir is not None:
+        fail(
+            "--dump-scenario does not go with --replay: the scenario is a file already", EXIT_USAGE
+        )
+    result = check_scenario(scenario)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "scenario": str(Path(path)),
+                    "seed": result.seed,
+                    "events": result.events,
+                    "cluster_seconds": round(result.virtual_time, 3),
+                    "steps": result.steps,
+                    "steps_ok": result.steps_ok,
+                    "violations": [v.as_dict() for v in result.violations],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for violation in result.violations:
+            click.echo(violation.line())
+            if verbose and violation.detail:
+                for line in violation.detail.splitlines():
+                    click.echo(f"    {line}")
+        verdict = "no violations" if result.ok else f"{len(result.violations)} violation(s)"
+        click.echo(
+            f"replayed {scenario.name} (seed {result.seed}): {result.steps_ok}/{result.steps} "
+            f"steps ok, {result.events} events, {_seconds(result.virtual_time)} of cluster time "
+            f"in {_seconds(result.wall_time)}: {verdict}"
+        )
+    if not result.ok:
+        fail(f"{len(result.violations)} invariant violation(s) in {path}", EXIT_FAILED)

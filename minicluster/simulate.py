@@ -1,0 +1,1518 @@
+"""``minicluster simulate``: seeded random workloads under random faults, with the cluster's
+invariants checked after every event and at quiescence.
+
+Every run is a scenario (the contract's section 4), generated from the run's seed: a random
+cluster, random jobs, a random fault schedule over ``duration`` of cluster time, then a quiet
+period (no more faults, TaskExecutors added until every job can have its slots) with
+quiescence checks. The generated YAML is parsed back by the scenario loader and that parsed
+scenario is what runs, on the scenario runner with a virtual clock; so the file that
+``--dump-scenario`` writes is exactly what ran, and ``minicluster run-scenario FILE`` repeats the
+run message for message (same seed, same trace). ``check_scenario`` runs any scenario file with
+the same checks (``minicluster simulate --replay FILE``).
+
+The invariants (each violation names one):
+
+``slot-exclusive``
+    a slot is never held by two allocations: every task a TaskExecutor runs belongs to the
+    allocation holding its slot, and no JobMaster holds one slot under two allocations
+    (after every event); no two live JobMasters hold the same slot (at quiescence).
+``slot-agreement``
+    once the cluster is quiet, the ResourceManager, the TaskExecutors and the JobMasters agree
+    on every slot (who holds it under which allocation), every running TaskExecutor is
+    registered, and nothing is held for a job that has ended.
+``fencing``
+    no call with a stale fencing token is acted on: a fenced endpoint (ResourceManager,
+    Dispatcher, JobMaster) acts only while its token is the published leader's, a TaskExecutor
+    accepts slots only from the ResourceManager leader it follows and tasks only from the
+    JobMaster leader it is connected to (after every event).
+``job-terminal``
+    every job reaches a terminal state once faults stop and enough slots exist (a ``wait`` of
+    the scenario); ``job-outcome``: with a restart budget sized for the faults, a job that was
+    not cancelled ends FINISHED.
+``job-finished``
+    a FINISHED job had every task finish exactly once in its final attempt: one execution per
+    subtask, each deployed to a TaskExecutor and finished no earlier than its duration after
+    its deployment (checked when the job turns FINISHED).
+``lost-task-executor``
+    no task runs on a TaskExecutor that the ResourceManager has considered lost for longer than
+    the heartbeat timeout (plus one heartbeat interval: the TaskExecutor checks its heartbeats
+    once per interval).
+``ask-reply``
+    every ask gets a reply or an error: none stays pending past its timeout (after every
+    event), none without a timeout is pending at quiescence.
+``step`` / ``expectation`` / ``crash``
+    a step of the scenario failed for another reason, or the run raised.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+import random
+import re
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from minicluster.cluster import ExecutionState, MiniCluster
+from minicluster.cluster.context import Event
+from minicluster.cluster.jobmaster import JobMaster
+from minicluster.cluster.model import SlotID, SlotState
+from minicluster.cluster.resourcemanager import ResourceManager
+from minicluster.cluster.taskexecutor import TaskExecutor
+from minicluster.rpc import FencedRpcEndpoint, RpcEndpoint, RpcService
+from minicluster.rpc.endpoint import Reply
+from minicluster.scenario import (
+    AddTaskExecutorStep,
+    CancelStep,
+    ExpectStep,
+    FailoverStep,
+    FailTaskStep,
+    FreeSlotsCondition,
+    JobStatusCondition,
+    KillTaskExecutorStep,
+    PartitionStep,
+    RegisteredTaskExecutorsCondition,
+    Scenario,
+    Step,
+    StopTaskExecutorStep,
+    WaitStep,
+    parse_scenario,
+)
+from minicluster.scenario.runner import Observer, StepResult, run_scenario
+
+__all__ = [
+    "FAULT_KINDS",
+    "INVARIANTS",
+    "InvariantChecker",
+    "RunResult",
+    "SimulationSummary",
+    "Violation",
+    "check_scenario",
+    "dump_scenario",
+    "final_settle",
+    "generate_scenario",
+    "parse_faults",
+    "quiet_settle",
+    "run_one",
+    "simulate",
+]
+
+FAULT_KINDS: tuple[str, ...] = ("kill", "partition", "failover", "task-failure", "join")
+
+INVARIANTS: tuple[str, ...] = (
+    "slot-exclusive",
+    "slot-agreement",
+    "fencing",
+    "job-terminal",
+    "job-outcome",
+    "job-finished",
+    "lost-task-executor",
+    "ask-reply",
+    "step",
+    "expectation",
+    "crash",
+)
+
+MAX_VIOLATIONS_PER_RUN = 25
+_EPSILON = 1e-6
+
+
+def quiet_settle(heartbeat_timeout: float) -> float:
+    """Cluster seconds after the last fault (or partition end, or new TaskExecutor) after which
+    the cluster counts as quiet: heartbeats have noticed every loss (one timeout), TaskExecutors
+    got through their registration backoff (at most 30 s per attempt, then a 10 s pause after an
+    error) and offered their slots again."""
+    return 2 * heartbeat_timeout + 45.0
+
+
+def final_settle(heartbeat_timeout: float) -> float:
+    """Cluster seconds after the last job ended after which everything should be released."""
+    return 2 * heartbeat_timeout + 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One invariant that did not hold, in one run (``seed`` reproduces it)."""
+
+    seed: int
+    invariant: str
+    description: str
+    at: float | None = None  # cluster seconds since the run started
+    detail: str = ""
+
+    def line(self) -> str:
+        """``VIOLATION seed=S: <description>``: what the command prints."""
+        when = f" (at {self.at:.3f} s)" if self.at is not None else ""
+        return f"VIOLATION seed={self.seed}: {self.invariant}: {self.description}{when}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "invariant": self.invariant,
+            "description": self.description,
+            "at": self.at,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class RunResult:
+    seed: int
+    events: int = 0
+    virtual_time: float = 0.0
+    wall_time: float = 0.0
+    steps: int = 0
+    steps_ok: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    scenario_text: str = ""
+    dumped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+@dataclass
+class SimulationSummary:
+    first_seed: int
+    runs: int = 0
+    events: int = 0
+    virtual_time: float = 0.0
+    wall_time: float = 0.0
+    clean_runs: int = 0
+    clean_events: int = 0  # events of the runs without a violation
+    violations: list[Violation] = field(default_factory=list)
+    failed_seeds: list[int] = field(default_factory=list)
+    dumped: list[str] = field(default_factory=list)
+    stopped_early: bool = False  # the time limit ended the simulation before `runs`
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    @property
+    def last_seed(self) -> int:
+        return self.first_seed + max(self.runs, 1) - 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "clean_runs": self.clean_runs,
+            "clean_events": self.clean_events,
+            "events": self.events,
+            "seeds": [self.first_seed, self.last_seed] if self.runs else [],
+            "cluster_seconds": round(self.virtual_time, 3),
+            "wall_seconds": round(self.wall_time, 3),
+            "stopped_early": self.stopped_early,
+            "failed_seeds": self.failed_seeds,
+            "violations": [v.as_dict() for v in self.violations],
+            "dumped": self.dumped,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario generation
+
+
+def parse_faults(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"kill,partition"`` (or a list) as fault kinds in canonical order; ``""`` or ``"none"``
+    for none. Raises ValueError naming an unknown kind."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    kinds = {item.strip().lower() for item in items if item.strip()}
+    kinds.discard("none")
+    unknown = sorted(kinds - set(FAULT_KINDS))
+    if unknown:
+        raise ValueError(
+            f"unknown fault kind {unknown[0]!r}; the kinds are {', '.join(FAULT_KINDS)}"
+        )
+    return tuple(k for k in FAULT_KINDS if k in kinds)
+
+
+def _dur(ms: int) -> str:
+    """Milliseconds as a scenario duration that parses back to exactly ``ms / 1000``."""
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    if ms < 1000:
+        return f"{ms}ms"
+    return f"{ms // 1000}.{ms % 1000:03d}".rstrip("0") + "s"
+
+
+_PLAIN = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_.\-]*|[0-9]+(?:\.[0-9]+)?(?:ms|s))\Z")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+
+
+def _flow(value: Any) -> str:
+    """A value in YAML flow style (what the scenario loader reads back unchanged)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text)
+
+
+@dataclass
+class _Vertex:
+    name: str
+    parallelism: int
+    duration_ms: int
+    fail: tuple[list[int], int, int] | None = None  # subtasks, after (ms), attempts
+
+
+@dataclass
+class _Job:
+    name: str
+    submit_ms: int
+    vertices: list[_Vertex]
+    edges: list[tuple[str, str, str]]
+    restart_delay_ms: int
+    cancel_ms: int | None = None
+    earliest_finish_ms: int = 0
+    jm_failovers: int = 0
+    restart_attempts: int = 3
+
+    @property
+    def max_ms(self) -> int:
+        return max(v.duration_ms for v in self.vertices)
+
+    @property
+    def parallelism(self) -> int:
+        return max(v.parallelism for v in self.vertices)
+
+    @property
+    def fail_runs(self) -> int:
+        return sum(v.fail[2] for v in self.vertices if v.fail is not None)
+
+    def submit_value(self) -> dict[str, Any]:
+        vertices: list[dict[str, Any]] = []
+        for v in self.vertices:
+            entry: dict[str, Any] = {
+                "name": v.name,
+                "parallelism": v.parallelism,
+                "task_duration": _dur(v.duration_ms),
+            }
+            if v.fail is not None:
+                subtasks, after, attempts = v.fail
+                entry["fail"] = {"subtasks": subtasks, "after": _dur(after), "attempts": attempts}
+            vertices.append(entry)
+        value: dict[str, Any] = {"job": self.name, "vertices": vertices}
+        if self.edges:
+            value["edges"] = [{"from": a, "to": b, "pattern": p} for a, b, p in self.edges]
+        value["restart"] = {
+            "attempts": self.restart_attempts,
+            "delay": _dur(self.restart_delay_ms),
+        }
+        return value
+
+
+@dataclass
+class _Step:
+    ms: int
+    kind: str
+    value: Any
+    comment: str = ""
+
+
+class _Generator:
+    """The random plan of one run, written as scenario YAML."""
+
+    def __init__(self, seed: int, faults: Sequence[str], duration: float) -> None:
+        self.seed = seed
+        self.faults = tuple(faults)
+        self.duration_ms = max(1000, round(duration * 1000))
+        # a string seed hashes the same in every process (sha512), unlike hash() of a str
+        self.rng = random.Random(f"minicluster-simulate:{seed}")
+
+    def text(self) -> str:
+        rng, window = self.rng, self.duration_ms
+        interval = rng.choice([500, 1000, 2000])
+        timeout = interval * rng.randint(3, 6)
+        rpc_timeout = rng.choice([1000, 2000, 5000, 10000])
+        ha_delay = rng.choice([0, 0, 0, 50, 500])
+        live: dict[str, int] = {}
+        for i in range(1, rng.randint(2, 6) + 1):
+            live[f"te-{i}"] = rng.randint(1, 4)
+        initial = dict(live)
+        next_te = len(live) + 1
+        gone: list[str] = []
+
+        jobs = self._jobs(window)
+        timed = [k for k in ("kill", "partition", "failover", "join") if k in self.faults]
+        occurrences: list[tuple[int, int, str, _Job | None]] = []
+        for job in jobs:
+            occurrences.append((job.submit_ms, 0, "submit", job))
+            if job.cancel_ms is not None:
+                occurrences.append((job.cancel_ms, 1, "cancel", job))
+        fault_count = 0
+        if timed:
+            fault_count = rng.randint(max(1, window // 60_000), max(1, window // 20_000))
+            for _ in range(fault_count):
+                occurrences.append((rng.randint(0, window), 2, "fault", None))
+        occurrences.sort(key=lambda o: (o[0], o[1]))
+
+        steps: list[_Step] = []
+        submitted: list[_Job] = []
+        cancelled: set[str] = set()
+        partition_end = 0
+        for ms, _, what, item in occurrences:
+            if what == "submit":
+                assert item is not None
+                submitted.append(item)
+                steps.append(_Step(ms, "submit", item, "workload"))
+                continue
+            if what == "cancel":
+                assert item is not None
+                cancelled.add(item.name)
+                steps.append(_Step(ms, "cancel", item.name, "workload: the user cancels"))
+                continue
+            kinds = [k for k in timed if k != "kill" or live]
+            kinds = [k for k in kinds if k != "partition" or live or submitted]
+            kind = rng.choice(kinds)
+            if kind == "kill":
+                te = rng.choice(sorted(live))
+                del live[te]
+                gone.append(te)
+                if rng.random() < 0.7:
+                    steps.append(_Step(ms, "kill_task_executor", te, "fault: crash"))
+                else:
+                    steps.append(_Step(ms, "stop_task_executor", te, "fault: graceful stop"))
+            elif kind == "join":
+                if gone and rng.random() < 0.4:
+                    te = rng.choice(gone)
+                    gone.remove(te)
+                    note = "fault: a TaskExecutor restarts under its old id"
+                else:
+                    te, next_te = f"te-{next_te}", next_te + 1
+                    note = "fault: a TaskExecutor joins"
+                live[te] = rng.randint(1, 4)
+                steps.append(_Step(ms, "add_task_executor", {"id": te, "slots": live[te]}, note))
+            elif kind == "partition":
+                shapes = []
+                if live:
+                    shapes.append("te-rm")
+                if live and submitted:
+                    shapes.append("te-jm")
+                if submitted:
+                    shapes.append("rm-jm")
+                shape = rng.choice(shapes)
+                te = rng.choice(sorted(live)) if live else ""
+                jm = f"job_master:{rng.choice(submitted).name}" if submitted else ""
+                between = {
+                    "te-rm": [te, "resource_manager"],
+                    "te-jm": [te, jm],
+                    "rm-jm": ["resource_manager", jm],
+                }[shape]
+                length = rng.randint(2, max(2, 3 * timeout // 100)) * 100
+                partition_end = max(partition_end, ms + length)
+                steps.append(
+                    _Step(
+                        ms,
+                        "partition",
+                        {"between": between, "duration": _dur(length)},
+                        "fault: network partition",
+                    )
+                )
+            else:  # failover
+                # a JobMaster can only fail over while its job surely has not ended yet: not
+                # cancelled, and not possibly finished (its longest task cannot be done)
+                movable = [
+                    j
+                    for j in submitted
+                    if j.name not in cancelled and ms <= j.earliest_finish_ms - 1000
+                ]
+                roll = rng.random()
+                if movable and roll < 0.5:
+                    moved = rng.choice(movable)
+                    moved.jm_failovers += 1
+                    moved.earliest_finish_ms = ms + moved.max_ms
+                    target: Any = {"job_master": moved.name}
+                elif roll < 0.8:
+                    target = "resource_manager"
+                else:
+                    target = "dispatcher"
+                steps.append(_Step(ms, "failover", target, "fault: leader failover"))
+
+        for job in jobs:
+            job.restart_attempts = (
+                10 + 3 * fault_count + (job.fail_runs + 1) * (job.jm_failovers + 1)
+            )
+
+        # the quiet period: no more faults, enough slots for every job at once
+        quiet: list[_Step] = []
+        need = sum(job.parallelism for job in jobs)
+        have = sum(live.values())
+        while have < need:
+            te, next_te = f"te-{next_te}", next_te + 1
+            live[te] = 4
+            have += 4
+            quiet.append(
+                _Step(window, "add_task_executor", {"id": te, "slots": 4}, "quiet: enough slots")
+            )
+        settled = max(window, partition_end) + round(quiet_settle(timeout / 1000) * 1000) + 1000
+        quiet.append(
+            _Step(
+                settled,
+                "expect",
+                {"registered_task_executors": len(live)},
+                "quiescence checkpoint: everything registered, slots agree",
+            )
+        )
+        for job in jobs:
+            per_run = job.max_ms + job.restart_delay_ms + 2 * timeout
+            runs = 3 + (job.fail_runs + 1) * (job.jm_failovers + 1)
+            limit = 60_000 + runs * per_run
+            limit = (limit + 999) // 1000 * 1000
+            quiet.append(
+                _Step(
+                    settled,
+                    "wait",
+                    {
+                        "job": job.name,
+                        "status": ["FINISHED", "FAILED", "CANCELED"],
+                        "timeout": _dur(limit),
+                    },
+                    "every job reaches a terminal state",
+                )
+            )
+        lines = self._header(initial, interval, timeout, rpc_timeout, ha_delay, jobs, fault_count)
+        lines.extend(self._steps(steps, quiet, timeout))
+        lines.append(
+            "  - expect: "
+            + _flow({"free_slots": sum(live.values())})
+            + "  # final checkpoint: every slot free again"
+        )
+        for job in jobs:
+            status = "CANCELED" if job.cancel_ms is not None else "FINISHED"
+            lines.append("  - expect: " + _flow({"job": job.name, "status": status}))
+        return "\n".join(lines) + "\n"
+
+    def _jobs(self, window: int) -> list[_Job]:
+        rng = self.rng
+        count = rng.randint(1, min(6, 2 + window // 120_000))
+        longest = min(120_000, max(2_000, window // 4))
+        plans: list[tuple[int, list[_Vertex], list[tuple[str, str, str]], int]] = []
+        for index in range(count):
+            submit = rng.randint(0, min(5000, window // 4)) if index == 0 else None
+            if submit is None:
+                submit = rng.randint(0, window * 4 // 5)
+            names = [["map"], ["source", "sink"], ["source", "map", "sink"]][rng.randint(0, 2)]
+            vertices = []
+            for name in names:
+                parallelism = rng.randint(1, 6)
+                duration = rng.randint(5, longest // 100) * 100
+                fail = None
+                if "task-failure" in self.faults and rng.random() < 0.35:
+                    count = rng.randint(1, min(2, parallelism))
+                    subtasks = sorted(rng.sample(range(parallelism), count))
+                    after = rng.randint(1, duration // 100 - 1) * 100
+                    fail = (subtasks, after, rng.randint(1, 2))
+                vertices.append(_Vertex(name, parallelism, duration, fail))
+            edges = [
+                (names[i], names[i + 1], rng.choice(["all-to-all", "pointwise"]))
+                for i in range(len(names) - 1)
+            ]
+            plans.append((submit, vertices, edges, rng.choice([0, 200, 1000, 2000])))
+        plans.sort(key=lambda p: p[0])
+        jobs = []
+        for index, (submit, vertices, edges, delay) in enumerate(plans):
+            job = _Job(f"job-{index + 1}", submit, vertices, edges, delay)
+            job.earliest_finish_ms = submit + job.max_ms
+            if job.max_ms >= 2500 and rng.random() < 0.15:
+                job.cancel_ms = rng.randint(submit + 200, submit + job.max_ms - 1000)
+            jobs.append(job)
+        return jobs
+
+    def _header(
+        self,
+        initial: dict[str, int],
+        interval: int,
+        timeout: int,
+        rpc_timeout: int,
+        ha_delay: int,
+        jobs: list[_Job],
+        fault_count: int,
+    ) -> list[str]:
+        kinds = ",".join(self.faults) or "none"
+        window = _dur(self.duration_ms)
+        lines = [
+            f"# Generated by `minicluster simulate --seed {self.seed} --runs 1 --faults {kinds} "
+            f"--duration {window}`.",
+            "# Rerun it (same seed, same trace): minicluster run-scenario THIS_FILE",
+            "# Rerun it with the invariant checks: minicluster simulate --replay THIS_FILE",
+            f"name: simulate-seed-{self.seed}",
+            "description: "
+            + _flow(
+                f"{len(jobs)} random job(s) on {len(initial)} TaskExecutor(s) under "
+                f"{fault_count} random fault(s) ({kinds}) over {window}, then a quiet period."
+            ),
+            f"seed: {self.seed}",
+            "cluster:",
+            "  task_executors:",
+        ]
+        lines.extend(f"    - {_flow({'id': te, 'slots': slots})}" for te, slots in initial.items())
+        lines.append("  rpc: shared")
+        lines.append("  clock: virtual")
+        lines.append(
+            f"  heartbeat: {_flow({'interval': _dur(interval), 'timeout': _dur(timeout)})}"
+        )
+        lines.append(f"  rpc_timeout: {_dur(rpc_timeout)}")
+        if ha_delay:
+            lines.append(f"  ha: {_flow({'notification_delay': _dur(ha_delay)})}")
+        lines.append("steps:")
+        return lines
+
+    def _steps(self, steps: list[_Step], quiet: list[_Step], timeout: int) -> list[str]:
+        lines: list[str] = []
+        now = 0
+        for step in [*steps, *quiet]:
+            if step.ms > now:
+                lines.append(f"  - sleep: {_dur(step.ms - now)}")
+                now = step.ms
+            value = step.value.submit_value() if isinstance(step.value, _Job) else step.value
+            comment = f"  # t={_dur(step.ms)}" + (f" {step.comment}" if step.comment else "")
+            lines.append(f"  - {step.kind}: {_flow(value)}{comment}")
+        settle = round(final_settle(timeout / 1000) * 1000) + 1000
+        lines.append(f"  - sleep: {_dur(settle)}  # every job has ended: let the cluster settle")
+        return lines
+
+
+def generate_scenario(
+    seed: int, faults: Sequence[str] = FAULT_KINDS, duration: float = 600.0
+) -> str:
+    """The scenario YAML of run ``seed``: the same seed, kinds and duration give the same text."""
+    return _Generator(seed, faults, duration).text()
+
+
+# ---------------------------------------------------------------------------------------------
+# The invariant checker
+
+
+_REPLY_WAIT_CODE = Reply.wait.__code__
+
+
+def _short(value: uuid.UUID | None) -> str:
+    return value.hex[:8] if value is not None else "none"
+
+
+@dataclass
+class _Started:
+    task_executor: str
+    at: float
+    vertex: str
+    subtask: int
+    attempt: int
+    duration: float
+
+
+class InvariantChecker:
+    """Watches one MiniCluster: cheap checks after every event (only what the event can have
+    changed: the TaskExecutor, JobMaster or ResourceManager it names), full scans when asked
+    at quiescence. Each violation is reported once, to ``report(invariant, description,
+    detail)`` and in ``violations``."""
+
+    def __init__(
+        self,
+        cluster: MiniCluster,
+        report: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.config = cluster.config
+        self.violations: list[tuple[float, str, str, str]] = []
+        self._report = report
+        self._reported: set[str] = set()
+        self.events = 0
+        self.errors = 0
+        # TaskExecutors (by object: a TaskExecutor restarted under its old id is a new one)
+        self._te_tasks: dict[TaskExecutor, set[uuid.UUID]] = {}
+        self._te_allocations: dict[TaskExecutor, list[uuid.UUID | None]] = {}
+        self._started: dict[uuid.UUID, _Started] = {}
+        # JobMasters by job hex, oldest first; finished executions per JobMaster
+        self._jms: dict[str, list[JobMaster]] = {}
+        self._records: dict[str, Any] = {}
+        self._finished: dict[JobMaster, dict[tuple[int, str, int], uuid.UUID]] = {}
+        self._finished_at: dict[uuid.UUID, float] = {}
+        self._signature: dict[JobMaster, tuple[int, int]] = {}
+        self.last_failure: dict[str, str] = {}
+        self.job_ended_at: float | None = None
+        # ResourceManagers, oldest first; TaskExecutors the current one considers lost
+        self._rms: list[ResourceManager] = [cluster.resource_manager]
+        self._rm_registered: set[str] = set(cluster.resource_manager.task_executors)
+        self._lost_since: dict[str, float] = {}
+        # asks: (deadline, n, reply), by deadline
+        self._asks: list[tuple[float, int, Reply]] = []
+        self._ask_numbers = itertools.count()
+        self._hooked: set[int] = set()
+        self._hook_services()
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def violation(self, invariant: str, description: str, detail: str = "", key: str = "") -> None:
+        key = f"{invariant}:{key or description}"
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self.violations.append((self.cluster.events.now(), invariant, description, detail))
+        if self._report is not None:
+            self._report(invariant, description, detail)
+
+    def _job_name(self, job_id: uuid.UUID | None) -> str:
+        if job_id is None:
+            return "no job"
+        record = self.cluster.store.jobs.get(job_id)
+        return record.graph.name if record is not None else f"job {job_id.hex[:8]}"
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def _hook_services(self) -> None:
+        for service in self.cluster._services:
+            if id(service) not in self._hooked:
+                self._hooked.add(id(service))
+                self._hook_timeouts(service)
+
+    def _hook_timeouts(self, service: RpcService) -> None:
+        timeouts = service.timeouts
+        original = timeouts.add
+        asks = self._asks
+        numbers = self._ask_numbers
+
+        def add(reply: Reply, timeout: float) -> None:
+            original(reply, timeout)
+            heapq.heappush(asks, (trio.current_time() + timeout, next(numbers), reply))
+
+        setattr(timeouts, "add", add)  # noqa: B010 - an instance attribute shadows the method
+
+    # --- after every event ----------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        self.events += 1
+        try:
+            self._on_event(event)
+        except Exception as exc:  # a bug of the checker must not take the cluster down
+            self.errors += 1
+            self.violation(
+                "crash",
+                f"the invariant checker failed on {event.kind} event: {exc!r}",
+                traceback.format_exc(),
+                key=f"checker:{type(exc).__name__}:{exc}",
+            )
+
+    def _on_event(self, event: Event) -> None:
+        cluster = self.cluster
+        now = event.time
+        if self._asks:
+            self._check_asks()
+        if cluster.resource_manager is not self._rms[-1]:
+            self._rms.append(cluster.resource_manager)
+            self._rm_registered = set(cluster.resource_manager.task_executors)
+            self._lost_since.clear()  # a new leader considers nobody lost
+        if len(cluster._services) != len(self._hooked):
+            self._hook_services()
+        for endpoint_id in (event.sender, event.receiver):
+            if endpoint_id is None:
+                continue
+            if endpoint_id.startswith("taskexecutor-"):
+                te = cluster.task_executors.get(endpoint_id[13:])
+                if te is not None:
+                    self.check_task_executor(te, now)
+            elif endpoint_id.startswith("jobmaster-"):
+                jm = self._job_master(endpoint_id[10:])
+                if jm is not None:
+                    self.check_job_master(jm, now)
+            elif endpoint_id == "resourcemanager":
+                self._track_lost(now)
+        kind = event.kind
+        if (kind == "rpc" or kind == "tell") and event.outcome == "ok":
+            receiver = event.receiver
+            if receiver is not None and (
+                receiver == "resourcemanager"
+                or receiver == "dispatcher"
+                or receiver.startswith("jobmaster-")
+            ):
+                self.check_fenced_receiver(receiver)
+        elif kind == "job" and event.sender is not None:
+            if event.message.endswith(
+                ("-> FINISHED", "-> FAILED", "-> CANCELED")
+            ) and event.sender.startswith("jobmaster-"):
+                self.job_ended_at = now
+                if event.message.endswith("-> FINISHED"):
+                    jm = self._job_master(event.sender[10:])
+                    if jm is not None:
+                        self.check_finished_job(jm, now)
+        elif kind == "failure" and event.sender is not None:
+            self.last_failure[event.sender] = event.message
+        if self._lost_since:
+            self.check_lost_task_executors(now)
+
+    def _job_master(self, job_hex: str) -> JobMaster | None:
+        """The JobMaster of the job: the current one, or the last one seen if it has ended."""
+        record = self._records.get(job_hex)
+        if record is None:
+            for job_id, candidate in self.cluster.store.jobs.items():
+                if job_id.hex == job_hex:
+                    record = self._records[job_hex] = candidate
+                    break
+            else:
+                return None
+        seen = self._jms.get(job_hex)
+        if seen is None:
+            seen = self._jms[job_hex] = []
+        jm = record.job_master
+        if jm is not None and (not seen or seen[-1] is not jm):
+            seen.append(jm)
+        return seen[-1] if seen else None
+
+    # slot-exclusive and fencing, at one TaskExecutor
+    def check_task_executor(self, te: TaskExecutor, now: float) -> None:
+        tasks = te.tasks
+        rid = te.resource_id
+        in_slots = 0
+        for slot in te.slots:
+            for execution_id in slot.tasks:
+                in_slots += 1
+                task = tasks.get(execution_id)
+                if task is None:
+                    self.violation(
+                        "slot-exclusive",
+                        f"slot {rid}/{slot.index} lists task {_short(execution_id)} that "
+                        f"TaskExecutor {rid} does not run",
+                        key=f"{rid}/{slot.index}/{execution_id}",
+                    )
+                elif task.tdd.allocation_id != slot.allocation_id or task.tdd.job_id != slot.job_id:
+                    tdd = task.tdd
+                    self.violation(
+                        "slot-exclusive",
+                        f"slot {rid}/{slot.index} is held by allocation "
+                        f"{_short(slot.allocation_id)} of {self._job_name(slot.job_id)} but runs "
+                        f"{tdd.vertex}[{tdd.subtask}] of {self._job_name(tdd.job_id)} under "
+                        f"allocation {_short(tdd.allocation_id)}",
+                        key=f"{rid}/{slot.index}/{execution_id}",
+                    )
+        if in_slots != len(tasks):
+            placed = {e for slot in te.slots for e in slot.tasks}
+            for execution_id, task in tasks.items():
+                if execution_id not in placed:
+                    tdd = task.tdd
+                    self.violation(
+                        "slot-exclusive",
+                        f"TaskExecutor {rid} runs {tdd.vertex}[{tdd.subtask}] of "
+                        f"{self._job_name(tdd.job_id)} in no slot (allocation "
+                        f"{_short(tdd.allocation_id)})",
+                        key=f"{rid}/none/{execution_id}",
+                    )
+        known = self._te_tasks.get(te)
+        if known is None:
+            known = self._te_tasks[te] = set()
+        if len(tasks) != len(known) or not known.issuperset(tasks):
+            for execution_id in tasks.keys() - known:
+                self._task_deployed(te, execution_id, now)
+            self._te_tasks[te] = set(tasks)
+        allocations = [slot.allocation_id for slot in te.slots]
+        before = self._te_allocations.get(te)
+        if before != allocations:
+            for index, allocation_id in enumerate(allocations):
+                if allocation_id is not None and (before is None or before[index] != allocation_id):
+                    self._slot_allocated(te, index, allocation_id)
+            self._te_allocations[te] = allocations
+
+    def _task_deployed(self, te: TaskExecutor, execution_id: uuid.UUID, now: float) -> None:
+        tdd = te.tasks[execution_id].tdd
+        self._started[execution_id] = _Started(
+            te.resource_id, now, tdd.vertex, tdd.subtask, tdd.attempt, tdd.duration
+        )
+        # which JobMaster deployed it: the one that created the execution
+        candidates = self._jms.get(tdd.job_id.hex)
+        if not candidates:
+            self._job_master(tdd.job_id.hex)
+            candidates = self._jms.get(tdd.job_id.hex) or []
+        creator = next((jm for jm in reversed(candidates) if execution_id in jm._by_id), None)
+        if creator is None and len(candidates) == 1:
+            creator = candidates[0]  # an execution of an earlier attempt of the only leader
+        if creator is None:
+            return
+        connection = te.jobs.get(tdd.job_id)
+        followed = connection.token if connection is not None else None
+        if followed != creator.fencing_token:
+            self.violation(
+                "fencing",
+                f"TaskExecutor {te.resource_id} accepted {tdd.vertex}[{tdd.subtask}] of "
+                f"{self._job_name(tdd.job_id)} from the JobMaster with token "
+                f"{_short(creator.fencing_token)} while it follows the JobMaster leader "
+                f"{_short(followed)}",
+                key=f"task:{execution_id}",
+            )
+
+    def _slot_allocated(self, te: TaskExecutor, index: int, allocation_id: uuid.UUID) -> None:
+        slot_id = SlotID(te.resource_id, index)
+        for rm in reversed(self._rms):
+            slot = rm.slots.get(slot_id)
+            if slot is not None and slot.allocation_id == allocation_id:
+                if rm.fencing_token != te.rm_token:
+                    self.violation(
+                        "fencing",
+                        f"TaskExecutor {te.resource_id} accepted allocation "
+                        f"{_short(allocation_id)} of slot {slot_id} from the ResourceManager "
+                        f"with token {_short(rm.fencing_token)} while it follows the leader "
+                        f"{_short(te.rm_token)}",
+                        key=f"allocation:{allocation_id}",
+                    )
+                return
+
+    # slot-exclusive and job-finished bookkeeping, at one JobMaster
+    def check_job_master(self, jm: JobMaster, now: float) -> None:
+        pool = jm.pool
+        if len(pool) > 1:
+            holders: dict[tuple[str, int], uuid.UUID] = {}
+            for allocation_id, slot in pool.items():
+                where = (slot.task_executor, slot.slot_index)
+                other = holders.get(where)
+                if other is not None:
+                    self.violation(
+                        "slot-exclusive",
+                        f"the JobMaster of {jm.name} holds slot {where[0]}/{where[1]} under two "
+                        f"allocations, {_short(other)} and {_short(allocation_id)}",
+                        key=f"pool:{jm.job_id}:{where}",
+                    )
+                holders[where] = allocation_id
+        signature = (jm.attempt, jm.state_counts[ExecutionState.FINISHED])
+        if self._signature.get(jm) != signature:
+            self._signature[jm] = signature
+            finished = self._finished.get(jm)
+            if finished is None:
+                finished = self._finished[jm] = {}
+            for execution in jm.executions.values():
+                if execution.state is not ExecutionState.FINISHED:
+                    continue
+                execution_id = execution.execution_id
+                key = (execution.attempt, execution.vertex, execution.subtask)
+                earlier = finished.get(key)
+                if earlier is None and execution_id is not None:
+                    finished[key] = execution_id
+                    self._finished_at.setdefault(execution_id, now)
+                elif earlier is not None and earlier != execution_id:
+                    self.violation(
+                        "job-finished",
+                        f"{execution.vertex}[{execution.subtask}] of {jm.name} finished twice "
+                        f"in attempt {execution.attempt} (executions {_short(earlier)} and "
+                        f"{_short(execution_id)})",
+                        key=f"twice:{jm.job_id}:{key}",
+                    )
+
+    def check_finished_job(self, jm: JobMaster, now: float) -> None:
+        """When a job turns FINISHED: every task of its final attempt finished exactly once,
+        after running on a TaskExecutor for its whole duration."""
+        self.check_job_master(jm, now)
+        expected = {(v.name, s) for v in jm.job.vertices for s in range(v.parallelism)}
+        problems: list[str] = []
+        if set(jm.executions) != expected:
+            problems.append(f"its executions are {sorted(jm.executions)}, not {sorted(expected)}")
+        durations = {v.name: v.task_duration for v in jm.job.vertices}
+        finished = self._finished.get(jm, {})
+        for (vertex, subtask), execution in sorted(jm.executions.items()):
+            name = f"{vertex}[{subtask}]"
+            if execution.state is not ExecutionState.FINISHED:
+                problems.append(f"{name} is {execution.state.value}")
+                continue
+            if execution.attempt != jm.attempt:
+                problems.append(f"{name} finished in attempt {execution.attempt}, not {jm.attempt}")
+            execution_id = execution.execution_id
+            if execution_id is None or finished.get((jm.attempt, vertex, subtask)) != execution_id:
+                problems.append(f"{name} has no single finished execution")
+                continue
+            started = self._started.get(execution_id)
+            if started is None:
+                problems.append(f"{name} finished without running on any TaskExecutor")
+                continue
+            if (started.vertex, started.subtask, started.attempt) != (vertex, subtask, jm.attempt):
+                problems.append(
+                    f"{name}: the TaskExecutor ran {started.vertex}[{started.subtask}] of "
+                    f"attempt {started.attempt} under its execution id"
+                )
+            ran = self._finished_at.get(execution_id, now) - started.at
+            if ran + _EPSILON < durations.get(vertex, 0.0):
+                problems.append(
+                    f"{name} finished {ran:.3f} s after its deployment to "
+                    f"{started.task_executor}, before its duration of {durations[vertex]:g} s"
+                )
+        if problems:
+            self.violation(
+                "job-finished",
+                f"{jm.name} is FINISHED but not every task finished exactly once in its final "
+                f"attempt {jm.attempt}: " + "; ".join(problems[:4]),
+                "\n".join(problems),
+                key=f"finished:{jm.job_id}:{jm.fencing_token}",
+            )
+
+    # fencing at fenced endpoints
+    def check_fenced_receiver(self, endpoint_id: str) -> None:
+        """An ok call at a fenced endpoint passed its token check, so it carried the
+        endpoint's token: that token must be the published leader's (or leadership revoked
+        with no successor yet)."""
+        endpoint: RpcEndpoint | None = None
+        for service in self.cluster._services:
+            endpoint = service.lookup_endpoint(endpoint_id)
+            if endpoint is not None:
+                break
+        if not isinstance(endpoint, FencedRpcEndpoint):
+            return
+        leader = self.cluster.ha.leader(endpoint_id)
+        if leader is not None and leader[1] != endpoint.fencing_token:
+            self.violation(
+                "fencing",
+                f"{endpoint_id} acted on a call carrying token {_short(endpoint.fencing_token)} "
+                f"while {_short(leader[1])} is the leader's",
+                key=f"fenced:{endpoint_id}:{endpoint.fencing_token}",
+            )
+
+    # lost TaskExecutors
+    def _track_lost(self, now: float) -> None:
+        registered = self.cluster.resource_manager.task_executors.keys()
+        if registered != self._rm_registered:
+            live = self.cluster.task_executors
+            for rid in self._rm_registered - registered:
+                te = live.get(rid)
+                if te is not None and te.registration_state != "stopped":
+                    self._lost_since[rid] = now
+            for rid in registered - self._rm_registered:
+                self._lost_since.pop(rid, None)
+            self._rm_registered = set(registered)
+
+    def check_lost_task_executors(self, now: float) -> None:
+        bound = self.config.heartbeat_timeout + self.config.heartbeat_interval
+        for rid, since in list(self._lost_since.items()):
+            te = self.cluster.task_executors.get(rid)
+            if te is None or te.registration_state == "stopped":
+                del self._lost_since[rid]
+            elif now - since > bound + _EPSILON and te.tasks:
+                del self._lost_since[rid]
+                names = ", ".join(
+                    f"{t.tdd.vertex}[{t.tdd.subtask}] of {self._job_name(t.tdd.job_id)}"
+                    for t in list(te.tasks.values())[:3]
+                )
+                self.violation(
+                    "lost-task-executor",
+                    f"TaskExecutor {rid} still runs {len(te.tasks)} task(s) ({names}) "
+                    f"{now - since:.3f} s after the ResourceManager declared it lost (heartbeat "
+                    f"timeout {self.config.heartbeat_timeout:g} s, interval "
+                    f"{self.config.heartbeat_interval:g} s)",
+                    key=f"{rid}:{since}",
+                )
+
+    # asks
+    def _check_asks(self) -> None:
+        asks = self._asks
+        now = trio.current_time()
+        while asks:
+            deadline, _, reply = asks[0]
+            if reply._done:
+                heapq.heappop(asks)
+            elif deadline + _EPSILON < now:
+                heapq.heappop(asks)
+                self.violation(
+                    "ask-reply",
+                    f"an ask is still waiting for its reply {now - deadline:.3f} s after its "
+                    f"timeout ({self._describe_reply(reply)})",
+                    key=f"ask:{id(reply)}:{deadline}",
+                )
+            else:
+                return
+
+    def _describe_reply(self, reply: Reply) -> str:
+        for found, describe, _ in _waiting_asks():
+            if found is reply:
+                return describe
+        return "no task waits for it any more"
+
+    # --- at quiescence ----------------------------------------------------------------------
+
+    def check_quiet(self) -> None:
+        """Full scan, for a quiet cluster: the ResourceManager, the TaskExecutors and the
+        JobMasters agree on every slot; asks are answered."""
+        cluster = self.cluster
+        rm = cluster.resource_manager
+        live = cluster.task_executors
+        store = cluster.store
+        now = cluster.events.now()
+        self._check_asks()
+        for te in live.values():
+            self.check_task_executor(te, now)
+        for rid, te in live.items():
+            record = rm.task_executors.get(rid)
+            if record is None:
+                self.violation(
+                    "slot-agreement",
+                    f"TaskExecutor {rid} runs but is not registered at the ResourceManager "
+                    f"(it is {te.registration_state})",
+                    key=f"unregistered:{rid}",
+                )
+                continue
+            if te.registration_state != "registered" or te.instance_id != record.instance_id:
+                self.violation(
+                    "slot-agreement",
+                    f"TaskExecutor {rid} is {te.registration_state} with instance "
+                    f"{_short(te.instance_id)}, the ResourceManager has it registered as "
+                    f"{_short(record.instance_id)}",
+                    key=f"instance:{rid}",
+                )
+            for slot in te.slots:
+                slot_id = SlotID(rid, slot.index)
+                rm_slot = rm.slots.get(slot_id)
+                if rm_slot is None:
+                    self.violation(
+                        "slot-agreement",
+                        f"the ResourceManager does not know slot {slot_id}",
+                        key=f"noslot:{slot_id}",
+                    )
+                    continue
+                te_view = (
+                    ("FREE", None, None)
+                    if slot.state is SlotState.FREE
+                    else ("ALLOCATED", slot.job_id, slot.allocation_id)
+                )
+                rm_view = (rm_slot.state, rm_slot.job_id, rm_slot.allocation_id)
+                if te_view != rm_view:
+                    self.violation(
+                        "slot-agreement",
+                        f"slot {slot_id}: TaskExecutor {rid} has it {_slot_text(*te_view, self)}, "
+                        f"the ResourceManager {_slot_text(*rm_view, self)}",
+                        key=f"rm:{slot_id}:{te_view}:{rm_view}",
+                    )
+        for rid in rm.task_executors:
+            if rid not in live:
+                self.violation(
+                    "slot-agreement",
+                    f"the ResourceManager still has TaskExecutor {rid} registered, which is "
+                    f"{cluster.te_states.get(rid, 'gone')}",
+                    key=f"ghost:{rid}",
+                )
+        holders: dict[tuple[str, int], list[str]] = {}
+        for job_record in store.jobs.values():
+            jm = job_record.job_master
+            if jm is None:
+                continue
+            for allocation_id, pool_slot in jm.pool.items():
+                where = (pool_slot.task_executor, pool_slot.slot_index)
+                holders.setdefault(where, []).append(f"{jm.name} ({_short(allocation_id)})")
+                host = live.get(pool_slot.task_executor)
+                held = (
+                    host.slots[pool_slot.slot_index]
+                    if host is not None and 0 <= pool_slot.slot_index < len(host.slots)
+                    else None
+                )
+                if held is None or held.allocation_id != allocation_id or held.job_id != jm.job_id:
+                    at_te = (
+                        f"TaskExecutor {pool_slot.task_executor} is "
+                        f"{cluster.te_states.get(pool_slot.task_executor, 'gone')}"
+                        if host is None
+                        else f"the TaskExecutor has it "
+                        f"{_slot_text(*_te_slot_view(held), self) if held else 'not at all'}"
+                    )
+                    self.violation(
+                        "slot-agreement",
+                        f"the JobMaster of {jm.name} holds slot {where[0]}/{where[1]} under "
+                        f"allocation {_short(allocation_id)}, but {at_te}",
+                        key=f"jm:{jm.job_id}:{allocation_id}",
+                    )
+            required = rm.requirements.get(jm.job_id)
+            if jm.status.is_globally_terminal and required:
+                self.violation(
+                    "slot-agreement",
+                    f"the ResourceManager still wants {required} slot(s) for {jm.name}, "
+                    f"which is {jm.status.value}",
+                    key=f"requirement:{jm.job_id}",
+                )
+        for where, names in holders.items():
+            if len(names) > 1:
+                self.violation(
+                    "slot-exclusive",
+                    f"slot {where[0]}/{where[1]} is held by {len(names)} allocations at once: "
+                    + ", ".join(names),
+                    key=f"holders:{where}",
+                )
+        for rid, te in live.items():
+            for slot in te.slots:
+                if slot.job_id is None:
+                    continue
+                owner = store.jobs.get(slot.job_id)
+                jm = owner.job_master if owner is not None else None
+                if jm is None:
+                    status = owner.status.value if owner is not None else "unknown"
+                    self.violation(
+                        "slot-agreement",
+                        f"TaskExecutor {rid} still holds slot {rid}/{slot.index} for "
+                        f"{self._job_name(slot.job_id)}, which is {status} and has no JobMaster",
+                        key=f"orphan:{rid}/{slot.index}:{slot.allocation_id}",
+                    )
+                elif slot.allocation_id not in jm.pool:
+                    self.violation(
+                        "slot-agreement",
+                        f"TaskExecutor {rid} holds slot {rid}/{slot.index} for {jm.name} "
+                        f"(allocation {_short(slot.allocation_id)}), but its JobMaster does not",
+                        key=f"unpooled:{rid}/{slot.index}:{slot.allocation_id}",
+                    )
+        for job_id, required in rm.requirements.items():
+            wanted = store.jobs.get(job_id)
+            if wanted is None or wanted.status.is_globally_terminal:
+                self.violation(
+                    "slot-agreement",
+                    f"the ResourceManager still wants {required} slot(s) for "
+                    f"{self._job_name(job_id)}, which has ended",
+                    key=f"requirement:{job_id}",
+                )
+
+    def check_final(self) -> None:
+        """Once every job has ended and the cluster settled: nothing is held, nothing runs,
+        no JobMaster is left, and no ask without a timeout waits."""
+        cluster = self.cluster
+        self.check_quiet()
+        for record in cluster.store.jobs.values():
+            if not record.status.is_globally_terminal:
+                return  # not final yet: a wait step reports the job
+        for rid, te in cluster.task_executors.items():
+            for slot in te.slots:
+                orphan = f"slot-agreement:orphan:{rid}/{slot.index}:{slot.allocation_id}"
+                if slot.state is not SlotState.FREE and orphan not in self._reported:
+                    self.violation(
+                        "slot-agreement",
+                        f"slot {rid}/{slot.index} is still {slot.state.value} for "
+                        f"{self._job_name(slot.job_id)} after every job ended",
+                        key=f"final:{rid}/{slot.index}",
+                    )
+        for service in cluster._services:
+            for endpoint in service.endpoints:
+                if isinstance(endpoint, JobMaster):
+                    self.violation(
+                        "slot-agreement",
+                        f"the JobMaster of {endpoint.name} still runs ({endpoint.status.value}) "
+                        "after its job ended",
+                        key=f"jm-left:{endpoint.job_id}:{endpoint.fencing_token}",
+                    )
+        for _, describe, timeout in _waiting_asks():
+            if timeout is None or math.isinf(timeout):
+                self.violation(
+                    "ask-reply",
+                    f"{describe} has no timeout and is still waiting for its reply at quiescence",
+                    key=f"forever:{describe}",
+                )
+
+    # --- diagnosis ------------------------------------------------------------------------
+
+    def job_diagnosis(self, job_name: str) -> str:
+        cluster = self.cluster
+        job_id = cluster.store.by_name.get(job_name)
+        record = cluster.store.jobs.get(job_id) if job_id is not None else None
+        if record is None or job_id is None:
+            return f"job {job_name} is not known"
+        rm = cluster.resource_manager
+        seen = self._jms.get(job_id.hex)
+        jm = record.job_master or (seen[-1] if seen else None)
+        lines = [f"job {job_name}: {record.status.value}, {record.failovers} JobMaster failover(s)"]
+        if jm is not None:
+            counts = {s.value: n for s, n in jm.state_counts.items() if n}
+            lines.append(
+                f"JobMaster {_short(jm.fencing_token)}: {jm.status.value}, attempt {jm.attempt}, "
+                f"restarts {jm.restarts}/{jm.job.restart.attempts}, pool {len(jm.pool)}/"
+                f"{jm.required} slot(s), tasks {counts}, task managers "
+                f"{sorted(jm.task_managers)}, registered at the ResourceManager: "
+                f"{jm.rm_gateway is not None}"
+            )
+            failure = self.last_failure.get(jm.endpoint_id)
+            if failure:
+                lines.append(f"last failure: {failure}")
+        lines.append(
+            f"ResourceManager: requirement {rm.requirements.get(job_id)}, registered JobMaster "
+            f"{job_id in rm.job_masters}, {sum(s.state == 'FREE' for s in rm.slots.values())} "
+            f"free of {len(rm.slots)} slot(s), TaskExecutors {sorted(rm.task_executors)}"
+        )
+        return "\n".join(lines)
+
+
+def _te_slot_view(slot: Any) -> tuple[str, uuid.UUID | None, uuid.UUID | None]:
+    if slot.state is SlotState.FREE:
+        return ("FREE", None, None)
+    return ("ALLOCATED", slot.job_id, slot.allocation_id)
+
+
+def _slot_text(
+    state: str, job_id: uuid.UUID | None, allocation_id: uuid.UUID | None, checker: Any
+) -> str:
+    if state == "FREE" and job_id is None:
+        return "FREE"
+    owner = checker._job_name(job_id) if job_id is not None else "no job"
+    return f"{state} for {owner} (allocation {_short(allocation_id)})"
+
+
+def _waiting_asks() -> Iterator[tuple[Reply, str, float | None]]:
+    """Every task of this trio run that waits in ``Reply.wait`` for an unsettled reply: the
+    reply, what the ask was, and its timeout."""
+    root = trio.lowlevel.current_root_task()
+    stack = [root] if root is not None else []
+    while stack:
+        task = stack.pop()
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+        awaitable: Any = task.coro
+        for _ in range(200):
+            if awaitable is None:
+                break
+            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+            if frame is not None and frame.f_code is _REPLY_WAIT_CODE:
+                local = frame.f_locals
+                reply = local.get("self")
+                if isinstance(reply, Reply) and not reply._done:
+                    describe = local.get("describe")
+                    text = describe() if callable(describe) else "an ask"
+                    yield reply, str(text), local.get("timeout")
+                break
+            awaitable = getattr(awaitable, "cr_await", None) or getattr(
+                awaitable, "gi_yieldfrom", None
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a scenario with the checks
+
+
+_FAULT_STEPS = (
+    KillTaskExecutorStep,
+    StopTaskExecutorStep,
+    AddTaskExecutorStep,
+    FailTaskStep,
+    FailoverStep,
+    PartitionStep,
+    CancelStep,
+)
+
+
+class _CheckingObserver(Observer):
+    """Plugs the checker into the scenario runner: attaches at the first step (before any
+    cluster task has run), checks quiescence at ``expect`` steps of a quiet cluster, and turns
+    failed steps into violations."""
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.checker: InvariantChecker | None = None
+        self.violations: list[Violation] = []
+        self.disturbed_until = 0.0  # cluster time of the last fault's end
+
+    def _add(self, invariant: str, description: str, detail: str = "") -> None:
+        at = self.checker.cluster.events.now() if self.checker is not None else None
+        self.violations.append(Violation(self.seed, invariant, description, at, detail))
+
+    def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
+        if self.checker is None:
+            self.checker = InvariantChecker(cluster, self._add)
+            cluster.events.subscribers.append(self.checker.on_event)
+
+    def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
+        checker = self.checker
+        assert checker is not None
+        step = self.scenario.steps[result.index]
+        now = cluster.events.now()
+        if isinstance(step, _FAULT_STEPS):
+            end = now + (step.duration if isinstance(step, PartitionStep) else 0.0)
+            self.disturbed_until = max(self.disturbed_until, end)
+        if isinstance(step, ExpectStep):
+            self._checkpoint(cluster, now)
+        if result.ok:
+            return
+        condition = getattr(step, "condition", None)
+        if isinstance(step, WaitStep) and isinstance(condition, JobStatusCondition):
+            self._add(
+                "job-terminal",
+                f"{condition.job} did not reach {' or '.join(s.value for s in condition.statuses)}"
+                f" within {step.timeout:g} s once faults stopped and enough slots existed: "
+                f"{result.message}",
+                checker.job_diagnosis(condition.job),
+            )
+        elif isinstance(step, ExpectStep) and isinstance(condition, JobStatusCondition):
+            self._add(
+                "job-outcome",
+                f"{result.message} (restart budget sized for the faults)",
+                checker.job_diagnosis(condition.job),
+            )
+        elif isinstance(step, ExpectStep | WaitStep) and isinstance(
+            condition, RegisteredTaskExecutorsCondition | FreeSlotsCondition
+        ):
+            if not any(v.invariant.startswith("slot-") for v in self.violations):
+                self._add("slot-agreement", f"at a quiet checkpoint: {result.message}")
+        elif isinstance(step, ExpectStep | WaitStep):
+            self._add("expectation", f"step {result.index + 1} ({step.kind}): {result.message}")
+        else:
+            self._add(
+                "step",
+                f"step {result.index + 1} ({step.describe()}) failed: {result.message}",
+            )
+
+    def _checkpoint(self, cluster: MiniCluster, now: float) -> None:
+        """The runner settled (every task blocked) before this expect: check it, if quiet."""
+        checker = self.checker
+        assert checker is not None
+        timeout = cluster.config.heartbeat_timeout
+        if any(until > trio.current_time() for until in cluster.partitions.values()):
+            return
+        if now - self.disturbed_until < quiet_settle(timeout):
+            return
+        ended = checker.job_ended_at
+        all_ended = all(r.status.is_globally_terminal for r in cluster.store.jobs.values())
+        if all_ended and (ended is None or now - ended >= final_settle(timeout)):
+            checker.check_final()
+        else:
+            checker.check_quiet()
+
+
+def check_scenario(
+    scenario: Scenario,
+    seed: int | None = None,
+    trace: IO[str] | None = None,
+) -> RunResult:
+    """Run a scenario on a virtual clock with every invariant checked."""
+    if seed is None:
+        seed = scenario.seed if scenario.seed is not None else 0
+    observer = _CheckingObserver(scenario, seed)
+    result = RunResult(seed)
+    wall = time.perf_counter()
+    try:
+        outcome = run_scenario(scenario, seed=seed, clock="virtual", observer=observer, trace=trace)
+    except Exception as exc:  # a task of the cluster raised: the runtime crashed
+        observer.violations.append(
+            Violation(
+                seed,
+                "crash",
+                f"the run raised {type(exc).__name__}: {exc}",
+                None,
+                "".join(traceback.format_exception(exc)),
+            )
+        )
+    else:
+        result.virtual_time = outcome.virtual_time
+        result.steps = len(scenario.steps)
+        result.steps_ok = sum(1 for s in outcome.steps if s.ok)
+    result.wall_time = time.perf_counter() - wall
+    if observer.checker is not None:
+        result.events = observer.checker.events
+    violations = observer.violations
+    if len(violations) > MAX_VIOLATIONS_PER_RUN:
+        extra = len(violations) - MAX_VIOLATIONS_PER_RUN + 1
+        violations = violations[: MAX_VIOLATIONS_PER_RUN - 1]
+        violations.append(
+            Violation(seed, "expectation", f"... and {extra} more violation(s) in this run")
+        )
+    result.violations = violations
+    return result
+
+
+def run_one(seed: int, faults: Sequence[str] = FAULT_KINDS, duration: float = 600.0) -> RunResult:
+    """Generate run ``seed``, run it with the checks, and keep its scenario text."""
+    text = generate_scenario(seed, faults, duration)
+    scenario = parse_scenario(text, f"simulate-seed-{seed}.yaml")
+    result = check_scenario(scenario, seed)
+    result.scenario_text = text
+    return result
+
+
+def dump_scenario(result: RunResult, directory: str | Path) -> Path:
+    """Write the run's scenario as ``DIR/simulate-seed-S.yaml``, its violations as comments."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"simulate-seed-{result.seed}.yaml"
+    notes = [f"# {line}" for v in result.violations for line in v.line().splitlines()]
+    header = "# Violations found in this run:\n" + "\n".join(notes) + "\n" if notes else ""
+    path.write_text(header + result.scenario_text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Many runs
+
+
+def simulate(
+    runs: int = 100,
+    seed: int | None = None,
+    faults: Sequence[str] = FAULT_KINDS,
+    duration: float = 600.0,
+    dump_dir: str | Path | None = None,
+    on_violation: Callable[[Violation], None] | None = None,
+    on_run: Callable[[RunResult], None] | None = None,
+    *,
+    time_limit: float | None = None,
+    workers: int = 1,
+) -> SimulationSummary:
+    """``runs`` seeded runs, seeds ``seed``, ``seed + 1``, ...; ``seed`` None picks one at
+    random. ``time_limit`` (wall seconds) stops starting runs once passed. ``workers`` > 1
+    runs that many processes; results still arrive in seed order."""
+    if runs < 0:
+        raise ValueError("runs must not be negative")
+    faults = parse_faults(faults)
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    summary = SimulationSummary(first_seed=seed)
+    started = time.perf_counter()
+
+    def over_time() -> bool:
+        return time_limit is not None and time.perf_counter() - started >= time_limit
+
+    def account(result: RunResult) -> None:
+        summary.runs += 1
+        summary.events += result.events
+        summary.virtual_time += result.virtual_time
+        if result.ok:
+            summary.clean_runs += 1
+            summary.clean_events += result.events
+        else:
+            summary.failed_seeds.append(result.seed)
+            if dump_dir is not None:
+                result.dumped = str(dump_scenario(result, dump_dir))
+                summary.dumped.append(result.dumped)
+            for violation in result.violations:
+                summary.violations.append(violation)
+                if on_violation is not None:
+                    on_violation(violation)
+        if on_run is not None:
+            on_run(result)
+
+    if workers <= 1:
+        for index in range(runs):
+            if over_time():
+                summary.stopped_early = True
+                break
+            account(run_one(seed + index, faults, duration))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            pending: deque[Future[RunResult]] = deque()
+            index = 0
+            while True:
+                while index < runs and len(pending) < 2 * workers:
+                    if over_time():
+                        summary.stopped_early = True
+                        index = runs
+                        break
+                    pending.append(pool.submit(run_one, seed + index, faults, duration))
+                    index += 1
+                if not pending:
+                    break
+                account(pending.popleft().result())
+    summary.wall_time = time.perf_counter() - started
+    return summary
