@@ -559,67 +559,30 @@ steps:
             LOST_UPDATE,
             "job-terminal",
             id="lost-update",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="runtime bug (simulate seed 5721): a TaskExecutor sends a task's final "
-                "state once; if that update is lost the JobMaster keeps the execution RUNNING "
-                "forever (it ignores the executions its heartbeats return) and the job hangs",
-            ),
         ),
         pytest.param(
             SLOT_LEAK,
             "slot-agreement",
             id="slot-leak",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="runtime bug (simulate seed 117): a job that ends while cut off from the "
-                "ResourceManager leaves its requirement there (declare 0 and disconnect are "
-                "lost), the ResourceManager gives freed slots back to the ended job, and the "
-                "TaskExecutor holds them forever: no JobMaster leader to offer them to and no "
-                "timeout for slots never accepted",
-            ),
         ),
         pytest.param(
             STALE_POOL,
             "slot-exclusive",
             id="stale-pool",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="runtime bug (simulate seeds 1111, 1161): a TaskExecutor that times out "
-                "its JobMaster frees the job's slots without telling it; the JobMaster keeps the "
-                "stale allocations in its pool, accepts the re-offered slot under a new "
-                "allocation (one slot, two allocations) and rejects the rest, which ping-pong "
-                "RM -> TE -> JM every 50 ms until the JobMaster's own heartbeat times out",
-            ),
         ),
         pytest.param(
             REOFFER_TO_NEW_LEADER,
             "lost-task-executor",
             id="reoffer",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="runtime bug (simulate seeds 1159, 1192): a JobMaster that learns from the "
-                "ResourceManager that a TaskExecutor is lost drops it without telling it, so the "
-                "TaskExecutor keeps the slots and offers them to the next JobMaster leader, "
-                "which deploys tasks on a TaskExecutor the ResourceManager considers lost",
-            ),
         ),
         pytest.param(
             LOST_NEWS,
             "lost-task-executor",
             id="lost-news",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="runtime gap (simulate seed 1081): only the ResourceManager's "
-                "disconnect_task_manager tell to the JobMaster stops tasks on a lost "
-                "TaskExecutor; when the ResourceManager is also cut off from the JobMaster the "
-                "tell is lost and the tasks run on (the TaskExecutor does not fence itself when "
-                "it loses the ResourceManager)",
-            ),
         ),
     ],
 )
-def test_runtime_bug_found_by_the_simulator(text: str, invariant: str) -> None:
+def test_a_run_that_once_broke_an_invariant_now_keeps_it(text: str, invariant: str) -> None:
     result = check_scenario(parse_scenario(text))
     found = {v.invariant for v in result.violations}
     assert invariant not in found, "\n".join(v.line() for v in result.violations)

@@ -37,6 +37,8 @@ class ClusterConfig:
     requirement_check_delay: float = 0.05
     # TaskExecutor -> JobMaster slot offers
     offer_timeout: float = 10.0
+    # an allocated slot no JobMaster takes is freed after this (taskmanager.slot.timeout)
+    slot_timeout: float = 10.0
     # HA: how long leader-retrieval news takes to reach a listener (ZooKeeper-like lag)
     leader_notification_delay: float = 0.0
     seed: int | None = None

@@ -72,8 +72,11 @@ class HeartbeatSender:
     async def _ask(self, target: str, state: _Target) -> None:
         ok, unreachable, payload = False, False, None
         try:
-            payload = await self._request(target)
-            ok = True
+            # a request that gets no answer within an interval is given up, so that the next
+            # tick asks again (a lost request must not blind us for a whole RPC timeout)
+            with trio.move_on_after(self._interval):
+                payload = await self._request(target)
+                ok = True
         except RecipientUnreachableError:
             unreachable = True
         except Exception:  # timeouts and refusals: the timeout decides

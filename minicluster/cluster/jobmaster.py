@@ -21,10 +21,12 @@ from .heartbeat import HeartbeatSender
 from .model import (
     ExecutionState,
     JobGraph,
+    JobNotFoundError,
     JobStatus,
     SlotOffer,
     TaskDeploymentDescriptor,
     TaskExecutionState,
+    TaskSubmissionError,
 )
 
 
@@ -242,6 +244,10 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             if offer.allocation_id in self.pool:
                 accepted.append(offer)
                 continue
+            stale = self._pool_slot_at(resource_id, offer.slot_index)
+            if stale is not None:
+                # the TaskExecutor freed that allocation behind our back: it is gone
+                self._drop_pool_slot(stale, "its slot came back under a new allocation")
             share_index = self._free_share_index()
             if share_index is None:
                 continue
@@ -251,6 +257,33 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             if self.status is JobStatus.RUNNING:
                 self._deploy(slot)
         return accepted
+
+    def _pool_slot_at(self, resource_id: str, slot_index: int) -> _PoolSlot | None:
+        for slot in self.pool.values():
+            if slot.task_executor == resource_id and slot.slot_index == slot_index:
+                return slot
+        return None
+
+    def _drop_pool_slot(self, slot: _PoolSlot, cause: str) -> None:
+        """A slot we counted on is not ours any more: fail what ran in it, need another."""
+        if self.pool.pop(slot.allocation_id, None) is None:
+            return
+        heapq.heappush(self._free_indices, slot.share_index)
+        self._emit("slots", f"lost slot {slot.task_executor}/{slot.slot_index}: {cause}")
+        affected = [
+            e
+            for e in self.executions.values()
+            if e.allocation_id == slot.allocation_id and not e.state.is_terminal
+        ]
+        for execution in affected:
+            self._transition(execution, ExecutionState.FAILED)
+        if affected:
+            self._failure(f"slot {slot.task_executor}/{slot.slot_index} was lost: {cause}")
+        elif self.status is JobStatus.RUNNING:
+            for execution in self.executions.values():
+                if execution.allocation_id == slot.allocation_id:
+                    execution.allocation_id = None
+        self._declare()
 
     def _free_share_index(self) -> int | None:
         """The lowest subtask index no pooled slot runs yet (a heap: offers are O(log n))."""
@@ -289,9 +322,20 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
     async def _submit(self, gateway: TaskExecutorGateway, tdd: TaskDeploymentDescriptor) -> None:
         try:
             await gateway.submit_task(tdd, self.fencing_token)
+        except TaskSubmissionError as exc:
+            # the TaskExecutor does not hold that slot for us (any more): drop it from the pool
+            cause = f"deploying {tdd.vertex}[{tdd.subtask}] was refused: {exc}"
+            self.run_async(lambda: self._submission_refused(tdd, cause))
         except Exception as exc:
             message = f"deploying {tdd.vertex}[{tdd.subtask}] failed: {exc}"
             self.run_async(lambda: self._execution_failed(tdd.execution_id, message))
+
+    def _submission_refused(self, tdd: TaskDeploymentDescriptor, cause: str) -> None:
+        slot = self.pool.get(tdd.allocation_id)
+        if slot is not None:
+            self._drop_pool_slot(slot, cause)
+        else:
+            self._execution_failed(tdd.execution_id, cause)
 
     async def update_task_execution_state(self, state: TaskExecutionState) -> None:
         execution = self._by_id.get(state.execution_id)
@@ -381,12 +425,22 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         manager = self.task_managers.get(resource_id)
         if manager is None:
             return None
-        return await manager.gateway.heartbeat_from_job_manager(self.job_id)
+        try:
+            return await manager.gateway.heartbeat_from_job_manager(self.job_id)
+        except JobNotFoundError as refusal:
+            # it dropped the job (our heartbeats timed out there): its slots are gone
+            cause = str(refusal)
+            self.run_async(lambda: self._task_manager_lost(resource_id, cause))
+            raise
 
     def _task_manager_lost(self, resource_id: str, cause: str) -> None:
         """Release the TaskExecutor's slots and restart what ran there."""
         manager = self.task_managers.pop(resource_id, None)
         self._tm_heartbeats.unmonitor(resource_id)
+        if manager is not None:
+            # as Flink's JobMaster: the TaskExecutor lets go of the job's slots and tasks, and
+            # does not offer them to a later leader of this job
+            manager.gateway.disconnect_job_manager(self.job_id, cause)
         lost = [a for a, s in self.pool.items() if s.task_executor == resource_id]
         for allocation_id in lost:
             heapq.heappush(self._free_indices, self.pool.pop(allocation_id).share_index)

@@ -3,6 +3,7 @@ JobMasters, and tasks that run for their simulated duration."""
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGate
 from .model import (
     ClusterError,
     ExecutionState,
+    JobNotFoundError,
     SlotID,
     SlotOccupiedError,
     SlotOffer,
@@ -27,6 +29,8 @@ from .model import (
     TaskExecutorRegistration,
     TaskSubmissionError,
 )
+
+UPDATE_ATTEMPTS = 20
 
 
 @register_error
@@ -41,6 +45,7 @@ class TaskSlot:
     job_id: uuid.UUID | None = None
     allocation_id: uuid.UUID | None = None
     offered: bool = False
+    accepted: bool = False  # the JobMaster took it into its pool
     tasks: set[uuid.UUID] = field(default_factory=set)
 
 
@@ -199,12 +204,22 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             self._emit(
                 "heartbeat", f"heartbeat of the ResourceManager timed out after {timeout:g} s"
             )
+            self._release_everything("lost the ResourceManager")
             self._rm_lost()
         for job_id, connection in list(self.jobs.items()):
             if connection.registered and now - connection.last_heartbeat > timeout:
                 self._emit("heartbeat", f"heartbeat of jobmaster-{job_id.hex} timed out")
                 self._job_manager_lost(job_id, "heartbeat of the JobMaster timed out")
         self.schedule_run_async(self._check_heartbeats, self.config.heartbeat_interval)
+
+    def _release_everything(self, cause: str) -> None:
+        """Cut off from the ResourceManager, which will soon count us lost: stop our tasks and
+        give up our slots, telling the JobMasters, so that nothing runs on a TaskExecutor the
+        cluster has written off."""
+        for job_id, connection in list(self.jobs.items()):
+            if connection.gateway is not None:
+                connection.gateway.disconnect_task_manager(self.resource_id, cause)
+            self._job_manager_lost(job_id, cause)
 
     def _rm_lost(self) -> None:
         self.rm_gateway = None
@@ -237,7 +252,11 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             )
         if slot.state is SlotState.FREE:
             slot.state, slot.job_id, slot.allocation_id = SlotState.ALLOCATED, job_id, allocation_id
-            slot.offered = False
+            slot.offered = slot.accepted = False
+            # Flink's taskmanager.slot.timeout: a slot no JobMaster takes goes back
+            self.schedule_run_async(
+                lambda: self._slot_timed_out(allocation_id), self.config.slot_timeout
+            )
         self._connect_to_job(job_id)
         self._start_offering(job_id)
 
@@ -283,7 +302,13 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                 task.scope.cancel()
         for slot in self.slots:
             if slot.job_id == job_id:
-                slot.offered = False
+                slot.offered = slot.accepted = False
+                allocation_id = slot.allocation_id
+                if allocation_id is not None:
+                    self.schedule_run_async(
+                        functools.partial(self._slot_timed_out, allocation_id),
+                        self.config.slot_timeout,
+                    )
         self._start_offering(job_id)
 
     async def _offer_slots(self, job_id: uuid.UUID) -> None:
@@ -346,7 +371,17 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             for offer in offers:
                 if offer.allocation_id not in accepted_ids:
                     self._free_slot(offer.allocation_id, "the JobMaster rejected the offer")
+                else:
+                    taken = self._slot_of(offer.allocation_id)
+                    if taken is not None:
+                        taken.accepted = True
             return
+
+    def _slot_timed_out(self, allocation_id: uuid.UUID) -> None:
+        slot = self._slot_of(allocation_id)
+        if slot is not None and not slot.accepted and not slot.tasks:
+            self._emit("slots", f"slot {slot.index} was not taken by a JobMaster in time; freed")
+            self._free_slot(allocation_id, "slot timeout")
 
     async def submit_task(self, tdd: TaskDeploymentDescriptor, jm_token: uuid.UUID) -> None:
         connection = self.jobs.get(tdd.job_id)
@@ -396,10 +431,20 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self.start_background_in_order(tdd.job_id, self._send_update, gateway, update)
 
     async def _send_update(self, gateway: JobMasterGateway, update: TaskExecutionState) -> None:
-        try:
-            await gateway.update_task_execution_state(update)
-        except Exception:
-            pass  # the JobMaster is gone or partitioned; heartbeats will sort it out
+        """Deliver a task's state; a final state is retried until the JobMaster has it (or is
+        gone: a new leader or a lost connection makes the update moot)."""
+        attempts = 1 if not update.state.is_terminal else UPDATE_ATTEMPTS
+        for attempt in range(attempts):
+            try:
+                with trio.move_on_after(self.config.heartbeat_interval * 2):
+                    await gateway.update_task_execution_state(update)
+                    return
+            except Exception:
+                pass
+            connection = self.jobs.get(update.job_id)
+            if connection is None or connection.gateway is not gateway:
+                return
+            await trio.sleep(min(self.config.heartbeat_interval, 0.1 * 2**attempt))
 
     def _task_ended(
         self, tdd: TaskDeploymentDescriptor, state: ExecutionState, error: str | None
@@ -456,8 +501,11 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
 
     async def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> list[uuid.UUID]:
         connection = self.jobs.get(job_id)
-        if connection is not None:
-            connection.last_heartbeat = trio.current_time()
+        if connection is None:
+            # we dropped the job (its JobMaster timed out here): say so, so that the JobMaster
+            # stops counting on our slots instead of deploying into them
+            raise JobNotFoundError(f"{self.resource_id} holds nothing for job {job_id.hex}")
+        connection.last_heartbeat = trio.current_time()
         return [e for e, t in self.tasks.items() if t.tdd.job_id == job_id]
 
     def disconnect_resource_manager(self, cause: str) -> None:
