@@ -11,7 +11,13 @@ from typing import Any
 
 import trio
 
-from minicluster.rpc import RpcEndpoint, RpcService, RpcTimeoutError, register_error
+from minicluster.rpc import (
+    RecipientUnreachableError,
+    RpcEndpoint,
+    RpcService,
+    RpcTimeoutError,
+    register_error,
+)
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
@@ -405,7 +411,10 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         """A simulated task: RUNNING, then FINISHED after its duration (or FAILED if told to)."""
         final, error = ExecutionState.CANCELED, None
         with scope:
-            await self.call_async(lambda: self._report(tdd, ExecutionState.RUNNING, None))
+            try:
+                await self.call_async(lambda: self._report(tdd, ExecutionState.RUNNING, None))
+            except RecipientUnreachableError:
+                return  # the TaskExecutor is stopping: so is the task
             if tdd.fail_after is not None and tdd.fail_after < tdd.duration:
                 await trio.sleep(tdd.fail_after)
                 final, error = (
