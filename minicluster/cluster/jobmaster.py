@@ -76,6 +76,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self.restarts = 0
         self.required = job_graph.max_parallelism
         self.pool: dict[uuid.UUID, _PoolSlot] = {}
+        self._pool_by_place: dict[tuple[str, int], _PoolSlot] = {}  # (TaskExecutor, slot index)
         self._free_indices = list(range(self.required))
         self.executions: dict[tuple[str, int], Execution] = {}
         self.state_counts: dict[ExecutionState, int] = dict.fromkeys(ExecutionState, 0)
@@ -253,21 +254,21 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
                 continue
             slot = _PoolSlot(offer.allocation_id, resource_id, offer.slot_index, share_index)
             self.pool[offer.allocation_id] = slot
+            self._pool_by_place[(resource_id, offer.slot_index)] = slot
             accepted.append(offer)
             if self.status is JobStatus.RUNNING:
                 self._deploy(slot)
         return accepted
 
     def _pool_slot_at(self, resource_id: str, slot_index: int) -> _PoolSlot | None:
-        for slot in self.pool.values():
-            if slot.task_executor == resource_id and slot.slot_index == slot_index:
-                return slot
-        return None
+        slot = self._pool_by_place.get((resource_id, slot_index))
+        return slot if slot is not None and slot.allocation_id in self.pool else None
 
     def _drop_pool_slot(self, slot: _PoolSlot, cause: str) -> None:
         """A slot we counted on is not ours any more: fail what ran in it, need another."""
         if self.pool.pop(slot.allocation_id, None) is None:
             return
+        self._pool_by_place.pop((slot.task_executor, slot.slot_index), None)
         heapq.heappush(self._free_indices, slot.share_index)
         self._emit("slots", f"lost slot {slot.task_executor}/{slot.slot_index}: {cause}")
         affected = [
@@ -443,7 +444,9 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             manager.gateway.disconnect_job_manager(self.job_id, cause)
         lost = [a for a, s in self.pool.items() if s.task_executor == resource_id]
         for allocation_id in lost:
-            heapq.heappush(self._free_indices, self.pool.pop(allocation_id).share_index)
+            lost_slot = self.pool.pop(allocation_id)
+            self._pool_by_place.pop((lost_slot.task_executor, lost_slot.slot_index), None)
+            heapq.heappush(self._free_indices, lost_slot.share_index)
         if manager is None and not lost:
             return
         self._emit("failure", f"lost TaskExecutor {resource_id}: {cause}")
@@ -490,6 +493,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._cancel_executions()
         slots = list(self.pool.values())
         self.pool.clear()
+        self._pool_by_place.clear()
         self._free_indices = []
         self._declare()
         self.start_background(self._release_and_leave, slots, f"job {status.value}")

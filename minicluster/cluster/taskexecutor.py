@@ -3,7 +3,6 @@ JobMasters, and tasks that run for their simulated duration."""
 
 from __future__ import annotations
 
-import functools
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ class TaskSlot:
     allocation_id: uuid.UUID | None = None
     offered: bool = False
     accepted: bool = False  # the JobMaster took it into its pool
+    allocated_at: float = 0.0  # when it was allocated (or offered to a new leader)
     tasks: set[uuid.UUID] = field(default_factory=set)
 
 
@@ -212,6 +212,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             )
             self._release_everything("lost the ResourceManager")
             self._rm_lost()
+        self._check_slot_timeouts(now)
         for job_id, connection in list(self.jobs.items()):
             if connection.registered and now - connection.last_heartbeat > timeout:
                 self._emit("heartbeat", f"heartbeat of jobmaster-{job_id.hex} timed out")
@@ -259,10 +260,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         if slot.state is SlotState.FREE:
             slot.state, slot.job_id, slot.allocation_id = SlotState.ALLOCATED, job_id, allocation_id
             slot.offered = slot.accepted = False
-            # Flink's taskmanager.slot.timeout: a slot no JobMaster takes goes back
-            self.schedule_run_async(
-                lambda: self._slot_timed_out(allocation_id), self.config.slot_timeout
-            )
+            slot.allocated_at = trio.current_time()  # see _check_slot_timeouts
         self._connect_to_job(job_id)
         self._start_offering(job_id)
 
@@ -309,12 +307,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         for slot in self.slots:
             if slot.job_id == job_id:
                 slot.offered = slot.accepted = False
-                allocation_id = slot.allocation_id
-                if allocation_id is not None:
-                    self.schedule_run_async(
-                        functools.partial(self._slot_timed_out, allocation_id),
-                        self.config.slot_timeout,
-                    )
+                slot.allocated_at = trio.current_time()
         self._start_offering(job_id)
 
     async def _offer_slots(self, job_id: uuid.UUID) -> None:
@@ -383,11 +376,19 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                         taken.accepted = True
             return
 
-    def _slot_timed_out(self, allocation_id: uuid.UUID) -> None:
-        slot = self._slot_of(allocation_id)
-        if slot is not None and not slot.accepted and not slot.tasks:
-            self._emit("slots", f"slot {slot.index} was not taken by a JobMaster in time; freed")
-            self._free_slot(allocation_id, "slot timeout")
+    def _check_slot_timeouts(self, now: float) -> None:
+        """Flink's taskmanager.slot.timeout: a slot no JobMaster takes in time goes back (one
+        check per heartbeat tick, not a timer per slot)."""
+        limit = self.config.slot_timeout
+        for slot in self.slots:
+            if (
+                slot.allocation_id is not None
+                and not slot.accepted
+                and not slot.tasks
+                and now - slot.allocated_at > limit
+            ):
+                self._emit("slots", f"slot {slot.index} was not taken by a JobMaster in time")
+                self._free_slot(slot.allocation_id, "slot timeout")
 
     async def submit_task(self, tdd: TaskDeploymentDescriptor, jm_token: uuid.UUID) -> None:
         connection = self.jobs.get(tdd.job_id)
