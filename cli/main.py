@@ -26,6 +26,7 @@ from minicluster.rpc.tls import TlsConfig
 from minicluster.scenario import load_job_file, parse_duration
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
+from .lines import LinePrinter
 
 T = TypeVar("T")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -168,15 +169,15 @@ def start(ctx: click.Context, /, **options: Any) -> None:
             fail("serving TLS needs --tls-cert and --tls-key", EXIT_USAGE)
         console, live_enabled = make_console(options["no_live"], stderr=True)
         live = LiveConsole(console) if live_enabled else None
-        printed = [0]
+        printer = None if live_enabled else LinePrinter()
 
         def on_ready(cluster: MiniCluster) -> None:
             click.echo(f"cluster ready at {cluster.address}")
             sys.stdout.flush()
             if live is not None:
                 live.start()
-            else:
-                cluster.events.subscribers.append(_plain_event_printer(printed))
+            elif printer is not None:
+                cluster.events.subscribers.append(_plain_event_printer(printer))
 
         def on_tick(cluster: MiniCluster) -> None:
             if live is not None:
@@ -197,6 +198,7 @@ def start(ctx: click.Context, /, **options: Any) -> None:
                     tls=tls,
                     on_ready=on_ready,
                     on_tick=on_tick,
+                    background=printer.run if printer is not None else None,
                 )
             )
         finally:
@@ -240,11 +242,11 @@ def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, An
     return values
 
 
-def _plain_event_printer(printed: list[int]) -> Any:
+def _plain_event_printer(printer: LinePrinter) -> Any:
     def show(event: Event) -> None:
         if event.method is not None and "heartbeat" in event.method and event.outcome == "ok":
             return  # heartbeats that went fine are the noise of a healthy cluster
-        click.echo(format_event_line(event.as_dict()))
+        printer.put(format_event_line(event.as_dict()))
 
     return show
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -39,8 +39,10 @@ async def serve_cluster(
     on_ready: Callable[[MiniCluster], None],
     on_tick: Callable[[MiniCluster], None],
     tick_interval: float = 0.25,
+    background: Callable[[], Awaitable[None]] | None = None,
 ) -> str:
-    """Serve until Ctrl-C, SIGTERM or `shutdown_cluster`; returns why it stopped."""
+    """Serve until Ctrl-C, SIGTERM or `shutdown_cluster`; returns why it stopped.
+    `background` runs alongside for as long as the cluster serves (an output writer, say)."""
     reason = "stopped by a signal"
     async with MiniCluster(
         task_executors,
@@ -66,6 +68,8 @@ async def serve_cluster(
                     scope.cancel()
 
                 nursery.start_soon(shutdown_requested)
+                if background is not None:
+                    nursery.start_soon(background)
                 while True:
                     on_tick(cluster)
                     await trio.sleep(tick_interval)

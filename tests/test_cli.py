@@ -675,3 +675,29 @@ def test_job_finishes_after_its_task_executor_process_is_killed(tmp_path: Path) 
         listed = client_json(address, "list-jobs")["jobs"]
         assert [j["status"] for j in listed if j["job_id"] == job_id] == ["FINISHED"]
     assert time.monotonic() - began < 40
+
+
+def test_a_cluster_whose_stdout_nobody_reads_keeps_serving_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "minicluster", "start", "--port", "0", "--no-live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        address = process.stdout.readline().decode().split()[-1]
+        # many events, and nobody reads them: more than a pipe holds
+        for _ in range(25):
+            submitted = subprocess.run(
+                [sys.executable, "-m", "minicluster", "submit-job", "--address", address,
+                 "--parallelism", "4", "--task-duration", "0.1s", "--timeout", "5s"],
+                capture_output=True,
+                timeout=20,
+            )  # fmt: skip
+            assert submitted.returncode == 0, submitted.stderr
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
