@@ -596,6 +596,7 @@ class RpcEndpoint:
         kwargs: dict[str, Any],
         token: UUID | None,
         sender: str | None,
+        is_ask: bool = True,
     ) -> tuple[bool, Any, BaseException | None]:
         """Run a call right here, on the caller's task, if nothing can tell the difference:
         the endpoint is idle (its main thread parked, its mailbox empty) and the handler never
@@ -636,7 +637,7 @@ class RpcEndpoint:
             self._holder = waiter
         tracer = self._rpc_service.tracer
         if tracer is not None:
-            tracer.message(sender, self._endpoint_id, method, True, error)
+            tracer.message(sender, self._endpoint_id, method, is_ask, error)
         return True, result, error
 
     @property

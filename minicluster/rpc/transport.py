@@ -20,6 +20,7 @@ from .endpoint import Reply, RpcEndpoint
 from .errors import (
     AuthenticationError,
     EndpointNotFoundError,
+    FencingTokenError,
     HandshakeError,
     MessageTooLargeError,
     ProtocolError,
@@ -372,7 +373,7 @@ class ServerConnection:
         its mailbox is full (wait for room, then hand the frame in again)."""
         try:
             message = protocol.decode_message(payload)
-            if message["type"] == "call":
+            if message["type"] in ("call", "tell"):
                 fast = self._fast_call(message)
                 if fast is not False:
                     return fast
@@ -426,13 +427,15 @@ class ServerConnection:
         return True
 
     def _fast_call(self, message: dict[str, Any]) -> bool | RpcEndpoint:
-        """Dispatch a well-formed call to a known endpoint; False leaves it to the full path."""
-        request_id = message.get("id")
+        """Dispatch a well-formed call or tell to a known endpoint; False leaves it to the
+        full path (which also says what is wrong with a malformed one)."""
+        is_tell = message["type"] == "tell"
+        request_id: Any = message.get("id")
         args = message.get("args", [])
         kwargs = message.get("kwargs", {})
         method = message.get("method")
         if not (
-            type(request_id) is int
+            (is_tell or type(request_id) is int)
             and type(method) is str
             and type(args) is list
             and type(kwargs) is dict
@@ -447,18 +450,24 @@ class ServerConnection:
         if type(sender) is not str:
             sender = None
         handled, result, error = endpoint.call_inline(
-            method, args, kwargs, message.get("token"), sender
+            method, args, kwargs, message.get("token"), sender, is_ask=not is_tell
         )
         if handled:
-            if error is None:
+            if is_tell:
+                if error is not None and not isinstance(error, FencingTokenError):
+                    log.warning("tell %s.%s failed: %s", endpoint_id, method, protocol.show(error))
+            elif error is None:
                 self.send_reply(request_id, result)
             else:
                 self.send_error(request_id, error)
             return True
         if endpoint.mailbox_full:
             return endpoint
-        self.in_progress += 1
         self.last_endpoint = endpoint
+        if is_tell:
+            endpoint.accept_call(method, args, kwargs, message.get("token"), None, sender)
+            return True
+        self.in_progress += 1
         endpoint.accept_call(
             method,
             args,
