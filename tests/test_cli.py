@@ -701,3 +701,28 @@ def test_a_cluster_whose_stdout_nobody_reads_keeps_serving_and_stops_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_start_takes_its_cluster_from_a_config_file_and_flags_win(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text(
+        "cluster:\n  task_executors: 3\n  slots_per_executor: 1\n"
+        "  heartbeat: {interval: 1s, timeout: 3s}\n"
+    )
+    with running_cluster(tmp_path, "--config", str(config)) as (_, address):
+        topology = json.loads(client(address, "inspect", "--json").stdout)
+        assert [len(te["slots"]) for te in topology["task_executors"]] == [1, 1, 1]
+    with running_cluster(tmp_path, "--config", str(config), "--task-executors", "1") as (
+        _,
+        address,
+    ):
+        topology = json.loads(client(address, "inspect", "--json").stdout)
+        assert [len(te["slots"]) for te in topology["task_executors"]] == [1]
+
+
+def test_start_refuses_an_invalid_config_file_naming_file_path_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("cluster:\n  task_executors: many\n")
+    result = invoke("start", "--port", "0", "--config", str(config))
+    assert result.exit_code == 2
+    assert f"{config}: cluster.task_executors (line 2):" in result.stderr

@@ -1176,3 +1176,15 @@ def test_random_edits_give_a_scenario_or_a_scenario_error(text: str) -> None:
     for step in s.steps:
         if isinstance(step, SubmitStep):
             to_job_graph(step, rng)
+
+
+def test_a_cluster_config_file_reads_the_cluster_section_with_line_numbers() -> None:
+    from minicluster.scenario import parse_cluster_config
+
+    spec = parse_cluster_config(
+        "cluster:\n  task_executors: 3\n  slots_per_executor: 1\n", "c.yaml"
+    )
+    assert [te.slots for te in spec.task_executors] == [1, 1, 1]
+    with pytest.raises(ScenarioError) as info:
+        parse_cluster_config("cluster:\n  task_executors: many\n", "c.yaml")
+    assert str(info.value).startswith("c.yaml: cluster.task_executors (line 2):")

@@ -1515,7 +1515,7 @@ def parse_cluster_config(text: str, file: str = "<string>") -> ClusterSpec:
     """The `cluster:` section of a file in the scenario format (for `start --config`)."""
 
     def parse(r: _Reader, root: MappingNode) -> ClusterSpec:
-        m = _Map(r, root, "")
+        m = r.mapping(root, "")
         return _parse_cluster(r, m.get("cluster"), "cluster")
 
     return _load(text, file, "a map with a cluster section", parse)
