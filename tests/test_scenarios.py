@@ -28,3 +28,12 @@ def test_the_same_seed_writes_the_same_trace() -> None:
         traces.append(out.getvalue())
     assert traces[0].count("\n") > 100
     assert traces[0] == traces[1]
+
+
+def test_a_crash_scenario_passes_with_every_component_on_its_own_tcp_service() -> None:
+    # dedicated mode: every call through the codec and loopback TCP, TaskExecutors added
+    # by a step included (their services must live in the cluster, not in the step)
+    scenario = load_scenario(SCENARIOS[0].parent / "taskexecutor-crash.yaml")
+    scenario.cluster.rpc = "dedicated"
+    result = run_scenario(scenario)
+    assert result.passed, result.failure

@@ -187,6 +187,30 @@ class MiniCluster:
         self._services.append(service)
         return service
 
+    async def _open_task_executor_service(self) -> RpcService:
+        """A TCP service of its own for a TaskExecutor (dedicated mode), living in a task of
+        the cluster's nursery: a TaskExecutor may be added from any task (a scenario step),
+        and its service must nest in the cluster, not in whoever asked."""
+        service: RpcService = await self._nursery.start(self._serve_task_executor_service)
+        return service
+
+    async def _serve_task_executor_service(
+        self, *, task_status: trio.TaskStatus[RpcService] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with open_rpc_service(
+            "127.0.0.1",
+            0,
+            ask_timeout=self.config.rpc_timeout,
+            secret=self.secret,
+            tls=self.tls,
+            name=f"minicluster-{len(self._services) + 1}",
+        ) as service:
+            service.tracer = _Tracer(self.events)
+            service.message_filter = self._allows
+            self._services.append(service)
+            task_status.started(service)
+            await trio.sleep_forever()
+
     async def __aenter__(self) -> MiniCluster:
         self._cm = self._running()
         return await self._cm.__aenter__()
@@ -252,7 +276,7 @@ class MiniCluster:
         if resource_id in self.task_executors:
             raise ValueError(f"TaskExecutor {resource_id} is already running")
         service = (
-            self._shared if self.rpc_mode == "shared" else await self._open_service("127.0.0.1", 0)
+            self._shared if self.rpc_mode == "shared" else await self._open_task_executor_service()
         )
         te = TaskExecutor(service, self.context, resource_id, slots or self.slots_per_executor)
         self.task_executors[resource_id] = te
