@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
@@ -72,9 +72,3 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 def _exit(message: str, code: int) -> NoReturn:
     click.echo(f"minicluster: {message}", err=True)
     sys.exit(code)
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    with reported():
-        return fn()
-    raise AssertionError("unreachable")  # pragma: no cover

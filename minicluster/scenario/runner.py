@@ -10,7 +10,6 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -374,6 +373,3 @@ def run_scenario(
         else:
             trio_clock = trio.testing.MockClock(rate=speed, autojump_threshold=0.05)
     return trio.run(run.run, clock=trio_clock)
-
-
-Callback = Callable[[MiniCluster], None]
