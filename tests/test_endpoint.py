@@ -423,3 +423,21 @@ def test_only_handlers_without_await_are_taken_for_inline_calls() -> None:
     assert never_suspends(plain)
     assert not never_suspends(waits)
     assert not never_suspends(iterates)
+
+
+async def test_the_service_schedules_work_after_a_delay_and_drops_it_when_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran: list[tuple[str, float]] = []
+    async with open_rpc_service() as service:
+        started = trio.current_time()
+        service.schedule(lambda: ran.append(("sync", trio.current_time() - started)), 2.0)
+
+        async def later() -> None:
+            ran.append(("async", trio.current_time() - started))
+
+        service.schedule(later, 3.0)
+        dropped = service.schedule(lambda: ran.append(("dropped", 0.0)), 1.0)
+        dropped.cancel()
+        await trio.sleep(5)
+    assert ran == [("sync", 2.0), ("async", 3.0)]

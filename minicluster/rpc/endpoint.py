@@ -638,6 +638,8 @@ class RpcEndpoint:
         tracer = self._rpc_service.tracer
         if tracer is not None:
             tracer.message(sender, self._endpoint_id, method, is_ask, error)
+        if not is_ask and error is not None and not isinstance(error, FencingTokenError):
+            log.warning("tell %s.%s failed: %s", self._endpoint_id, method, show(error))
         return True, result, error
 
     @property

@@ -20,7 +20,6 @@ from .endpoint import Reply, RpcEndpoint
 from .errors import (
     AuthenticationError,
     EndpointNotFoundError,
-    FencingTokenError,
     HandshakeError,
     MessageTooLargeError,
     ProtocolError,
@@ -452,14 +451,12 @@ class ServerConnection:
         handled, result, error = endpoint.call_inline(
             method, args, kwargs, message.get("token"), sender, is_ask=not is_tell
         )
-        if handled:
-            if is_tell:
-                if error is not None and not isinstance(error, FencingTokenError):
-                    log.warning("tell %s.%s failed: %s", endpoint_id, method, protocol.show(error))
-            elif error is None:
-                self.send_reply(request_id, result)
-            else:
-                self.send_error(request_id, error)
+        if handled:  # a tell is never answered (call_inline logged what failed)
+            if not is_tell:
+                if error is None:
+                    self.send_reply(request_id, result)
+                else:
+                    self.send_error(request_id, error)
             return True
         if endpoint.mailbox_full:
             return endpoint

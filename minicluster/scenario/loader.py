@@ -312,42 +312,40 @@ class JobRestartsCondition(BaseCondition):
 
 
 @dataclass(frozen=True)
-class FreeSlotsCondition(BaseCondition):
+class _ClusterCountCondition(BaseCondition):
+    """A cluster-wide number against a Count; `kind` is also the ClusterView method to read."""
+
+    label: ClassVar[str]  # what describe() calls the number
+    unit: ClassVar[str]  # what a message calls what it saw
+    count: Count
+
+    def describe(self) -> str:
+        return f"{self.label} {self.count.describe()}"
+
+    def check(self, view: ClusterView) -> tuple[bool, str]:
+        n: int = getattr(view, self.kind)()
+        return self.count.matches(n), f"{n} {self.unit}"
+
+
+@dataclass(frozen=True)
+class FreeSlotsCondition(_ClusterCountCondition):
     kind: ClassVar[str] = "free_slots"
-    count: Count
-
-    def describe(self) -> str:
-        return f"free slots {self.count.describe()}"
-
-    def check(self, view: ClusterView) -> tuple[bool, str]:
-        n = view.free_slots()
-        return self.count.matches(n), f"{n} free slot(s)"
+    label: ClassVar[str] = "free slots"
+    unit: ClassVar[str] = "free slot(s)"
 
 
 @dataclass(frozen=True)
-class RegisteredTaskExecutorsCondition(BaseCondition):
+class RegisteredTaskExecutorsCondition(_ClusterCountCondition):
     kind: ClassVar[str] = "registered_task_executors"
-    count: Count
-
-    def describe(self) -> str:
-        return f"registered TaskExecutors {self.count.describe()}"
-
-    def check(self, view: ClusterView) -> tuple[bool, str]:
-        n = view.registered_task_executors()
-        return self.count.matches(n), f"{n} registered TaskExecutor(s)"
+    label: ClassVar[str] = "registered TaskExecutors"
+    unit: ClassVar[str] = "registered TaskExecutor(s)"
 
 
 @dataclass(frozen=True)
-class FencingRejectionsCondition(BaseCondition):
+class FencingRejectionsCondition(_ClusterCountCondition):
     kind: ClassVar[str] = "fencing_rejections"
-    count: Count
-
-    def describe(self) -> str:
-        return f"fencing rejections {self.count.describe()}"
-
-    def check(self, view: ClusterView) -> tuple[bool, str]:
-        n = view.fencing_rejections()
-        return self.count.matches(n), f"{n} fencing rejection(s)"
+    label: ClassVar[str] = "fencing rejections"
+    unit: ClassVar[str] = "fencing rejection(s)"
 
 
 Condition: TypeAlias = (
