@@ -12,6 +12,7 @@ import trio.testing
 from minicluster.cluster import (
     ClusterConfig,
     DuplicateJobSubmissionError,
+    JobEdge,
     JobGraph,
     JobNotFoundError,
     JobStateError,
@@ -61,6 +62,13 @@ async def test_happy_path_follows_flinks_message_sequence(rpc: str) -> None:
             job_id = await cluster.submit_job(job(parallelism=2, duration=0.2))
             assert await cluster.wait_for_job(job_id, 20) is JobStatus.FINISHED
             await cluster.wait_until(lambda: cluster.free_slots() == 2, 5)
+            await cluster.wait_until(
+                lambda: (
+                    sum(e.method == "notify_slot_available" for e in cluster.events.recent) == 2
+                    and any(e.method == "free_inactive_slots" for e in cluster.events.recent)
+                ),
+                5,
+            )
     jm = f"jobmaster-{uuid.UUID(int=1).hex}"
     te = "taskexecutor-te-1"
     rm = "resourcemanager"
@@ -75,7 +83,7 @@ async def test_happy_path_follows_flinks_message_sequence(rpc: str) -> None:
         (te, jm, "register_task_manager"),
         (te, jm, "offer_slots"),
         (jm, te, "submit_task"),
-        (te, jm, "update_task_execution_state"),  # RUNNING
+        (te, jm, "update_task_execution_state"),  # INITIALIZING, then RUNNING
         (jm, te, "free_slot"),
         (te, rm, "notify_slot_available"),
     ]
@@ -88,18 +96,34 @@ async def test_happy_path_follows_flinks_message_sequence(rpc: str) -> None:
     assert messages.index((jm, te, "disconnect_job_manager")) > messages.index(
         (jm, te, "free_slot")
     )
-    assert (jm, rm, "disconnect_job_manager") in messages
+    # Flink's order at the end: freeSlot, disconnectJobManager (to both), then the TaskExecutor's
+    # notifySlotAvailable; the ResourceManager also tells TaskExecutors to free inactive slots
+    assert messages.index((jm, rm, "disconnect_job_manager")) < messages.index(
+        (te, rm, "notify_slot_available")
+    ), messages
+    assert (rm, te, "free_inactive_slots") in messages
     assert messages.count((jm, te, "submit_task")) == 2
     assert messages.count((rm, te, "request_slot")) == 2
 
 
-async def test_a_job_waits_for_slots_until_a_task_executor_joins(
+async def test_a_region_too_big_for_the_slots_waits_until_a_task_executor_joins(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """One pipelined region (an all-to-all edge) needs all its slots at once: with 2 of the 4
+    it needs, no task deploys, the job is RUNNING with every task SCHEDULED, as in Flink."""
     async with MiniCluster(1, 2, config=ClusterConfig(seed=1, **FAST)) as cluster:
-        job_id = await cluster.submit_job(job(parallelism=4, duration=2.0))
+        graph = JobGraph(
+            uuid.UUID(int=1),
+            "gang",
+            [JobVertex("source", 4, 2.0), JobVertex("sink", 4, 2.0)],
+            [JobEdge("source", "sink")],
+        )
+        job_id = await cluster.submit_job(graph)
         await trio.sleep(20)
         assert cluster.job_status(job_id) is JobStatus.RUNNING
+        details = cluster.store.jobs[job_id].job_master.details()  # type: ignore[union-attr]
+        assert details["task_states"] == {"SCHEDULED": 8}
+        assert details["slots_pending"] == 2
         assert any("not enough slots" in e.message for e in cluster.events.recent)
         await cluster.add_task_executor("te-9", 2)
         assert await cluster.wait_for_job(job_id, 30) is JobStatus.FINISHED
@@ -175,7 +199,7 @@ async def test_resource_manager_failover_gives_a_new_token_and_the_job_still_fin
         # a TaskExecutor that has not heard of the new leader yet still uses the old token
         assert stale_gateway is not None
         with pytest.raises(Exception, match="fenced with token"):
-            await stale_gateway.heartbeat_from_task_manager("te-1")
+            await stale_gateway.request_overview()
         assert cluster.events.fencing_rejections >= 1
         assert await cluster.wait_for_job(job_id, 60) is JobStatus.FINISHED
         await cluster.wait_until(lambda: cluster.registered_task_executors() == 2, 30)

@@ -39,6 +39,17 @@ class ClusterConfig:
     offer_timeout: float = 10.0
     # an allocated slot no JobMaster takes is freed after this (taskmanager.slot.timeout)
     slot_timeout: float = 10.0
+    # slot.request.timeout: a region's slot bulk that cannot be fulfilled for this long fails
+    # with NoResourceAvailableException; it is also the ResourceManager's start-up period
+    # (resourcemanager.standalone.start-up-time), after which requirements that no free slot
+    # can meet fail the JobMaster's pending requests
+    slot_request_timeout: float = 300.0
+    # slot.request.max-interval: requirement changes within it make one declaration
+    slot_request_max_interval: float = 0.02
+    # slot.idle.timeout: a slot the job's pool holds but no longer needs goes back after this
+    slot_idle_timeout: float = 50.0
+    # taskmanager.registration.timeout: a TaskExecutor not registered for this long gives up
+    registration_timeout: float = 300.0
     # HA: how long leader-retrieval news takes to reach a listener (ZooKeeper-like lag)
     leader_notification_delay: float = 0.0
     seed: int | None = None

@@ -8,15 +8,23 @@ from typing import Any
 from minicluster.rpc import FencedRpcGateway, RpcGateway, RpcTimeout
 
 from .model import (
+    AllocatedSlotReport,
     JobGraph,
+    JobStatus,
     RegistrationResponse,
     SlotID,
     SlotOffer,
     SlotStatus,
     TaskDeploymentDescriptor,
     TaskExecutionState,
+    TaskExecutorHeartbeatPayload,
     TaskExecutorRegistration,
+    TaskExecutorToJobManagerHeartbeatPayload,
 )
+
+# Heartbeats are Flink's: the monitoring side *requests* a heartbeat (an ask, whose failure
+# counts towards heartbeat.rpc-failure-threshold) and the monitored side *answers* with a
+# separate call carrying its payload, which is what resets the heartbeat timeout.
 
 
 class TaskExecutorGateway(RpcGateway):
@@ -33,11 +41,16 @@ class TaskExecutorGateway(RpcGateway):
 
     async def cancel_task(self, execution_id: uuid.UUID) -> None: ...
 
-    async def free_slot(self, allocation_id: uuid.UUID, cause: str) -> None: ...
+    def free_slot(self, allocation_id: uuid.UUID, cause: str) -> None:
+        """A tell: Flink's freeSlot is an ask whose answer the JobMaster only logs."""
 
-    async def heartbeat_from_resource_manager(self, rm_token: uuid.UUID) -> list[SlotStatus]: ...
+    def free_inactive_slots(self, job_id: uuid.UUID) -> None: ...
 
-    async def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> list[uuid.UUID]: ...
+    async def heartbeat_from_resource_manager(self, rm_token: uuid.UUID) -> None: ...
+
+    async def heartbeat_from_job_manager(
+        self, job_id: uuid.UUID, report: AllocatedSlotReport
+    ) -> None: ...
 
     def disconnect_resource_manager(self, cause: str) -> None: ...
 
@@ -67,15 +80,23 @@ class ResourceManagerGateway(FencedRpcGateway):
 
     def disconnect_task_manager(self, resource_id: str, cause: str) -> None: ...
 
-    def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None: ...
+    def disconnect_job_manager(self, job_id: uuid.UUID, job_status: JobStatus, cause: str) -> None:
+        """A terminal `job_status` clears the job's requirements (Flink's CLEAR); any other keeps
+        them for the job's next JobMaster (RETAIN)."""
 
-    async def heartbeat_from_task_manager(self, resource_id: str) -> None: ...
+    def heartbeat_from_task_manager(
+        self, resource_id: str, payload: TaskExecutorHeartbeatPayload
+    ) -> None: ...
+
+    def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> None: ...
 
     async def request_overview(self) -> dict[str, Any]: ...
 
 
 class JobMasterGateway(FencedRpcGateway):
-    async def register_task_manager(self, resource_id: str, address: str) -> None: ...
+    async def register_task_manager(
+        self, job_id: uuid.UUID, resource_id: str, address: str, session_id: uuid.UUID
+    ) -> RegistrationResponse: ...
 
     async def offer_slots(
         self, resource_id: str, offers: list[SlotOffer], timeout: RpcTimeout = 10.0
@@ -90,6 +111,10 @@ class JobMasterGateway(FencedRpcGateway):
     def disconnect_resource_manager(self, cause: str) -> None: ...
 
     async def heartbeat_from_resource_manager(self) -> None: ...
+
+    def heartbeat_from_task_manager(
+        self, resource_id: str, payload: TaskExecutorToJobManagerHeartbeatPayload
+    ) -> None: ...
 
     async def request_job_details(self) -> dict[str, Any]: ...
 

@@ -1,6 +1,8 @@
-"""Heartbeats, as Flink's HeartbeatManagerSenderImpl: the sender asks each monitored target for a
-heartbeat every interval; a target that has not answered within the timeout, or that was
-unreachable `failure_threshold` times in a row, is declared lost.
+"""Heartbeats, as Flink's HeartbeatManagerSenderImpl: the sender requests a heartbeat from each
+monitored target every interval, and the target answers with a separate call carrying its payload
+(`receive_heartbeat`). A target whose answer has not come within the timeout, or whose request
+RPC found it unreachable `failure_threshold` times in a row, is declared lost; a request that
+gets through resets that count (Flink's heartbeat.rpc-failure-threshold).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ class HeartbeatSender:
     def unmonitor(self, target: str) -> None:
         self._targets.pop(target, None)
 
+    def receive_heartbeat(self, target: str, payload: Any = None) -> None:
+        """The target's answer (on the main thread): it is alive; hand its payload over."""
+        state = self._targets.get(target)
+        if state is None:
+            return
+        state.last = trio.current_time()
+        if self._on_payload is not None:
+            self._on_payload(target, payload)
+
     def last_seen(self, target: str) -> float | None:
         state = self._targets.get(target)
         return state.last if state is not None else None
@@ -70,30 +81,25 @@ class HeartbeatSender:
         self._owner.schedule_run_async(self._tick, self._interval)
 
     async def _ask(self, target: str, state: _Target) -> None:
-        ok, unreachable, payload = False, False, None
+        ok, unreachable = False, False
         try:
             # a request that gets no answer within an interval is given up, so that the next
             # tick asks again (a lost request must not blind us for a whole RPC timeout)
             with trio.move_on_after(self._interval):
-                payload = await self._request(target)
+                await self._request(target)
                 ok = True
         except RecipientUnreachableError:
             unreachable = True
         except Exception:  # timeouts and refusals: the timeout decides
             pass
-        self._owner.run_async(lambda: self._answered(target, state, ok, unreachable, payload))
+        self._owner.run_async(lambda: self._answered(target, state, ok, unreachable))
 
-    def _answered(
-        self, target: str, state: _Target, ok: bool, unreachable: bool, payload: Any
-    ) -> None:
+    def _answered(self, target: str, state: _Target, ok: bool, unreachable: bool) -> None:
         state.in_flight = False
         if self._targets.get(target) is not state:
             return
         if ok:
-            state.last = trio.current_time()
             state.failures = 0
-            if self._on_payload is not None:
-                self._on_payload(target, payload)
         elif unreachable:
             state.failures += 1
             if state.failures >= self._threshold:

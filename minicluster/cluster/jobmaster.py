@@ -1,14 +1,30 @@
-"""The JobMaster: one per job. Registers at the ResourceManager, declares the slots it needs,
-takes offered slots into its slot pool, deploys tasks as slots arrive, follows their states,
-and restarts the job with a fixed delay on failures (Flink's JobMaster + DefaultScheduler)."""
+"""The JobMaster: one per job. Registers at the ResourceManager, declares the slots its job needs,
+keeps the slots TaskExecutors offer in its slot pool, schedules the job by pipelined region (each
+region's slots as one bulk), reuses a slot once its tasks are done, follows task states and
+restarts failed regions with a fixed delay (Flink's JobMaster, DefaultScheduler,
+PipelinedRegionSchedulingStrategy, DeclarativeSlotPool and FixedDelayRestartBackoffTimeStrategy).
+
+How slots flow, as in Flink:
+
+- every region waiting for slots is a *bulk*: it asks for one slot per slot sharing group
+  (subtask index) it runs; the job declares to the ResourceManager as many slots as there are
+  groups in use or waited for, and lowers the declaration as groups finish;
+- an offered slot is accepted while the pool holds fewer slots than declared; a free slot in the
+  pool goes to the oldest bulk that lacks one, and a bulk is deployed once it has all its slots;
+- a group's slot goes back to the pool when its last task ends, and serves the next bulk;
+- a slot the pool no longer needs goes back to its TaskExecutor after `slot_idle_timeout`, and all
+  of them when the job ends;
+- a bulk that cannot be fulfilled even with every slot of the pool for `slot_request_timeout`
+  fails with NoResourceAvailableError (Flink's PhysicalSlotRequestBulkChecker), and so do all
+  waiting bulks when the ResourceManager says it cannot meet the requirements.
+"""
 
 from __future__ import annotations
 
 import functools
-import heapq
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -19,14 +35,40 @@ from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .heartbeat import HeartbeatSender
 from .model import (
+    AllocatedSlotInfo,
+    AllocatedSlotReport,
     ExecutionState,
     JobGraph,
     JobNotFoundError,
     JobStatus,
+    RegistrationResponse,
     SlotOffer,
     TaskDeploymentDescriptor,
     TaskExecutionState,
+    TaskExecutorToJobManagerHeartbeatPayload,
     TaskSubmissionError,
+)
+from .topology import ExecutionVertexId, PipelinedRegion, build_topology
+
+# states in which an execution occupies its slot
+_HOLDS_SLOT = frozenset(
+    {
+        ExecutionState.DEPLOYING,
+        ExecutionState.INITIALIZING,
+        ExecutionState.RUNNING,
+        ExecutionState.CANCELING,
+    }
+)
+# the states a TaskExecutor may report, and from which state each is a step forward
+_REPORTED_FROM = {
+    ExecutionState.INITIALIZING: frozenset({ExecutionState.DEPLOYING}),
+    ExecutionState.RUNNING: frozenset({ExecutionState.DEPLOYING, ExecutionState.INITIALIZING}),
+}
+
+NOT_ENOUGH_RESOURCES = "Could not acquire the minimum required resources."
+BULK_TIMEOUT = (
+    "Slot request bulk is not fulfillable! Could not allocate the required slots within the "
+    "slot request timeout of {timeout:g} s"
 )
 
 
@@ -35,7 +77,8 @@ class _PoolSlot:
     allocation_id: uuid.UUID
     task_executor: str
     slot_index: int
-    share_index: int  # which subtask of every vertex this slot runs (Flink's slot sharing)
+    group: int | None = None  # the slot sharing group (subtask index) using it; None: free
+    free_since: float = 0.0
 
 
 @dataclass
@@ -43,6 +86,7 @@ class Execution:
     vertex: str
     subtask: int
     attempt: int
+    region: int
     execution_id: uuid.UUID | None = None
     state: ExecutionState = ExecutionState.CREATED
     task_executor: str | None = None
@@ -50,10 +94,26 @@ class Execution:
 
 
 @dataclass
+class _Bulk:
+    """A region waiting for its slots (Flink's PhysicalSlotRequestBulk)."""
+
+    region: PipelinedRegion
+    unfulfillable_since: float | None
+
+
+@dataclass
+class _PendingRestart:
+    regions: set[int]
+    due: bool = False
+
+
+@dataclass
 class _TaskManager:
     resource_id: str
     address: str
+    session_id: uuid.UUID
     gateway: TaskExecutorGateway
+    executions: set[uuid.UUID] = field(default_factory=set)
 
 
 class JobMaster(FencedRpcEndpoint, JobMasterGateway):
@@ -70,15 +130,26 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self.config = context.config
         self.job = job_graph
         self.job_id = job_graph.job_id
+        self.topology = build_topology(job_graph)
         self.status = JobStatus.CREATED
         self._on_status = on_status
-        self.attempt = 0
+        # failures the restart strategy allowed (Flink's FixedDelayRestartBackoffTimeStrategy
+        # counts every failure that restarts something, region by region)
         self.restarts = 0
-        self.required = job_graph.max_parallelism
+        self.failure_cause: str | None = None
+        # the slot pool
         self.pool: dict[uuid.UUID, _PoolSlot] = {}
         self._pool_by_place: dict[tuple[str, int], _PoolSlot] = {}  # (TaskExecutor, slot index)
-        self._free_indices = list(range(self.required))
-        self.executions: dict[tuple[str, int], Execution] = {}
+        self._free: dict[uuid.UUID, _PoolSlot] = {}  # pool slots no group uses, oldest first
+        self._group_slot: dict[int, _PoolSlot] = {}
+        # per slot sharing group: the waiting bulks that need it plus its slot-holding tasks;
+        # a group is in demand while this is above zero
+        self._group_users: dict[int, int] = {}
+        self._pending: dict[int, _Bulk] = {}  # region index -> its bulk, oldest first
+        self._restarts_pending: list[_PendingRestart] = []
+        self._idle_check_scheduled = False
+        # executions: the current attempt of each subtask, and every live one by id
+        self.executions: dict[ExecutionVertexId, Execution] = {}
         self.state_counts: dict[ExecutionState, int] = dict.fromkeys(ExecutionState, 0)
         self._by_id: dict[uuid.UUID, Execution] = {}
         self.task_managers: dict[str, _TaskManager] = {}
@@ -97,12 +168,37 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             self.config.heartbeat_rpc_failure_threshold,
             self._request_tm_heartbeat,
             self._task_manager_lost,
+            self._tm_heartbeat_payload,
         )
-        self._new_executions()
+        for region in self.topology.regions:
+            for vertex, subtask in region.vertices:
+                execution = Execution(vertex, subtask, 0, region.index)
+                self.executions[(vertex, subtask)] = execution
+        self.state_counts[ExecutionState.CREATED] = len(self.executions)
 
     @property
     def name(self) -> str:
         return self.job.name
+
+    @property
+    def required(self) -> int:
+        """Slots the job needs now: every slot sharing group in use or waited for."""
+        return len(self._group_users)
+
+    @property
+    def pending_slots(self) -> int:
+        """Slots waiting bulks still lack (what views show as the job's pending demand)."""
+        return sum(
+            1
+            for bulk in self._pending.values()
+            for group in bulk.region.groups
+            if group not in self._group_slot
+        )
+
+    @property
+    def _live(self) -> bool:
+        """Running, or restarting some of its regions: tasks may run, fail and get slots."""
+        return self.status is JobStatus.RUNNING or self.status is JobStatus.RESTARTING
 
     def _emit(self, kind: str, message: str) -> None:
         self.context.emit(kind, message, sender=self.endpoint_id)
@@ -116,23 +212,24 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             self.ended_at = self.context.events.now()
         self._on_status(self, status)
 
-    def _new_executions(self) -> None:
-        self.executions.clear()
-        self._by_id.clear()
-        for vertex in self.job.vertices:
-            for subtask in range(vertex.parallelism):
-                self.executions[(vertex.name, subtask)] = Execution(
-                    vertex.name, subtask, self.attempt
-                )
-        self.state_counts = dict.fromkeys(ExecutionState, 0)
-        self.state_counts[ExecutionState.CREATED] = len(self.executions)
-
     def _transition(self, execution: Execution, state: ExecutionState) -> None:
-        """Every state change goes here, so that counts stay exact without a scan."""
+        """Every state change goes here: counts stay exact without a scan, and a slot sharing
+        group counts the tasks that hold its slot."""
+        old = execution.state
         counts = self.state_counts
-        counts[execution.state] -= 1
+        counts[old] -= 1
         counts[state] += 1
         execution.state = state
+        held_before, held_after = old in _HOLDS_SLOT, state in _HOLDS_SLOT
+        if held_after and not held_before:
+            self._use_group(execution.subtask)
+        elif held_before and not held_after:
+            self._unuse_group(execution.subtask)
+        if state.is_terminal:
+            if execution.execution_id is not None:
+                self._by_id.pop(execution.execution_id, None)
+            if self._restarts_pending:
+                self._maybe_restart()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -140,9 +237,9 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._tm_heartbeats.start()
         self.schedule_run_async(self._check_rm_heartbeat, self.config.heartbeat_interval)
         self._unwatch_rm = self.context.ha.watch(RESOURCE_MANAGER, self._rm_leader_changed)
+        # as Flink: the job is RUNNING before it has a slot; its tasks wait in SCHEDULED
         self._set_status(JobStatus.RUNNING)
-        for execution in self.executions.values():
-            self._transition(execution, ExecutionState.SCHEDULED)
+        self._schedule_regions(self.topology.regions)
 
     async def on_stop(self) -> None:
         if self._unwatch_rm is not None:
@@ -179,10 +276,12 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             backoff = min(backoff * 2, self.config.declare_max_backoff)
 
     def _declare(self) -> None:
-        """Tell the ResourceManager how many slots the job needs, retrying until it listens."""
+        """Tell the ResourceManager how many slots the job needs, retrying until it listens.
+        Changes within `slot_request_max_interval` go out as one declaration (Flink's
+        slot.request.max-interval, 20 ms)."""
         if not self._declaring:
             self._declaring = True
-            self.run_async(self._declare_loop)
+            self.schedule_run_async(self._declare_loop, self.config.slot_request_max_interval)
 
     async def _declare_loop(self) -> None:
         backoff = self.config.declare_initial_backoff
@@ -207,6 +306,8 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
 
     async def heartbeat_from_resource_manager(self) -> None:
         self.rm_last_heartbeat = trio.current_time()
+        if self.rm_gateway is not None:
+            self.rm_gateway.heartbeat_from_job_manager(self.job_id)
 
     def _check_rm_heartbeat(self) -> None:
         timeout = self.config.heartbeat_timeout
@@ -216,24 +317,39 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self.schedule_run_async(self._check_rm_heartbeat, self.config.heartbeat_interval)
 
     def disconnect_resource_manager(self, cause: str) -> None:
+        self._emit("registration", f"disconnected from the ResourceManager: {cause}")
         self.rm_gateway, self.rm_token = None, None
         leader = self.context.ha.leader(RESOURCE_MANAGER)
         if leader is not None:
             self._rm_leader_changed(*leader)
 
-    def notify_not_enough_resources(self, available: int, required: int) -> None:
-        self._emit("slots", f"the ResourceManager has {available} of the {required} slots needed")
+    def notify_not_enough_resources(self, acquired: int, required: int) -> None:
+        """The ResourceManager cannot meet the job's requirements (it does so only once it is
+        older than its start-up period): fail every waiting bulk, as Flink's
+        DeclarativeSlotPoolBridge fails its pending requests."""
+        self._emit("slots", f"the ResourceManager has {acquired} of the {required} slots needed")
+        if self._pending and self._live:
+            self._fail_bulks(list(self._pending.values()), NOT_ENOUGH_RESOURCES)
 
-    # --- TaskExecutors and slots ------------------------------------------------------------
+    # --- the slot pool ------------------------------------------------------------------
 
-    async def register_task_manager(self, resource_id: str, address: str) -> None:
-        if resource_id in self.task_managers:
+    def _use_group(self, group: int) -> None:
+        self._group_users[group] = self._group_users.get(group, 0) + 1
+
+    def _unuse_group(self, group: int) -> None:
+        users = self._group_users[group] - 1
+        if users > 0:
+            self._group_users[group] = users
             return
-        gateway = await self.off_main(
-            self.rpc_service.connect(address, TaskExecutorGateway, caller=self.endpoint_id)
-        )
-        self.task_managers[resource_id] = _TaskManager(resource_id, address, gateway)
-        self._tm_heartbeats.monitor(resource_id)
+        del self._group_users[group]
+        slot = self._group_slot.pop(group, None)
+        if slot is not None and slot.allocation_id in self.pool:
+            slot.group = None
+            slot.free_since = trio.current_time()
+            self._free[slot.allocation_id] = slot
+            self._assign_free_slots()
+        self._declare()
+        self._schedule_idle_check()
 
     async def offer_slots(
         self, resource_id: str, offers: list[SlotOffer], timeout: float = 10.0
@@ -241,6 +357,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         if resource_id not in self.task_managers or self.status.is_globally_terminal:
             return []
         accepted: list[SlotOffer] = []
+        now = trio.current_time()
         for offer in offers:
             if offer.allocation_id in self.pool:
                 accepted.append(offer)
@@ -249,76 +366,199 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             if stale is not None:
                 # the TaskExecutor freed that allocation behind our back: it is gone
                 self._drop_pool_slot(stale, "its slot came back under a new allocation")
-            share_index = self._free_share_index()
-            if share_index is None:
-                continue
-            slot = _PoolSlot(offer.allocation_id, resource_id, offer.slot_index, share_index)
+            if len(self.pool) >= self.required:
+                continue  # more than the job asked for: the TaskExecutor frees it
+            slot = _PoolSlot(offer.allocation_id, resource_id, offer.slot_index, None, now)
             self.pool[offer.allocation_id] = slot
             self._pool_by_place[(resource_id, offer.slot_index)] = slot
+            self._free[offer.allocation_id] = slot
             accepted.append(offer)
-            if self.status is JobStatus.RUNNING:
-                self._deploy(slot)
+        if accepted:
+            self._assign_free_slots()
         return accepted
 
     def _pool_slot_at(self, resource_id: str, slot_index: int) -> _PoolSlot | None:
         slot = self._pool_by_place.get((resource_id, slot_index))
         return slot if slot is not None and slot.allocation_id in self.pool else None
 
+    def _assign_free_slots(self) -> None:
+        """Give free pool slots to the oldest waiting bulks; deploy the bulks that are whole."""
+        if not self._live:
+            return
+        fulfilled: list[_Bulk] = []
+        for bulk in self._pending.values():
+            for group in bulk.region.groups:
+                if group in self._group_slot:
+                    continue
+                if not self._free:
+                    break
+                slot = self._free.pop(next(iter(self._free)))
+                slot.group = group
+                self._group_slot[group] = slot
+            else:
+                fulfilled.append(bulk)
+                continue
+            break
+        for bulk in fulfilled:
+            self._bulk_fulfilled(bulk)
+
     def _drop_pool_slot(self, slot: _PoolSlot, cause: str) -> None:
         """A slot we counted on is not ours any more: fail what ran in it, need another."""
         if self.pool.pop(slot.allocation_id, None) is None:
             return
         self._pool_by_place.pop((slot.task_executor, slot.slot_index), None)
-        heapq.heappush(self._free_indices, slot.share_index)
+        self._free.pop(slot.allocation_id, None)
         self._emit("slots", f"lost slot {slot.task_executor}/{slot.slot_index}: {cause}")
-        affected = [
-            e
-            for e in self.executions.values()
-            if e.allocation_id == slot.allocation_id and not e.state.is_terminal
-        ]
-        for execution in affected:
-            self._transition(execution, ExecutionState.FAILED)
-        if affected:
-            self._failure(f"slot {slot.task_executor}/{slot.slot_index} was lost: {cause}")
-        elif self.status is JobStatus.RUNNING:
-            for execution in self.executions.values():
-                if execution.allocation_id == slot.allocation_id:
-                    execution.allocation_id = None
+        if slot.group is not None and self._group_slot.get(slot.group) is slot:
+            del self._group_slot[slot.group]
+        for execution in self._executions_in(slot.allocation_id):
+            self._execution_failed(
+                execution, f"slot {slot.task_executor}/{slot.slot_index} was lost: {cause}"
+            )
         self._declare()
 
-    def _free_share_index(self) -> int | None:
-        """The lowest subtask index no pooled slot runs yet (a heap: offers are O(log n))."""
-        return heapq.heappop(self._free_indices) if self._free_indices else None
+    def _executions_in(self, allocation_id: uuid.UUID) -> list[Execution]:
+        return [e for e in list(self._by_id.values()) if e.allocation_id == allocation_id]
 
-    def _deploy(self, slot: _PoolSlot) -> None:
-        manager = self.task_managers.get(slot.task_executor)
-        if manager is None:
+    def _schedule_idle_check(self) -> None:
+        if not self._idle_check_scheduled and len(self.pool) > self.required:
+            self._idle_check_scheduled = True
+            self.schedule_run_async(self._release_idle_slots, self.config.slot_idle_timeout)
+
+    def _release_idle_slots(self) -> None:
+        """Flink's slot.idle.timeout: free slots the job has not needed for that long go back
+        to their TaskExecutors (and so to the ResourceManager)."""
+        self._idle_check_scheduled = False
+        if self.status.is_globally_terminal:
             return
-        for vertex in self.job.vertices:
-            if vertex.parallelism <= slot.share_index:
-                continue
-            execution = self.executions[(vertex.name, slot.share_index)]
-            if execution.state not in (ExecutionState.CREATED, ExecutionState.SCHEDULED):
-                continue
-            execution.execution_id = self.context.new_id()
-            self._transition(execution, ExecutionState.DEPLOYING)
-            execution.task_executor = slot.task_executor
-            execution.allocation_id = slot.allocation_id
-            self._by_id[execution.execution_id] = execution
-            fails = (
-                slot.share_index in vertex.fail_subtasks and self.restarts < vertex.fail_attempts
+        now = trio.current_time()
+        excess = len(self.pool) - self.required
+        idle = [
+            s for s in self._free.values() if now - s.free_since >= self.config.slot_idle_timeout
+        ]
+        release = idle[: max(0, excess)]
+        for slot in release:
+            del self.pool[slot.allocation_id]
+            del self._free[slot.allocation_id]
+            self._pool_by_place.pop((slot.task_executor, slot.slot_index), None)
+        if release:
+            self._emit("slots", f"released {len(release)} idle slot(s)")
+            self._free_slots(release, "slot no longer needed by the job")
+        self._schedule_idle_check()
+
+    def _free_slots(self, slots: list[_PoolSlot], cause: str) -> None:
+        for slot in slots:
+            manager = self.task_managers.get(slot.task_executor)
+            if manager is not None:
+                manager.gateway.free_slot(slot.allocation_id, cause)
+
+    # --- scheduling by pipelined region --------------------------------------------------
+
+    def _schedule_regions(self, regions: Iterable[PipelinedRegion]) -> None:
+        """Each region asks for its slots as one bulk (PipelinedRegionSchedulingStrategy)."""
+        now = trio.current_time()
+        new: list[_Bulk] = []
+        for region in regions:
+            for vertex_id in region.vertices:
+                execution = self.executions[vertex_id]
+                if execution.state is ExecutionState.CREATED:
+                    self._transition(execution, ExecutionState.SCHEDULED)
+            bulk = _Bulk(region, now)
+            self._pending[region.index] = bulk
+            for group in region.groups:
+                self._use_group(group)
+            new.append(bulk)
+        self._assign_free_slots()
+        waiting = [b for b in new if self._pending.get(b.region.index) is b]
+        if waiting:
+            # one timer per scheduling round, not one per bulk (thousands of regions at scale)
+            self.schedule_run_async(
+                functools.partial(self._check_bulks, waiting), self.config.slot_request_timeout
             )
-            tdd = TaskDeploymentDescriptor(
-                self.job_id,
-                execution.execution_id,
-                vertex.name,
-                slot.share_index,
-                self.attempt,
-                slot.allocation_id,
-                vertex.task_duration,
-                vertex.fail_after if fails else None,
-            )
-            self.start_background_in_order(manager.resource_id, self._submit, manager.gateway, tdd)
+        self._declare()
+
+    def _check_bulks(self, bulks: list[_Bulk]) -> None:
+        """Flink's PhysicalSlotRequestBulkChecker: a bulk that cannot be fulfilled even with
+        every slot of the pool, for a whole timeout, fails."""
+        if not self._live:
+            return
+        now = trio.current_time()
+        timeout = self.config.slot_request_timeout
+        still: list[_Bulk] = []
+        timed_out: list[_Bulk] = []
+        for bulk in bulks:
+            if self._pending.get(bulk.region.index) is not bulk:
+                continue
+            if bulk.region.slots <= len(self.pool):
+                bulk.unfulfillable_since = None
+            elif bulk.unfulfillable_since is None:
+                bulk.unfulfillable_since = now
+            elif now - bulk.unfulfillable_since >= timeout:
+                timed_out.append(bulk)
+                continue
+            still.append(bulk)
+        if timed_out:
+            self._fail_bulks(timed_out, BULK_TIMEOUT.format(timeout=timeout))
+        still = [b for b in still if self._pending.get(b.region.index) is b]
+        if still and self._live:
+            self.schedule_run_async(functools.partial(self._check_bulks, still), timeout)
+
+    def _remove_bulk(self, bulk: _Bulk) -> None:
+        if self._pending.get(bulk.region.index) is not bulk:
+            return
+        del self._pending[bulk.region.index]
+        for group in bulk.region.groups:
+            self._unuse_group(group)
+
+    def _fail_bulks(self, bulks: list[_Bulk], cause: str) -> None:
+        """Waiting bulks whose slots will not come: each fails its region's first task with
+        NoResourceAvailableError, a failure like any other for the restart strategy."""
+        self._emit("slots", f"NoResourceAvailableException: {cause}")
+        for bulk in bulks:
+            if self._pending.get(bulk.region.index) is not bulk:
+                continue
+            self._remove_bulk(bulk)
+            first = self.executions[bulk.region.vertices[0]]
+            if not first.state.is_terminal:
+                self._execution_failed(first, f"NoResourceAvailableException: {cause}")
+
+    def _bulk_fulfilled(self, bulk: _Bulk) -> None:
+        """Every group of the region has its slot: deploy the region's tasks."""
+        if self._pending.get(bulk.region.index) is not bulk:
+            return
+        for vertex_id in bulk.region.vertices:
+            execution = self.executions[vertex_id]
+            slot = self._group_slot.get(execution.subtask)
+            if execution.state is ExecutionState.SCHEDULED and slot is not None:
+                self._deploy(execution, slot)
+        self._remove_bulk(bulk)
+
+    def _deploy(self, execution: Execution, slot: _PoolSlot) -> None:
+        manager = self.task_managers.get(slot.task_executor)
+        execution.execution_id = self.context.new_id()
+        execution.task_executor = slot.task_executor
+        execution.allocation_id = slot.allocation_id
+        self._by_id[execution.execution_id] = execution
+        self._transition(execution, ExecutionState.DEPLOYING)
+        vertex = next(v for v in self.job.vertices if v.name == execution.vertex)
+        fails = (
+            execution.subtask in vertex.fail_subtasks and execution.attempt < vertex.fail_attempts
+        )
+        tdd = TaskDeploymentDescriptor(
+            self.job_id,
+            execution.execution_id,
+            execution.vertex,
+            execution.subtask,
+            execution.attempt,
+            slot.allocation_id,
+            vertex.task_duration,
+            vertex.fail_after if fails else None,
+        )
+        if manager is None:
+            self._execution_failed(execution, f"{slot.task_executor} is not registered")
+            return
+        manager.executions.add(execution.execution_id)
+        self.start_background_in_order(manager.resource_id, self._submit, manager.gateway, tdd)
 
     async def _submit(self, gateway: TaskExecutorGateway, tdd: TaskDeploymentDescriptor) -> None:
         try:
@@ -329,60 +569,143 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             self.run_async(lambda: self._submission_refused(tdd, cause))
         except Exception as exc:
             message = f"deploying {tdd.vertex}[{tdd.subtask}] failed: {exc}"
-            self.run_async(lambda: self._execution_failed(tdd.execution_id, message))
+            self.run_async(lambda: self._execution_id_failed(tdd.execution_id, message))
 
     def _submission_refused(self, tdd: TaskDeploymentDescriptor, cause: str) -> None:
         slot = self.pool.get(tdd.allocation_id)
         if slot is not None:
             self._drop_pool_slot(slot, cause)
         else:
-            self._execution_failed(tdd.execution_id, cause)
+            self._execution_id_failed(tdd.execution_id, cause)
 
     async def update_task_execution_state(self, state: TaskExecutionState) -> None:
         execution = self._by_id.get(state.execution_id)
         if execution is None or execution.state.is_terminal:
             return
-        self._transition(execution, state.state)
-        if state.state is ExecutionState.FINISHED:
-            if self.status is JobStatus.RUNNING and self.state_counts[
-                ExecutionState.FINISHED
-            ] == len(self.executions):
-                self._job_reached_terminal_state(JobStatus.FINISHED)
-        elif state.state is ExecutionState.FAILED:
-            self._failure(f"{execution.vertex}[{execution.subtask}] failed: {state.error}")
-        elif state.state is ExecutionState.CANCELED:
+        new = state.state
+        if new in _REPORTED_FROM:
+            if execution.state in _REPORTED_FROM[new]:
+                self._transition(execution, new)
+        elif new is ExecutionState.FINISHED:
+            if execution.state is ExecutionState.CANCELING:
+                self._transition(execution, ExecutionState.CANCELED)
+            else:
+                self._transition(execution, ExecutionState.FINISHED)
+                self._maybe_finished()
+        elif new is ExecutionState.FAILED:
+            self._execution_failed(
+                execution, f"{execution.vertex}[{execution.subtask}] failed: {state.error}"
+            )
+        elif new is ExecutionState.CANCELED:
+            self._transition(execution, ExecutionState.CANCELED)
             self._maybe_cancelled()
 
-    def _execution_failed(self, execution_id: uuid.UUID | None, message: str) -> None:
-        execution = self._by_id.get(execution_id) if execution_id else None
-        if execution is None or execution.state.is_terminal:
-            return
-        self._transition(execution, ExecutionState.FAILED)
-        self._failure(message)
+    def _maybe_finished(self) -> None:
+        if self.status is JobStatus.RUNNING and self.state_counts[ExecutionState.FINISHED] == len(
+            self.executions
+        ):
+            self._job_reached_terminal_state(JobStatus.FINISHED)
 
-    def _failure(self, cause: str) -> None:
-        """Fixed-delay restart of the whole job, or FAILED once the attempts are used up."""
-        if self.status is not JobStatus.RUNNING:
+    # --- failures and restarts -----------------------------------------------------------
+
+    def _execution_id_failed(self, execution_id: uuid.UUID | None, message: str) -> None:
+        execution = self._by_id.get(execution_id) if execution_id else None
+        if execution is not None:
+            self._execution_failed(execution, message)
+
+    def _execution_failed(self, execution: Execution, cause: str) -> None:
+        """One task failed. A task already being cancelled (its region restarts anyway) just
+        ends; otherwise the failure goes to the restart strategy: restart the failed region (or
+        the whole job with the full strategy) after the delay, or fail the job."""
+        if execution.state.is_terminal:
             return
+        if execution.state is ExecutionState.CANCELING or not self._live:
+            self._transition(
+                execution,
+                ExecutionState.CANCELED
+                if execution.state is ExecutionState.CANCELING
+                else ExecutionState.FAILED,
+            )
+            self._maybe_cancelled()
+            return
+        if self.executions.get((execution.vertex, execution.subtask)) is not execution:
+            return  # an earlier attempt (always terminal by the time it is replaced)
+        self._transition(execution, ExecutionState.FAILED)
         self._emit("failure", cause)
-        self._cancel_executions()
-        if self.restarts < self.job.restart.attempts:
-            self.restarts += 1
-            self._set_status(JobStatus.RESTARTING)
-            self.schedule_run_async(self._restart, self.job.restart.delay)
-        else:
+        self.failure_cause = cause
+        if self.restarts >= self.job.restart.attempts:
+            self._emit(
+                "failure",
+                f"recovery is suppressed by the fixed-delay restart strategy "
+                f"({self.job.restart.attempts} attempts, {self.job.restart.delay:g} s)",
+            )
             self._set_status(JobStatus.FAILING)
             self._job_reached_terminal_state(JobStatus.FAILED)
+            return
+        self.restarts += 1
+        if self.job.failover_strategy == "full":
+            regions = {r.index for r in self.topology.regions}
+        else:
+            regions = {execution.region}
+        self._restart_regions(regions)
 
-    def _cancel_executions(self) -> None:
+    def _restart_regions(self, regions: set[int]) -> None:
+        """Cancel the regions' tasks; once they are all down and the delay has passed, schedule
+        the regions again with new execution attempts."""
+        for index in sorted(regions):
+            bulk = self._pending.get(index)
+            if bulk is not None:
+                self._remove_bulk(bulk)
+        self._cancel_executions(
+            self.executions[v] for index in regions for v in self.topology.regions[index].vertices
+        )
+        # as Flink 2.3: the job is RESTARTING while a restart waits, whatever it restarts
+        self._set_status(JobStatus.RESTARTING)
+        restart = _PendingRestart(regions)
+        self._restarts_pending.append(restart)
+        self.schedule_run_async(
+            functools.partial(self._restart_due, restart), self.job.restart.delay
+        )
+
+    def _restart_due(self, restart: _PendingRestart) -> None:
+        restart.due = True
+        self._maybe_restart()
+
+    def _maybe_restart(self) -> None:
+        for restart in list(self._restarts_pending):
+            if not restart.due:
+                continue
+            if self.status not in (JobStatus.RUNNING, JobStatus.RESTARTING):
+                self._restarts_pending.remove(restart)
+                continue
+            vertices = [v for i in restart.regions for v in self.topology.regions[i].vertices]
+            if not all(self.executions[v].state.is_terminal for v in vertices):
+                continue  # Flink restarts once the cancellation is complete
+            self._restarts_pending.remove(restart)
+            for vertex_id in vertices:
+                old = self.executions[vertex_id]
+                fresh = Execution(old.vertex, old.subtask, old.attempt + 1, old.region)
+                self.state_counts[old.state] -= 1
+                self.state_counts[ExecutionState.CREATED] += 1
+                self.executions[vertex_id] = fresh
+            if not self._restarts_pending:
+                self._set_status(JobStatus.RUNNING)
+            self._schedule_regions(self.topology.regions[i] for i in sorted(restart.regions))
+
+    def _cancel_executions(self, executions: Iterable[Execution]) -> None:
         cancels: list[tuple[TaskExecutorGateway, uuid.UUID]] = []
-        for execution in self.executions.values():
-            if execution.state.is_terminal or execution.execution_id is None:
+        for execution in executions:
+            if execution.state.is_terminal or execution.state is ExecutionState.CANCELING:
+                continue
+            if execution.state not in _HOLDS_SLOT:
+                self._transition(execution, ExecutionState.CANCELED)
                 continue
             self._transition(execution, ExecutionState.CANCELING)
             manager = self.task_managers.get(execution.task_executor or "")
-            if manager is not None:
+            if manager is not None and execution.execution_id is not None:
                 cancels.append((manager.gateway, execution.execution_id))
+            elif execution.execution_id is not None:
+                self._transition(execution, ExecutionState.CANCELED)
         if cancels:
             # one task sends them all: spawning a task per cancel dominated restarts at scale
             self.start_background(self._cancel_tasks, cancels)
@@ -403,70 +726,100 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
 
     def _maybe_cancelled(self) -> None:
         if self.status is JobStatus.CANCELLING and all(
-            e.state.is_terminal or e.execution_id is None for e in self.executions.values()
+            e.state.is_terminal for e in self.executions.values()
         ):
             self._job_reached_terminal_state(JobStatus.CANCELED)
 
-    def _restart(self) -> None:
-        if self.status is not JobStatus.RESTARTING:
-            return
-        self.attempt += 1
-        self._new_executions()
-        self._set_status(JobStatus.RUNNING)
-        for execution in self.executions.values():
-            self._transition(execution, ExecutionState.SCHEDULED)
-        for slot in sorted(self.pool.values(), key=lambda s: s.share_index):
-            self._deploy(slot)
-        self._declare()
+    # --- TaskExecutors ------------------------------------------------------------------
+
+    async def register_task_manager(
+        self, job_id: uuid.UUID, resource_id: str, address: str, session_id: uuid.UUID
+    ) -> RegistrationResponse:
+        """Flink's JobMaster#registerTaskManager: refuse a foreign job; acknowledge the same
+        session again without touching anything; replace an older session (its slots and
+        tasks are gone)."""
+        if job_id != self.job_id:
+            return RegistrationResponse(
+                False,
+                reason=f"the JobMaster of job {self.job_id.hex} is not responsible for job "
+                f"{job_id.hex}",
+                rejected=True,
+            )
+        known = self.task_managers.get(resource_id)
+        if known is not None:
+            if known.session_id == session_id:
+                return RegistrationResponse(True)
+            self._task_manager_lost(resource_id, "it registered again with a new session")
+        gateway = await self.off_main(
+            self.rpc_service.connect(address, TaskExecutorGateway, caller=self.endpoint_id)
+        )
+        current = self.task_managers.get(resource_id)
+        if current is not None and current.session_id == session_id:
+            return RegistrationResponse(True)
+        self.task_managers[resource_id] = _TaskManager(resource_id, address, session_id, gateway)
+        self._tm_heartbeats.monitor(resource_id)
+        return RegistrationResponse(True)
 
     def disconnect_task_manager(self, resource_id: str, cause: str) -> None:
         self._task_manager_lost(resource_id, cause)
 
-    async def _request_tm_heartbeat(self, resource_id: str) -> Any:
+    async def _request_tm_heartbeat(self, resource_id: str) -> None:
         manager = self.task_managers.get(resource_id)
         if manager is None:
-            return None
+            return
+        report = AllocatedSlotReport(
+            self.job_id,
+            [
+                AllocatedSlotInfo(s.slot_index, s.allocation_id)
+                for s in self.pool.values()
+                if s.task_executor == resource_id
+            ],
+        )
         try:
-            return await manager.gateway.heartbeat_from_job_manager(self.job_id)
+            await manager.gateway.heartbeat_from_job_manager(self.job_id, report)
         except JobNotFoundError as refusal:
             # it dropped the job (our heartbeats timed out there): its slots are gone
             cause = str(refusal)
             self.run_async(lambda: self._task_manager_lost(resource_id, cause))
             raise
 
+    def heartbeat_from_task_manager(
+        self, resource_id: str, payload: TaskExecutorToJobManagerHeartbeatPayload
+    ) -> None:
+        self._tm_heartbeats.receive_heartbeat(resource_id, payload)
+
+    def _tm_heartbeat_payload(self, resource_id: str, payload: Any) -> None:
+        """Flink's execution deployment reconciliation: a task the TaskExecutor runs for this
+        job that the JobMaster does not know (any more) is cancelled there."""
+        manager = self.task_managers.get(resource_id)
+        if manager is None or not isinstance(payload, TaskExecutorToJobManagerHeartbeatPayload):
+            return
+        unknown = [e for e in payload.executions if e not in self._by_id]
+        if unknown:
+            self.start_background(
+                self._cancel_tasks, [(manager.gateway, execution_id) for execution_id in unknown]
+            )
+
     def _task_manager_lost(self, resource_id: str, cause: str) -> None:
-        """Release the TaskExecutor's slots and restart what ran there."""
+        """Release the TaskExecutor's slots; each task that ran there fails (region by region)."""
         manager = self.task_managers.pop(resource_id, None)
         self._tm_heartbeats.unmonitor(resource_id)
         if manager is not None:
             # as Flink's JobMaster: the TaskExecutor lets go of the job's slots and tasks, and
             # does not offer them to a later leader of this job
             manager.gateway.disconnect_job_manager(self.job_id, cause)
-        lost = [a for a, s in self.pool.items() if s.task_executor == resource_id]
-        for allocation_id in lost:
-            lost_slot = self.pool.pop(allocation_id)
-            self._pool_by_place.pop((lost_slot.task_executor, lost_slot.slot_index), None)
-            heapq.heappush(self._free_indices, lost_slot.share_index)
+        lost = [s for s in self.pool.values() if s.task_executor == resource_id]
         if manager is None and not lost:
             return
         self._emit("failure", f"lost TaskExecutor {resource_id}: {cause}")
-        affected = [
-            e
-            for e in self.executions.values()
-            if e.task_executor == resource_id and not e.state.is_terminal
-        ]
-        for execution in affected:
-            self._transition(execution, ExecutionState.FAILED)
-        if affected:
-            self._failure(f"TaskExecutor {resource_id} was lost: {cause}")
-        elif self.status is JobStatus.RUNNING:
-            # slots lost before their tasks were deployed: they are simply needed again
-            for execution in self.executions.values():
-                if (
-                    execution.task_executor == resource_id
-                    and execution.state is ExecutionState.CREATED
-                ):
-                    self._transition(execution, ExecutionState.SCHEDULED)
+        for slot in lost:
+            self.pool.pop(slot.allocation_id, None)
+            self._pool_by_place.pop((slot.task_executor, slot.slot_index), None)
+            self._free.pop(slot.allocation_id, None)
+            if slot.group is not None and self._group_slot.get(slot.group) is slot:
+                del self._group_slot[slot.group]
+        for execution in [e for e in self._by_id.values() if e.task_executor == resource_id]:
+            self._execution_failed(execution, f"TaskExecutor {resource_id} was lost: {cause}")
         self._declare()
 
     # --- ending -------------------------------------------------------------------------
@@ -475,52 +828,61 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         if self.status.is_globally_terminal or self.status is JobStatus.CANCELLING:
             return
         self._set_status(JobStatus.CANCELLING)
-        self._cancel_executions()
+        for bulk in list(self._pending.values()):
+            self._remove_bulk(bulk)
+        self._cancel_executions(list(self.executions.values()))
         self._maybe_cancelled()
 
     async def fail_task(self, vertex: str | None, subtask: int) -> None:
+        """Fail the current attempt of a subtask, in whatever state it is (scenario faults)."""
         name = vertex or self.job.vertices[0].name
         execution = self.executions.get((name, subtask))
         if execution is None:
             raise ValueError(f"job {self.name} has no subtask {name}[{subtask}]")
-        if execution.state.is_terminal or execution.execution_id is None:
-            raise ValueError(f"{name}[{subtask}] is {execution.state.value}, not running")
-        self._transition(execution, ExecutionState.FAILED)
-        self._failure(f"{name}[{subtask}] failed (injected by the user)")
+        if execution.state.is_terminal or not self._live:
+            raise ValueError(
+                f"{name}[{subtask}] is {execution.state.value} in a {self.status.value} job: "
+                "there is nothing to fail"
+            )
+        if execution.state is ExecutionState.SCHEDULED:
+            bulk = self._pending.get(execution.region)
+            if bulk is not None:
+                self._remove_bulk(bulk)
+        self._execution_failed(execution, f"{name}[{subtask}] failed (injected by the user)")
 
     def _job_reached_terminal_state(self, status: JobStatus) -> None:
         self._set_status(status)
-        self._cancel_executions()
+        for bulk in list(self._pending.values()):
+            self._remove_bulk(bulk)
+        self._restarts_pending.clear()
+        self._cancel_executions(list(self.executions.values()))
         slots = list(self.pool.values())
         self.pool.clear()
         self._pool_by_place.clear()
-        self._free_indices = []
+        self._free.clear()
+        self._group_slot.clear()
         self._declare()
-        self.start_background(self._release_and_leave, slots, f"job {status.value}")
+        self._release_and_leave(slots, f"job {status.value}")
 
-    async def _release_and_leave(self, slots: list[_PoolSlot], cause: str) -> None:
-        """Free the job's slots at their TaskExecutors, say goodbye, and stop this JobMaster
-        (the Dispatcher keeps the job's final details)."""
+    def _release_and_leave(self, slots: list[_PoolSlot], cause: str) -> None:
+        """Flink's order at the end of a job: free the slots at their TaskExecutors, say goodbye
+        to the TaskExecutors and to the ResourceManager, then stop this JobMaster (the
+        Dispatcher keeps the job's final details). All of them are sent at once, so that the
+        ResourceManager hears the goodbye (one hop) before the TaskExecutors' news of the freed
+        slots (two hops), as in Flink."""
         for slot in slots:
             manager = self.task_managers.get(slot.task_executor)
             if manager is not None:
-                try:
-                    await manager.gateway.free_slot(slot.allocation_id, cause)
-                except Exception:
-                    pass
-        self.run_async(lambda: self._leave(cause))
-
-    def _leave(self, cause: str) -> None:
-        self.disconnect_all(cause)
-        self.context.ha.revoke(job_master_component(self.job_id))
-        self.close_async()
-
-    def disconnect_all(self, cause: str) -> None:
-        """Before this JobMaster goes away: tell its TaskExecutors and the ResourceManager."""
-        for manager in self.task_managers.values():
+                manager.gateway.free_slot(slot.allocation_id, cause)
+        for manager in list(self.task_managers.values()):
             manager.gateway.disconnect_job_manager(self.job_id, cause)
         if self.rm_gateway is not None:
-            self.rm_gateway.disconnect_job_manager(self.job_id, cause)
+            self.rm_gateway.disconnect_job_manager(self.job_id, self.status, cause)
+        self.run_async(self._leave)
+
+    def _leave(self) -> None:
+        self.context.ha.revoke(job_master_component(self.job_id))
+        self.close_async()
 
     # --- queries ------------------------------------------------------------------------
 
@@ -536,14 +898,22 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             "status": self.status.value,
             "parallelism": self.job.max_parallelism,
             "restarts": self.restarts,
+            "failover_strategy": self.job.failover_strategy,
+            "regions": len(self.topology.regions),
+            "slots_required": self._wanted(),
+            "slots_held": len(self.pool),
+            "slots_pending": 0 if self.status.is_globally_terminal else self.pending_slots,
+            "failure_cause": self.failure_cause,
             "tasks_total": len(self.executions),
             "tasks_finished": finished,
+            "task_states": {s.value: n for s, n in self.state_counts.items() if n},
             "start_time": self.started_at,
             "duration": (self.ended_at or now) - self.started_at,
             "tasks": [
                 {
                     "vertex": e.vertex,
                     "subtask": e.subtask,
+                    "attempt": e.attempt,
                     "state": e.state.value,
                     "task_executor": e.task_executor,
                 }

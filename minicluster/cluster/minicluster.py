@@ -278,7 +278,15 @@ class MiniCluster:
         service = (
             self._shared if self.rpc_mode == "shared" else await self._open_task_executor_service()
         )
-        te = TaskExecutor(service, self.context, resource_id, slots or self.slots_per_executor)
+        te = TaskExecutor(
+            service,
+            self.context,
+            resource_id,
+            slots or self.slots_per_executor,
+            on_fatal_error=lambda cause: self._nursery.start_soon(
+                self._task_executor_gave_up, resource_id, te
+            ),
+        )
         self.task_executors[resource_id] = te
         self.te_states.pop(resource_id, None)
         self.killed.discard(resource_id)
@@ -303,6 +311,14 @@ class MiniCluster:
         del self.task_executors[resource_id]
         self.te_states[resource_id] = "killed"
         self.context.emit("state", f"TaskExecutor {resource_id} killed")
+
+    async def _task_executor_gave_up(self, resource_id: str, te: TaskExecutor) -> None:
+        """A fatal error (registration timeout or rejection): the TaskExecutor stops, as its
+        process would exit."""
+        await te.close()
+        if self.task_executors.get(resource_id) is te:
+            del self.task_executors[resource_id]
+            self.te_states[resource_id] = "failed"
 
     def _te(self, resource_id: str) -> TaskExecutor:
         te = self.task_executors.get(resource_id)

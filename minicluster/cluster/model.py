@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 
 from minicluster.rpc import RpcError, register_error, wire_type
 
+# Flink's upper bound for a vertex's parallelism (and max parallelism): 2^15
+MAX_PARALLELISM = 32_768
+# slots one TaskExecutor may offer: more would not fit a slot report in a frame
+MAX_SLOTS_PER_TASK_EXECUTOR = 1_024
+
 
 def new_id(rng: random.Random) -> uuid.UUID:
     """A UUID from a seeded source, so that a seeded run names everything the same way."""
@@ -38,11 +43,13 @@ class JobStatus(enum.Enum):
 
 @wire_type
 class ExecutionState(enum.Enum):
-    """Flink's ExecutionState (the ones a simulated task goes through)."""
+    """Flink's ExecutionState. A TaskExecutor reports INITIALIZING, then RUNNING, then a final
+    state; CREATED, SCHEDULED (waiting for its region's slots) and DEPLOYING are the JobMaster's."""
 
     CREATED = "CREATED"
     SCHEDULED = "SCHEDULED"
     DEPLOYING = "DEPLOYING"
+    INITIALIZING = "INITIALIZING"
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
     CANCELING = "CANCELING"
@@ -93,6 +100,9 @@ class RestartStrategy:
     delay: float = 1.0
 
 
+FAILOVER_STRATEGIES = ("region", "full")
+
+
 @wire_type
 @dataclass
 class JobGraph:
@@ -101,10 +111,13 @@ class JobGraph:
     vertices: list[JobVertex]
     edges: list[JobEdge] = field(default_factory=list)
     restart: RestartStrategy = field(default_factory=RestartStrategy)
+    # Flink's jobmanager.execution.failover-strategy: "region" restarts the failed task's
+    # pipelined region, "full" the whole job
+    failover_strategy: str = "region"
 
     @property
     def max_parallelism(self) -> int:
-        """Slots the job needs under Flink's default slot sharing."""
+        """Slots the job needs to run every task at once under Flink's default slot sharing."""
         return max(v.parallelism for v in self.vertices)
 
     @property
@@ -127,6 +140,10 @@ class JobGraph:
                 raise ValueError(f"edge {e.source}->{e.target} names an unknown vertex")
             if e.pattern not in ("all-to-all", "pointwise"):
                 raise ValueError(f"edge pattern must be all-to-all or pointwise, not {e.pattern!r}")
+        if self.failover_strategy not in FAILOVER_STRATEGIES:
+            raise ValueError(
+                f"failover strategy must be region or full, not {self.failover_strategy!r}"
+            )
 
 
 @wire_type
@@ -183,16 +200,55 @@ class TaskExecutorRegistration:
     resource_id: str
     address: str
     slots: int
+    # one per TaskExecutor process (Flink's TaskManager session id): tells a retried
+    # registration of the same process from a new process under the same id
+    session_id: uuid.UUID | None = None
 
 
 @wire_type
 @dataclass
 class RegistrationResponse:
-    """Success carries the instance id; a refusal carries the reason."""
+    """Flink's RegistrationResponse: success carries the instance (registration) id; a failure
+    carries the reason and is retried after a pause; a *rejection* (`rejected`) ends retrying."""
 
     success: bool
     instance_id: uuid.UUID | None = None
     reason: str = ""
+    rejected: bool = False
+
+
+@wire_type
+@dataclass
+class AllocatedSlotInfo:
+    slot_index: int
+    allocation_id: uuid.UUID
+
+
+@wire_type
+@dataclass
+class AllocatedSlotReport:
+    """The JobMaster's heartbeat request to a TaskExecutor: the slots of that TaskExecutor in
+    the job's slot pool. The TaskExecutor frees the job's active slots missing from it."""
+
+    job_id: uuid.UUID
+    slots: list[AllocatedSlotInfo]
+
+
+@wire_type
+@dataclass
+class TaskExecutorToJobManagerHeartbeatPayload:
+    """A TaskExecutor's heartbeat answer to a JobMaster: the executions it runs for the job
+    (Flink's ExecutionDeploymentReport); the JobMaster cancels those it does not know."""
+
+    executions: list[uuid.UUID]
+
+
+@wire_type
+@dataclass
+class TaskExecutorHeartbeatPayload:
+    """A TaskExecutor's heartbeat answer to the ResourceManager: its slot report."""
+
+    slots: list[SlotStatus]
 
 
 class ClusterError(RpcError):
@@ -222,6 +278,11 @@ class TaskSubmissionError(ClusterError):
 @register_error
 class UnknownTaskExecutorError(ClusterError):
     pass
+
+
+@register_error
+class NoResourceAvailableError(ClusterError):
+    """Flink's NoResourceAvailableException: a slot request that cannot be met."""
 
 
 @register_error

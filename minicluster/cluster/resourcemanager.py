@@ -16,11 +16,14 @@ from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .heartbeat import HeartbeatSender
 from .model import (
+    MAX_SLOTS_PER_TASK_EXECUTOR,
     ClusterError,
+    JobStatus,
     RegistrationResponse,
     SlotID,
     SlotState,
     SlotStatus,
+    TaskExecutorHeartbeatPayload,
     TaskExecutorRegistration,
     UnknownTaskExecutorError,
 )
@@ -49,7 +52,16 @@ class _JobMasterRecord:
     address: str
     token: uuid.UUID
     gateway: JobMasterGateway
-    notified_shortage: bool = False
+
+
+@dataclass
+class _Requirement:
+    """A job's declared slots and where its JobMaster is: kept (RETAIN) when the JobMaster is
+    lost, so that slots keep going to the job's address, as Flink's slot manager does."""
+
+    slots: int
+    address: str
+    shortage_reported: bool = False
 
 
 class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
@@ -60,8 +72,13 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self.task_executors: dict[str, _TaskExecutorRecord] = {}
         self.slots: dict[SlotID, _Slot] = {}
         self.job_masters: dict[uuid.UUID, _JobMasterRecord] = {}
-        self.requirements: dict[uuid.UUID, int] = {}
+        self.requirements: dict[uuid.UUID, _Requirement] = {}
         self._check_scheduled = False
+        # the registration attempt each TaskExecutor made last (Flink compares gateway futures)
+        self._registering: dict[str, object] = {}
+        # Flink's standalone start-up period (resourcemanager.standalone.start-up-time, by
+        # default slot.request.timeout): until it is over, requirements no slot can meet wait
+        self.fail_unfulfillable = False
         self._te_heartbeats = HeartbeatSender(
             self,
             self.config.heartbeat_interval,
@@ -83,6 +100,11 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
     async def on_start(self) -> None:
         self._te_heartbeats.start()
         self._jm_heartbeats.start()
+        self.schedule_run_async(self._start_up_period_over, self.config.slot_request_timeout)
+
+    def _start_up_period_over(self) -> None:
+        self.fail_unfulfillable = True
+        self._schedule_check()
 
     def _emit(self, kind: str, message: str) -> None:
         self.context.emit(kind, message, sender=self.endpoint_id)
@@ -93,11 +115,26 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self, registration: TaskExecutorRegistration, timeout: float = 10.0
     ) -> RegistrationResponse:
         resource_id = registration.resource_id
+        if not 1 <= registration.slots <= MAX_SLOTS_PER_TASK_EXECUTOR:
+            return RegistrationResponse(
+                False,
+                reason=f"TaskExecutor {resource_id} offers {registration.slots} slots; a "
+                f"TaskExecutor has 1 to {MAX_SLOTS_PER_TASK_EXECUTOR}",
+                rejected=True,
+            )
+        attempt = self._registering[resource_id] = object()
         gateway = await self.off_main(
             self.rpc_service.connect(
                 registration.address, TaskExecutorGateway, caller=self.endpoint_id
             )
         )
+        if self._registering.get(resource_id) is not attempt:
+            # a later registration of the same TaskExecutor overtook this one (Flink: "Ignoring
+            # outdated TaskExecutorGateway connection"): it must not overwrite the newer one
+            return RegistrationResponse(
+                False, reason=f"a newer registration of TaskExecutor {resource_id} is under way"
+            )
+        del self._registering[resource_id]
         old = self.task_executors.get(resource_id)
         if old is not None:
             self._remove_task_executor(resource_id, "it registered again", tell_te=False)
@@ -137,15 +174,23 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
                     status.allocation_id,
                 )
 
-    def _te_heartbeat_payload(self, resource_id: str, report: Any) -> None:
-        if resource_id in self.task_executors and isinstance(report, list):
-            self._apply_slot_report(report)
+    def heartbeat_from_task_manager(
+        self, resource_id: str, payload: TaskExecutorHeartbeatPayload
+    ) -> None:
+        self._te_heartbeats.receive_heartbeat(resource_id, payload)
 
-    async def _request_te_heartbeat(self, resource_id: str) -> Any:
+    def _te_heartbeat_payload(self, resource_id: str, payload: Any) -> None:
+        """The slot report in a heartbeat: reconcile what the slot manager thinks."""
+        if resource_id in self.task_executors and isinstance(payload, TaskExecutorHeartbeatPayload):
+            self._apply_slot_report(
+                [s for s in payload.slots if s.slot_id.task_executor == resource_id]
+            )
+            self._schedule_check()
+
+    async def _request_te_heartbeat(self, resource_id: str) -> None:
         record = self.task_executors.get(resource_id)
-        if record is None:
-            return None
-        return await record.gateway.heartbeat_from_resource_manager(self.fencing_token)
+        if record is not None:
+            await record.gateway.heartbeat_from_resource_manager(self.fencing_token)
 
     def _task_executor_lost(self, resource_id: str, cause: str) -> None:
         self._emit("heartbeat", f"lost TaskExecutor {resource_id}: {cause}")
@@ -185,9 +230,6 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self._remove_task_executor(resource_id, cause, tell_te=False)
         self._schedule_check()
 
-    async def heartbeat_from_task_manager(self, resource_id: str) -> None:
-        return None
-
     # --- JobMasters -----------------------------------------------------------------------
 
     async def register_job_master(
@@ -218,27 +260,51 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         if slots <= 0:
             self.requirements.pop(job_id, None)
         else:
-            self.requirements[job_id] = slots
-        record.notified_shortage = False
+            self.requirements[job_id] = _Requirement(slots, record.address)
         self._schedule_check()
 
-    def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None:
-        self._remove_job_master(job_id)
+    def disconnect_job_manager(self, job_id: uuid.UUID, job_status: JobStatus, cause: str) -> None:
+        """Flink's ResourceManager#disconnectJobManager: a job that ended has its requirements
+        cleared and TaskExecutors free the slots no JobMaster took (CLEAR); a JobMaster that
+        merely went away leaves them for its successor (RETAIN)."""
+        if self.job_masters.get(job_id) is None:
+            return
+        self._close_job_master_connection(job_id, clear=job_status.is_globally_terminal)
 
-    def _remove_job_master(self, job_id: uuid.UUID) -> None:
+    def _close_job_master_connection(self, job_id: uuid.UUID, clear: bool) -> None:
         self.job_masters.pop(job_id, None)
-        self.requirements.pop(job_id, None)
         self._jm_heartbeats.unmonitor(job_id.hex)
+        if clear:
+            self.requirements.pop(job_id, None)
+            for record in self.task_executors.values():
+                # in order with the slot requests to that TaskExecutor: one still on its way
+                # for this job is freed too
+                self.start_background_in_order(
+                    record.resource_id, self._send_free_inactive_slots, record.gateway, job_id
+                )
 
-    async def _request_jm_heartbeat(self, job_hex: str) -> Any:
+    async def _send_free_inactive_slots(
+        self, gateway: TaskExecutorGateway, job_id: uuid.UUID
+    ) -> None:
+        gateway.free_inactive_slots(job_id)
+
+    def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> None:
+        self._jm_heartbeats.receive_heartbeat(job_id.hex)
+
+    async def _request_jm_heartbeat(self, job_hex: str) -> None:
         record = self.job_masters.get(uuid.UUID(hex=job_hex))
-        if record is None:
-            return None
-        return await record.gateway.heartbeat_from_resource_manager()
+        if record is not None:
+            await record.gateway.heartbeat_from_resource_manager()
 
     def _job_master_lost(self, job_hex: str, cause: str) -> None:
+        """Its heartbeats stopped: keep the job's requirements and tell the JobMaster, which
+        registers again if it is still there (Flink: RETAIN, disconnectResourceManager)."""
         self._emit("heartbeat", f"lost the JobMaster of job {job_hex}: {cause}")
-        self._remove_job_master(uuid.UUID(hex=job_hex))
+        job_id = uuid.UUID(hex=job_hex)
+        record = self.job_masters.get(job_id)
+        self._close_job_master_connection(job_id, clear=False)
+        if record is not None:
+            record.gateway.disconnect_resource_manager(f"the ResourceManager lost us: {cause}")
 
     # --- the slot manager -----------------------------------------------------------------
 
@@ -263,25 +329,29 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
                 held[slot.job_id] = held.get(slot.job_id, 0) + 1
         free = [s for s in self.slots.values() if s.state == "FREE"]
         free.reverse()
-        for job_id, required in self.requirements.items():
+        for job_id, requirement in self.requirements.items():
+            required = requirement.slots
             missing = required - held.get(job_id, 0)
-            record = self.job_masters.get(job_id)
-            if record is None:
-                continue
             while missing > 0 and free:
                 slot = free.pop()
                 missing -= 1
-                self._request_slot(slot, job_id, record)
-            if missing > 0 and not record.notified_shortage:
-                record.notified_shortage = True
-                available = required - missing
+                self._request_slot(slot, job_id, requirement.address)
+            if missing <= 0:
+                continue
+            acquired = required - missing
+            if not requirement.shortage_reported:
+                requirement.shortage_reported = True
                 self._emit(
                     "slots",
-                    f"not enough slots for job {job_id.hex[:8]}: {available} of {required}",
+                    f"not enough slots for job {job_id.hex[:8]}: {acquired} of {required}",
                 )
-                record.gateway.notify_not_enough_resources(available, required)
+            record = self.job_masters.get(job_id)
+            if self.fail_unfulfillable and record is not None:
+                # past the start-up period, Flink's slot manager tells the JobMaster, whose
+                # waiting slot requests then fail
+                record.gateway.notify_not_enough_resources(acquired, required)
 
-    def _request_slot(self, slot: _Slot, job_id: uuid.UUID, record: _JobMasterRecord) -> None:
+    def _request_slot(self, slot: _Slot, job_id: uuid.UUID, address: str) -> None:
         allocation_id = self.context.new_id()
         slot.state, slot.job_id, slot.allocation_id = "PENDING", job_id, allocation_id
         te = self.task_executors[slot.slot_id.task_executor]
@@ -292,7 +362,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
             slot,
             job_id,
             allocation_id,
-            record.address,
+            address,
         )
 
     async def _send_slot_request(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from minicluster.rpc import (
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .model import (
+    AllocatedSlotReport,
     ClusterError,
     ExecutionState,
     JobNotFoundError,
@@ -31,7 +33,9 @@ from .model import (
     SlotStatus,
     TaskDeploymentDescriptor,
     TaskExecutionState,
+    TaskExecutorHeartbeatPayload,
     TaskExecutorRegistration,
+    TaskExecutorToJobManagerHeartbeatPayload,
     TaskSubmissionError,
 )
 
@@ -52,6 +56,7 @@ class TaskSlot:
     offered: bool = False
     accepted: bool = False  # the JobMaster took it into its pool
     allocated_at: float = 0.0  # when it was allocated (or offered to a new leader)
+    accepted_at: float = 0.0  # when the JobMaster took it
     tasks: set[uuid.UUID] = field(default_factory=set)
 
 
@@ -77,12 +82,23 @@ class _JobManagerConnection:
 
 class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
     def __init__(
-        self, service: RpcService, context: ClusterContext, resource_id: str, slots: int
+        self,
+        service: RpcService,
+        context: ClusterContext,
+        resource_id: str,
+        slots: int,
+        on_fatal_error: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(service, f"taskexecutor-{resource_id}")
         self.resource_id = resource_id
         self.context = context
         self.config = context.config
+        # this process's session (Flink's TaskManager session id): a JobMaster tells a repeated
+        # registration of ours from a new process under the same id by it
+        self.session_id = context.new_id()
+        self._on_fatal_error = on_fatal_error
+        self.fatal_error: str | None = None
+        self._registration_deadline: trio.CancelScope | None = None
         self.slots = [TaskSlot(i) for i in range(slots)]
         self.tasks: dict[uuid.UUID, _Task] = {}
         self.registration_state = "registering"
@@ -99,8 +115,43 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
     # --- lifecycle ----------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        self._start_registration_timeout()
         self._unwatch_rm = self.context.ha.watch(RESOURCE_MANAGER, self._rm_leader_changed)
         self.schedule_run_async(self._check_heartbeats, self.config.heartbeat_interval)
+
+    def _start_registration_timeout(self) -> None:
+        """Flink's taskmanager.registration.timeout: not registered at a ResourceManager for
+        that long, the TaskExecutor gives up (a fatal error: its process exits)."""
+        if self._registration_deadline is None:
+            self._registration_deadline = self.schedule_run_async(
+                self._registration_timed_out, self.config.registration_timeout
+            )
+
+    def _stop_registration_timeout(self) -> None:
+        if self._registration_deadline is not None:
+            self._registration_deadline.cancel()
+            self._registration_deadline = None
+
+    def _registration_timed_out(self) -> None:
+        self._registration_deadline = None
+        if self.registration_state != "registered":
+            self._fatal(
+                f"could not register at the ResourceManager within "
+                f"{self.config.registration_timeout:g} s (taskmanager.registration.timeout)"
+            )
+
+    def _fatal(self, cause: str) -> None:
+        """Give up: stop registering, tell the owner (a `task-executor` process exits 1)."""
+        if self.fatal_error is not None:
+            return
+        self.fatal_error = cause
+        self._registration_epoch += 1
+        self.registration_state = "failed"
+        self._emit("failure", f"TaskExecutor {self.resource_id} gives up: {cause}")
+        if self._on_fatal_error is not None:
+            self._on_fatal_error(cause)
+        else:
+            self.close_async()
 
     async def on_stop(self) -> None:
         if self._unwatch_rm is not None:
@@ -125,12 +176,14 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self.run_async(lambda: self._connect_to_rm(address, token))
 
     def _connect_to_rm(self, address: str, token: uuid.UUID) -> None:
-        if token == self.rm_token:
+        if token == self.rm_token or self.fatal_error is not None:
             return
         self.rm_address, self.rm_token = address, token
         self.instance_id = None
+        self.rm_gateway = None
         self.registration_state = "registering"
         self._registration_epoch += 1
+        self._start_registration_timeout()
         self.run_async(self._register_at_rm)
 
     async def _register_at_rm(self) -> None:
@@ -155,7 +208,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                     )
                 )
                 registration = TaskExecutorRegistration(
-                    self.resource_id, self.address, len(self.slots)
+                    self.resource_id, self.address, len(self.slots), self.session_id
                 )
                 response = await self.off_main(
                     gateway.register_task_executor(registration, timeout)
@@ -177,11 +230,16 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                     self.instance_id = response.instance_id
                     self.registration_state = "registered"
                     self.rm_last_heartbeat = trio.current_time()
+                    self._stop_registration_timeout()
                     self._emit(
                         "registration", f"registered at the ResourceManager ({attempt} attempts)"
                     )
                     assert self.instance_id is not None
                     self.start_background(self._send_slot_report, gateway, self.instance_id)
+                    return
+                if response.rejected:
+                    # Flink's TaskExecutorRegistrationRejection: retrying cannot help
+                    self._fatal(f"the ResourceManager rejected the registration: {response.reason}")
                     return
                 self._emit("registration", f"registration refused: {response.reason}")
                 delay = config.registration_refused_delay
@@ -194,7 +252,16 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             report = await self.call_async(self.slot_report)
             await gateway.send_slot_report(self.resource_id, instance_id, report)
         except Exception as exc:
-            self._emit("registration", f"slot report failed: {exc}")
+            # as Flink: a ResourceManager that does not take our report does not know us as
+            # we think it does; register again
+            cause = f"slot report failed: {exc}"
+            self.run_async(lambda: self._slot_report_failed(instance_id, cause))
+
+    def _slot_report_failed(self, instance_id: uuid.UUID, cause: str) -> None:
+        if self.instance_id != instance_id:
+            return  # an older registration's report; a newer one is under way
+        self._emit("registration", f"{cause}; registering again")
+        self._rm_lost()
 
     def slot_report(self) -> list[SlotStatus]:
         return [
@@ -229,10 +296,13 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             self._job_manager_lost(job_id, cause)
 
     def _rm_lost(self) -> None:
+        if self.fatal_error is not None:
+            return
         self.rm_gateway = None
         self.instance_id = None
         self.registration_state = "registering"
         self._registration_epoch += 1
+        self._start_registration_timeout()
         if self.rm_address is not None:
             self.run_async(self._register_at_rm)
 
@@ -328,11 +398,22 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                             caller=self.endpoint_id,
                         )
                     )
-                    await self.off_main(
-                        gateway.register_task_manager(self.resource_id, self.address)
+                    response = await self.off_main(
+                        gateway.register_task_manager(
+                            job_id, self.resource_id, self.address, self.session_id
+                        )
                     )
-                    if connection.token != token:
+                    if connection.token != token or self.jobs.get(job_id) is not connection:
                         continue
+                    if not response.success:
+                        if response.rejected:
+                            self._emit(
+                                "registration",
+                                f"jobmaster-{job_id.hex} rejected us: {response.reason}",
+                            )
+                            self._job_manager_lost(job_id, response.reason)
+                            return
+                        raise ClusterError(response.reason)
                     connection.gateway, connection.registered = gateway, True
                     connection.last_heartbeat = trio.current_time()
                 offers = [
@@ -374,6 +455,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                     taken = self._slot_of(offer.allocation_id)
                     if taken is not None:
                         taken.accepted = True
+                        taken.accepted_at = trio.current_time()
             return
 
     def _check_slot_timeouts(self, now: float) -> None:
@@ -409,10 +491,12 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self.start_background(self._run_task, tdd, scope)
 
     async def _run_task(self, tdd: TaskDeploymentDescriptor, scope: trio.CancelScope) -> None:
-        """A simulated task: RUNNING, then FINISHED after its duration (or FAILED if told to)."""
+        """A simulated task: INITIALIZING, RUNNING, then FINISHED after its duration (or FAILED
+        if told to). Initialization takes no simulated time; Flink reports both states too."""
         final, error = ExecutionState.CANCELED, None
         with scope:
             try:
+                await self.call_async(lambda: self._report(tdd, ExecutionState.INITIALIZING, None))
                 await self.call_async(lambda: self._report(tdd, ExecutionState.RUNNING, None))
             except RecipientUnreachableError:
                 return  # the TaskExecutor is stopping: so is the task
@@ -474,7 +558,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         if task is not None:
             task.scope.cancel()
 
-    async def free_slot(self, allocation_id: uuid.UUID, cause: str) -> None:
+    def free_slot(self, allocation_id: uuid.UUID, cause: str) -> None:
         self._free_slot(allocation_id, cause)
 
     def _free_slot(self, allocation_id: uuid.UUID | None, cause: str) -> None:
@@ -492,31 +576,71 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             None,
             False,
         )
-        if self.rm_gateway is not None and self.instance_id is not None:
-            self.rm_gateway.notify_slot_available(
-                self.resource_id,
-                self.instance_id,
-                SlotID(self.resource_id, slot.index),
-                allocation_id,
-            )
+        slot.accepted = False
+        # the release completes on a later turn of the main thread (Flink's TaskSlot closes
+        # asynchronously), and only then does the ResourceManager hear of it
+        index = slot.index
+        self.run_async(lambda: self._notify_slot_available(index, allocation_id))
         job_ids = {s.job_id for s in self.slots if s.job_id is not None}
         for job_id in list(self.jobs):
             if job_id not in job_ids:
                 self._close_job_connection(job_id)
 
-    async def heartbeat_from_resource_manager(self, rm_token: uuid.UUID) -> list[SlotStatus]:
-        if rm_token == self.rm_token:
-            self.rm_last_heartbeat = trio.current_time()
-        return self.slot_report()
+    def _notify_slot_available(self, index: int, allocation_id: uuid.UUID) -> None:
+        if self.rm_gateway is not None and self.instance_id is not None:
+            self.rm_gateway.notify_slot_available(
+                self.resource_id, self.instance_id, SlotID(self.resource_id, index), allocation_id
+            )
 
-    async def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> list[uuid.UUID]:
+    def free_inactive_slots(self, job_id: uuid.UUID) -> None:
+        """The ResourceManager no longer tracks the job: free its slots that no JobMaster has
+        taken (Flink's freeInactiveSlots; an accepted slot is the JobMaster's to free)."""
+        for slot in self.slots:
+            if slot.job_id == job_id and not slot.accepted and not slot.tasks:
+                self._free_slot(slot.allocation_id, "the job's requirements were cleared")
+
+    async def heartbeat_from_resource_manager(self, rm_token: uuid.UUID) -> None:
+        if rm_token != self.rm_token or self.rm_gateway is None:
+            return
+        self.rm_last_heartbeat = trio.current_time()
+        payload = TaskExecutorHeartbeatPayload(self.slot_report())
+        self.rm_gateway.heartbeat_from_task_manager(self.resource_id, payload)
+
+    async def heartbeat_from_job_manager(
+        self, job_id: uuid.UUID, report: AllocatedSlotReport
+    ) -> None:
         connection = self.jobs.get(job_id)
         if connection is None:
             # we dropped the job (its JobMaster timed out here): say so, so that the JobMaster
             # stops counting on our slots instead of deploying into them
             raise JobNotFoundError(f"{self.resource_id} holds nothing for job {job_id.hex}")
-        connection.last_heartbeat = trio.current_time()
-        return [e for e, t in self.tasks.items() if t.tdd.job_id == job_id]
+        now = trio.current_time()
+        connection.last_heartbeat = now
+        self._free_no_longer_used_slots(job_id, report, now)
+        if connection.gateway is not None:
+            executions = [e for e, t in self.tasks.items() if t.tdd.job_id == job_id]
+            connection.gateway.heartbeat_from_task_manager(
+                self.resource_id, TaskExecutorToJobManagerHeartbeatPayload(executions)
+            )
+
+    def _free_no_longer_used_slots(
+        self, job_id: uuid.UUID, report: AllocatedSlotReport, now: float
+    ) -> None:
+        """Flink's TaskExecutor#freeNoLongerUsedSlots: an active slot of the job that the
+        JobMaster's report leaves out is not the JobMaster's any more. A slot accepted within
+        the last heartbeat interval is spared: the report may have left before the offer
+        arrived."""
+        reported = {info.allocation_id for info in report.slots}
+        grace = self.config.heartbeat_interval
+        for slot in self.slots:
+            if (
+                slot.job_id == job_id
+                and slot.accepted
+                and slot.allocation_id not in reported
+                and now - slot.accepted_at > grace
+            ):
+                self._emit("slots", f"slot {slot.index} is no longer used by the JobMaster")
+                self._free_slot(slot.allocation_id, "slot no longer used by the JobMaster")
 
     def disconnect_resource_manager(self, cause: str) -> None:
         self._emit("registration", f"the ResourceManager disconnected us: {cause}")
