@@ -184,6 +184,57 @@ async def test_schedule_run_async_runs_no_earlier_than_its_delay(
         assert ran_at and ran_at[0] - scheduled_at >= 0.010
 
 
+async def test_cancelling_a_run_scheduled_before_the_endpoint_task_begins_drops_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        ran: list[tuple[str, float]] = []
+        scheduled_at = trio.current_time()
+        # no checkpoint since start(): the endpoint's task has not begun, it has no nursery yet
+        assert calc._background is None
+        cancelled = calc.schedule_run_async(lambda: ran.append(("cancelled", 0.0)), 1.0)
+        kept = calc.schedule_run_async(lambda: ran.append(("kept", trio.current_time())), 1.0)
+        cancelled.cancel()
+        await trio.sleep(5)
+        assert [what for what, _ in ran] == ["kept"]
+        assert ran[0][1] - scheduled_at >= 1.0
+        assert not kept.cancel_called
+
+
+class SlowStart(RpcEndpoint, CalcGateway):
+    async def on_start(self) -> None:
+        await trio.sleep(2)
+
+
+async def test_a_run_scheduled_right_after_start_counts_its_delay_from_the_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        endpoint = SlowStart(service, "slow-start")
+        endpoint.start()
+        ran_at: list[float] = []
+        scheduled_at = trio.current_time()
+        endpoint.schedule_run_async(lambda: ran_at.append(trio.current_time()), 3.0)
+        await trio.sleep(10)
+        assert ran_at == [scheduled_at + 3.0]  # not 3 s after on_start's 2 s
+
+
+async def test_cancelling_a_scheduled_run_of_a_running_endpoint_drops_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        calc = Calc(service)
+        calc.start()
+        await calc.call_async(lambda: None)  # running, with its nursery
+        ran: list[str] = []
+        calc.schedule_run_async(lambda: ran.append("cancelled"), 1.0).cancel()
+        calc.schedule_run_async(lambda: ran.append("kept"), 1.0)
+        await trio.sleep(5)
+        assert ran == ["kept"]
+
+
 async def test_scheduled_work_never_runs_after_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

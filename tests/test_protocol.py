@@ -593,11 +593,32 @@ def test_a_wrong_shape_request_decoded_from_the_wire_keeps_its_id() -> None:
 
 
 def test_check_hello_accepts_hello_and_refuses_anything_else() -> None:
-    protocol.check_hello(through_the_wire(protocol.hello()))
+    assert protocol.check_hello(through_the_wire(protocol.hello())) is None
     with pytest.raises(ProtocolError, match="not supported"):
         protocol.check_hello({"type": "hello", "protocol": 2})
     with pytest.raises(ProtocolError, match="expected 'hello'"):
         protocol.check_hello(protocol.call(1, "e", "m", [], {}))
+
+
+@pytest.mark.parametrize("char", ["x", "\u20ac", "\U0001f600"], ids=["1-byte", "3-byte", "4-byte"])
+def test_an_error_reply_fits_the_frame_limit_whatever_its_characters(char: str) -> None:
+    try:
+        endpoint_method_that_fails(ValueError(char * 5000))
+    except ValueError as exc:
+        frame = protocol.encode_frame(protocol.error_reply(1, exc, protocol.MIN_FRAME_SIZE))
+    assert len(frame) - protocol.HEADER_SIZE <= protocol.MIN_FRAME_SIZE
+    error = through_the_wire(protocol.decode_message(frame[protocol.HEADER_SIZE :]))["error"]
+    assert error["message"].startswith(char * 10) and "(5000 characters)" in error["message"]
+
+
+def test_hello_states_the_clients_frame_limit_and_check_hello_returns_it() -> None:
+    assert "max_frame_size" not in protocol.hello()
+    hello = through_the_wire(protocol.hello(1024 * 1024))
+    assert hello["max_frame_size"] == 1024 * 1024
+    assert protocol.check_hello(hello) == 1024 * 1024
+    assert protocol.check_hello(through_the_wire(protocol.hello(protocol.MIN_FRAME_SIZE))) == 1024
+    with pytest.raises(ProtocolError, match="at least 1024 bytes, got 1023"):
+        protocol.check_hello(protocol.hello(1023))
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from minicluster.rpc import (
     RecipientUnreachableError,
     RemoteError,
     RpcConnectionError,
+    RpcError,
     RpcService,
     SerializationError,
     open_rpc_service,
@@ -182,9 +184,75 @@ async def test_oversized_reply_becomes_an_error_naming_both_sizes(
     server: RpcService, client: RpcService
 ) -> None:
     gateway = await calc_at(client, server)
-    with pytest.raises(MessageTooLargeError, match=r"reply of 1000\d\d bytes .* 65536 bytes"):
+    with pytest.raises(
+        MessageTooLargeError,
+        match=r"the reply to big_reply is 100,0\d\d bytes, over the caller's frame limit of "
+        r"65,536 bytes",
+    ):
         await gateway.big_reply(100_000)
     assert len(await gateway.big_reply(1000)) == 1000
+
+
+async def test_a_reply_over_the_callers_frame_limit_fails_that_call_only() -> None:
+    big = 3 * 1024 * 1024
+    async with open_rpc_service("127.0.0.1") as server:  # the server takes 10 MiB frames
+        Calc(server).start()
+        async with open_rpc_service(max_frame_size=1024 * 1024) as client:
+            gateway = await calc_at(client, server)
+            (connection,) = client._connections.values()
+            with pytest.raises(RpcError) as info:
+                await gateway.big_reply(big)
+            assert isinstance(info.value, MessageTooLargeError)
+            assert re.fullmatch(
+                r"the reply to big_reply is 3,145,7\d\d bytes, over the caller's frame limit "
+                r"of 1,048,576 bytes",
+                str(info.value),
+            )
+            assert await gateway.add(1, 1) == 2
+            assert list(client._connections.values()) == [connection]
+            assert not connection.closed
+
+
+async def test_a_client_that_states_no_frame_limit_gets_replies_up_to_the_servers_limit(
+    server: RpcService,
+) -> None:
+    stream = await _open_raw(server)  # a hello without max_frame_size, as older clients send
+    await stream.send_all(
+        protocol.encode_frame(protocol.call(1, "calc", "big_reply", [100_000], {}))
+    )
+    message = await _read_message(stream)
+    assert message["id"] == 1 and message["error"]["type"] == "MessageTooLargeError"
+    assert re.fullmatch(
+        r"the reply to big_reply is 100,0\d\d bytes, over this server's frame limit of "
+        r"65,536 bytes",
+        message["error"]["message"],
+    )
+    await stream.send_all(protocol.encode_frame(protocol.call(2, "calc", "add", [1, 2], {})))
+    assert await _read_message(stream) == {"type": "reply", "id": 2, "value": 3}
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("limit", ["big", 1023, -1, True, 2.5e6])
+async def test_a_hello_with_a_malformed_frame_limit_gets_goodbye(
+    server: RpcService, limit: object
+) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)  # type: ignore[arg-type]
+    hello = {"type": "hello", "protocol": 1, "max_frame_size": limit}
+    await stream.send_all(protocol.encode_frame(hello))
+    message = await _read_message(stream)
+    assert message == {
+        "type": "goodbye",
+        "reason": "max_frame_size in hello must be an integer of at least 1024 bytes, "
+        f"got {limit!r}",
+    }
+    assert await _read_eof(stream)
+    await stream.aclose()
+
+
+async def test_a_frame_limit_below_the_minimum_is_refused_when_the_service_opens() -> None:
+    with pytest.raises(ValueError, match="max_frame_size must be an integer of at least 1024"):
+        async with open_rpc_service(max_frame_size=1000):
+            pass
 
 
 async def test_local_oversized_reply_is_fine() -> None:

@@ -523,22 +523,31 @@ class RpcEndpoint:
         )
 
     def schedule_run_async(self, fn: Callable[[], Any], delay: float) -> trio.CancelScope:
-        """Run `fn` on the main thread after `delay` seconds (never earlier, never after close).
+        """Run `fn` on the main thread `delay` seconds from now (never earlier, never after
+        close; dropped if the endpoint is not running).
 
-        Returns a cancel scope: cancelling it drops the run.
+        Returns a cancel scope: cancelling it drops the run, whenever that happens, even
+        before the endpoint's task has begun (right after `start()`).
         """
         scope = trio.CancelScope()
-        if self._background is not None and self._state is EndpointState.RUNNING:
-            self._background.start_soon(self._delayed_run, fn, delay, scope)
-        elif self._state is EndpointState.RUNNING:
-            self._put(_Run(lambda: self.schedule_run_async(fn, delay), None))
+        self._schedule(fn, trio.current_time() + delay, scope)
         return scope
 
+    def _schedule(self, fn: Callable[[], Any], deadline: float, scope: trio.CancelScope) -> None:
+        if self._state is not EndpointState.RUNNING:
+            return
+        if self._background is not None:
+            self._background.start_soon(self._delayed_run, fn, deadline, scope)
+        else:
+            # started, but its task has not begun: there is no nursery yet. Schedule from the
+            # main thread once there is, with the same scope (the caller's handle) and deadline.
+            self._put(_Run(lambda: self._schedule(fn, deadline, scope), None))
+
     async def _delayed_run(
-        self, fn: Callable[[], Any], delay: float, scope: trio.CancelScope
+        self, fn: Callable[[], Any], deadline: float, scope: trio.CancelScope
     ) -> None:
         with scope:
-            await trio.sleep(delay)
+            await trio.sleep_until(deadline)
             self.run_async(fn)
 
     def start_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:

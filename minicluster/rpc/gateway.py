@@ -1,14 +1,18 @@
 """Gateways: classes whose methods are an endpoint's remote interface.
 
-An `async def` method is an *ask* (the caller awaits the answer); a plain `def` returning None
-is a *tell* (fire and forget). A parameter annotated `RpcTimeout` is the call's timeout, as
-Flink's `@RpcTimeout`. Proxies are generated subclasses of the gateway, so type checkers see
-the gateway's own signatures.
+An `async def` method is an *ask* (the caller awaits the answer); a plain `def` annotated
+`-> None` is a *tell* (fire and forget). A plain `def` annotated with anything else, or with
+no return annotation, is a `TypeError` when the gateway class is defined: a tell has no answer
+to give, so `def status(self) -> str` would silently return None to every caller, and an
+unannotated `def` leaves a reader to guess which of the two was meant. A parameter annotated
+`RpcTimeout` is the call's timeout, as Flink's `@RpcTimeout`. Proxies are generated subclasses
+of the gateway, so type checkers see the gateway's own signatures.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
@@ -69,6 +73,45 @@ class Invoker(Protocol):
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
 
 
+def _is_endpoint_class(cls: type) -> bool:
+    """An endpoint (it implements gateways, and may have methods of any kind of its own).
+
+    Looked up in sys.modules rather than imported: while this module is being imported no
+    endpoint class can exist yet, and importing `.endpoint` from here then would be circular.
+    """
+    endpoint_module = sys.modules.get(f"{__package__}.endpoint")
+    endpoint_cls = getattr(endpoint_module, "RpcEndpoint", None)
+    return endpoint_cls is not None and issubclass(cls, endpoint_cls)
+
+
+_NO_ANNOTATION = object()
+
+
+def _check_tells(gateway: type) -> None:
+    """Refuse a plain `def` that does not return None: see the module's docstring.
+
+    Annotations may be strings (`from __future__ import annotations`) that cannot be evaluated
+    yet, so the return annotation is compared as written, never evaluated.
+    """
+    for name, attr in gateway.__dict__.items():
+        if name.startswith("_") or not inspect.isfunction(attr):
+            continue
+        if inspect.iscoroutinefunction(attr):
+            continue
+        returns = attr.__annotations__.get("return", _NO_ANNOTATION)
+        if returns is None or returns is type(None) or returns == "None":
+            continue
+        if returns is _NO_ANNOTATION:
+            what = "has no return annotation"
+        else:
+            shown = returns if isinstance(returns, str) else inspect.formatannotation(returns)
+            what = f"is a plain def returning {shown}"
+        raise TypeError(
+            f"gateway {gateway.__name__}: method {name} {what}; a plain def is a tell, which "
+            "returns nothing: use `async def` for an ask, or annotate it `-> None` for a tell"
+        )
+
+
 class RpcGateway:
     """Base of every remote interface. Subclass it and declare methods; bodies are never run
     through a proxy (write `...`)."""
@@ -76,10 +119,12 @@ class RpcGateway:
     gateway_name: ClassVar[str] = "RpcGateway"
     _invoker: Invoker
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, _proxy: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "gateway_name" not in cls.__dict__:
             cls.gateway_name = cls.__name__
+        if not _proxy and not _is_endpoint_class(cls):
+            _check_tells(cls)
 
     @property
     def address(self) -> str:
@@ -193,7 +238,7 @@ def make_proxy(gateway: type[G], invoker: Invoker) -> G:
         namespace: dict[str, Any] = {"__slots__": ("_invoker",)}
         for spec in gateway_methods(gateway).values():
             namespace[spec.name] = _make_ask(spec) if spec.is_ask else _make_tell(spec)
-        proxy_cls = type(f"{gateway.__name__}Proxy", (gateway,), namespace)
+        proxy_cls = type(f"{gateway.__name__}Proxy", (gateway,), namespace, _proxy=True)
         proxy_cls.gateway_name = gateway.gateway_name  # type: ignore[attr-defined]
         _PROXY_CLASSES[gateway] = proxy_cls
     proxy: Any = object.__new__(proxy_cls)

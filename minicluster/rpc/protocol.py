@@ -45,6 +45,7 @@ _LAYER_ERRORS = (
 
 PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME_SIZE: Final = 10 * 1024 * 1024
+MIN_FRAME_SIZE: Final = 1024  # room for any set-up message and any (cut) error reply
 HEADER_SIZE: Final = 4
 CHALLENGE_SIZE: Final = 16
 
@@ -213,8 +214,13 @@ def _readable_id(payload: bytes) -> int | None:
 # --- connection set-up -------------------------------------------------------------------
 
 
-def hello() -> dict[str, Any]:
-    return {"type": "hello", "protocol": PROTOCOL_VERSION}
+def hello(max_frame_size: int | None = None) -> dict[str, Any]:
+    """The client's first message; `max_frame_size` is the largest frame it accepts, so that
+    the server turns a larger reply into an error reply instead of sending it."""
+    message: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION}
+    if max_frame_size is not None:
+        message["max_frame_size"] = max_frame_size
+    return message
 
 
 def welcome(challenge: bytes | None = None, max_frame_size: int | None = None) -> dict[str, Any]:
@@ -255,8 +261,10 @@ def show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_hello(message: dict[str, Any]) -> None:
-    """Raises ProtocolError with the sentence to put in the goodbye when a hello is not right."""
+def check_hello(message: dict[str, Any]) -> int | None:
+    """The frame limit the client stated in its hello (None when it stated none, as clients
+    before the field did). Raises ProtocolError with the sentence to put in the goodbye when
+    the hello is not right."""
     if message.get("type") != "hello":
         raise ProtocolError(
             f"expected 'hello' as the first message, got {show(message.get('type'))}"
@@ -267,6 +275,15 @@ def check_hello(message: dict[str, Any]) -> None:
             f"protocol version {show(version)} is not supported "
             f"(this server speaks {PROTOCOL_VERSION})"
         )
+    if "max_frame_size" not in message:
+        return None
+    limit = message["max_frame_size"]
+    if type(limit) is not int or limit < MIN_FRAME_SIZE:
+        raise ProtocolError(
+            f"max_frame_size in hello must be an integer of at least {MIN_FRAME_SIZE} bytes, "
+            f"got {show(limit)}"
+        )
+    return limit
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -441,13 +458,22 @@ def bounded_error(error: BaseException, limit: int) -> dict[str, Any]:
     """`error_to_wire`, cut to fit in a frame of `limit` bytes (message shortened, traceback
     dropped) so that an error reply never breaks the frame limit itself."""
     wire = error_to_wire(error)
-    if len(wire["message"]) + len(wire.get("traceback", "")) + 256 <= limit:
+    message: str = wire["message"]
+    text = len(message) + len(wire.get("traceback", ""))
+    # sizes in bytes, not characters: a character takes up to 4 bytes in UTF-8
+    if 4 * text + 256 <= limit or _utf8_size(message, wire.get("traceback", "")) + 256 <= limit:
         return wire
     wire.pop("traceback", None)
     room = max(64, limit // 2)
-    if len(wire["message"]) > room:
-        wire["message"] = wire["message"][: room - 40] + f"... ({len(wire['message'])} characters)"
+    encoded = message.encode("utf-8", "replace")
+    if len(encoded) > room:
+        cut = encoded[: room - 40].decode("utf-8", "ignore")
+        wire["message"] = cut + f"... ({len(message)} characters)"
     return wire
+
+
+def _utf8_size(*texts: str) -> int:
+    return sum(len(text.encode("utf-8", "replace")) for text in texts)
 
 
 def error_from_wire(error: object) -> BaseException:

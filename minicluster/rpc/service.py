@@ -325,6 +325,10 @@ async def open_rpc_service(
     """
     if ask_timeout <= 0 or math.isnan(ask_timeout):
         raise ValueError("ask_timeout must be positive")
+    if type(max_frame_size) is not int or max_frame_size < protocol.MIN_FRAME_SIZE:
+        raise ValueError(
+            f"max_frame_size must be an integer of at least {protocol.MIN_FRAME_SIZE} bytes"
+        )
     tune_allocator()
     try:
         async with trio.open_nursery() as nursery:

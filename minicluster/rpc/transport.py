@@ -211,19 +211,20 @@ def _coalesce(frames: list[bytes]) -> list[bytes]:
 class _RemoteReply(Reply):
     """Answers one call by writing a reply frame to the connection it came on."""
 
-    __slots__ = ("_conn", "_id")
+    __slots__ = ("_conn", "_id", "_method")
 
-    def __init__(self, conn: ServerConnection, request_id: int) -> None:
+    def __init__(self, conn: ServerConnection, request_id: int, method: str) -> None:
         super().__init__()
         self._conn = conn
         self._id = request_id
+        self._method = method
 
     def set_result(self, value: Any) -> None:
         if self._done:
             return
         self._done = True
         self._conn.in_progress -= 1
-        self._conn.send_reply(self._id, value)
+        self._conn.send_reply(self._id, value, self._method)
 
     def set_error(self, error: BaseException) -> None:
         if self._done:
@@ -240,6 +241,9 @@ class ServerConnection:
         self.service = service
         self.stream = stream
         self.max_frame_size = service.max_frame_size
+        # the largest reply frame the peer takes: its own limit (stated in hello) or ours
+        self.reply_limit = self.max_frame_size
+        self.caller_limit: int | None = None
         self.decoder = FrameDecoder(self.max_frame_size)
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
@@ -339,10 +343,12 @@ class ServerConnection:
         if message is None:
             return False
         try:
-            protocol.check_hello(message)
+            self.caller_limit = protocol.check_hello(message)
         except ProtocolError as exc:
             self._goodbye(str(exc))
             return False
+        if self.caller_limit is not None:
+            self.reply_limit = min(self.caller_limit, self.max_frame_size)
         secret = self.service.secret
         if secret is None:
             self.writer.send(self._frame(protocol.welcome(max_frame_size=self.max_frame_size)))
@@ -399,7 +405,7 @@ class ServerConnection:
                     request.args,
                     request.kwargs,
                     request.token,
-                    _RemoteReply(self, request.id),
+                    _RemoteReply(self, request.id, request.method),
                 )
         elif request.kind == "tell":
             if endpoint is not None and endpoint.mailbox_full:
@@ -422,7 +428,7 @@ class ServerConnection:
             except Exception as exc:
                 self.send_error(request.id, exc)
             else:
-                self.send_reply(request.id, {"endpoint": request.endpoint})
+                self.send_reply(request.id, {"endpoint": request.endpoint}, "handshake")
         return True
 
     def _fast_call(self, message: dict[str, Any]) -> bool | RpcEndpoint:
@@ -454,7 +460,7 @@ class ServerConnection:
         if handled:  # a tell is never answered (call_inline logged what failed)
             if not is_tell:
                 if error is None:
-                    self.send_reply(request_id, result)
+                    self.send_reply(request_id, result, method)
                 else:
                     self.send_error(request_id, error)
             return True
@@ -470,32 +476,38 @@ class ServerConnection:
             args,
             kwargs,
             message.get("token"),
-            _RemoteReply(self, request_id),
+            _RemoteReply(self, request_id, method),
             sender,
         )
         return True
 
-    def send_reply(self, request_id: int, value: Any) -> None:
+    def send_reply(self, request_id: int, value: Any, method: str) -> None:
         try:
             payload = protocol.encode_message(protocol.reply(request_id, value))
         except SerializationError as exc:
             self.send_error(request_id, exc)
             return
-        if len(payload) > self.max_frame_size:
-            self.send_error(
-                request_id,
-                MessageTooLargeError(
-                    f"reply of {len(payload)} bytes exceeds the frame limit of "
-                    f"{self.max_frame_size} bytes"
-                ),
-            )
+        if len(payload) > self.reply_limit:
+            # the peer's decoder would refuse the frame and drop the connection with every
+            # call on it: this one call fails instead
+            self.send_error(request_id, self._too_large(method, len(payload)))
             return
         self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
 
-    def send_error(self, request_id: int, error: BaseException) -> None:
-        payload = protocol.encode_message(
-            protocol.error_reply(request_id, error, self.max_frame_size)
+    def _too_large(self, method: str, size: int) -> MessageTooLargeError:
+        caller_limit = self.caller_limit
+        whose = (
+            "the caller's"
+            if caller_limit is not None and caller_limit <= self.max_frame_size
+            else "this server's"
         )
+        return MessageTooLargeError(
+            f"the reply to {method} is {size:,} bytes, over {whose} frame limit of "
+            f"{self.reply_limit:,} bytes"
+        )
+
+    def send_error(self, request_id: int, error: BaseException) -> None:
+        payload = protocol.encode_message(protocol.error_reply(request_id, error, self.reply_limit))
         self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
 
 
@@ -616,7 +628,7 @@ class ClientConnection:
                 ) from None
             self.stream = stream = tls_stream  # type: ignore[assignment]
         self.writer = FrameWriter(stream)
-        await stream.send_all(protocol.encode_frame(protocol.hello()))
+        await stream.send_all(protocol.encode_frame(protocol.hello(self.max_frame_size)))
         message = await self._receive_setup()
         challenge = message.get("challenge")
         if challenge is not None:
