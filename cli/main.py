@@ -143,6 +143,14 @@ def cli() -> None:
 )
 @click.option("--heartbeat-interval", type=DURATION, default="10s", show_default=True)
 @click.option("--heartbeat-timeout", type=DURATION, default="50s", show_default=True)
+@click.option(
+    "--slot-request-timeout",
+    type=DURATION,
+    default="5min",
+    show_default=True,
+    help="Flink's slot.request.timeout: a region that cannot get its slots for this long fails "
+    "(also the ResourceManager's start-up period).",
+)
 @click.option("--rpc-timeout", type=DURATION, default="10s", show_default=True)
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="YAML with a cluster: section."
@@ -216,6 +224,7 @@ def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, An
         "heartbeat_interval": options["heartbeat_interval"],
         "heartbeat_timeout": options["heartbeat_timeout"],
         "rpc_timeout": options["rpc_timeout"],
+        "slot_request_timeout": options["slot_request_timeout"],
     }
     if options["config_file"]:
         from minicluster.scenario import load_cluster_config
@@ -228,6 +237,7 @@ def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, An
             "heartbeat_interval": spec.heartbeat_interval,
             "heartbeat_timeout": spec.heartbeat_timeout,
             "rpc_timeout": spec.rpc_timeout,
+            "slot_request_timeout": spec.slot_request_timeout,
         }
         for key, value in from_file.items():
             if ctx.get_parameter_source(key) is not click.core.ParameterSource.COMMANDLINE:
@@ -238,6 +248,7 @@ def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, An
         heartbeat_interval=values["heartbeat_interval"],
         heartbeat_timeout=values["heartbeat_timeout"],
         rpc_timeout=values["rpc_timeout"],
+        slot_request_timeout=values["slot_request_timeout"],
     )
     return values
 
@@ -388,6 +399,14 @@ def submit_job(
             fail(f"job {graph.name} ({graph.job_id.hex}) ended {status}")
 
 
+def _waiting(details: dict[str, Any]) -> str:
+    """The job's pending demand, as views show it: ", waiting for 2 slots"."""
+    pending = details.get("slots_pending") or 0
+    if not isinstance(pending, int) or pending <= 0:
+        return ""
+    return f", waiting for {pending} slot{'' if pending == 1 else 's'}"
+
+
 async def _follow(client: ClusterClient, job_id: uuid.UUID, interactive: bool) -> str:
     """Poll the job until it ends, showing progress on stderr; a leader change is followed."""
     last = ""
@@ -397,6 +416,7 @@ async def _follow(client: ClusterClient, job_id: uuid.UUID, interactive: bool) -
         line = (
             f"{details['name']}: {status} {details.get('tasks_finished', 0)}/"
             f"{details.get('tasks_total', 0)} tasks, {details.get('restarts', 0)} restarts"
+            + _waiting(details)
         )
         if line != last:
             if interactive:
@@ -470,6 +490,7 @@ def job_status(job_id: str, conn: Connection, as_json: bool) -> None:
                     "name": details["name"],
                     "status": details["status"],
                     "restarts": details.get("restarts", 0),
+                    "slots_pending": details.get("slots_pending", 0),
                     "tasks": tasks,
                 }
             )
@@ -477,7 +498,7 @@ def job_status(job_id: str, conn: Connection, as_json: bool) -> None:
         click.echo(
             f"{details['name']} ({details['job_id']}): {details['status']}, "
             f"{details.get('tasks_finished', 0)}/{details.get('tasks_total', len(tasks))} tasks "
-            f"finished, {details.get('restarts', 0)} restarts"
+            f"finished, {details.get('restarts', 0)} restarts" + _waiting(details)
         )
         for task in tasks:
             click.echo(
@@ -635,6 +656,13 @@ def stop(conn: Connection) -> None:
 @click.option("--heartbeat-interval", type=DURATION, default="10s", show_default=True)
 @click.option("--heartbeat-timeout", type=DURATION, default="50s", show_default=True)
 @click.option("--rpc-timeout", type=DURATION, default="10s", show_default=True)
+@click.option(
+    "--registration-timeout",
+    type=DURATION,
+    default="5min",
+    show_default=True,
+    help="Flink's taskmanager.registration.timeout: give up (exit 1) if not registered by then.",
+)
 @secret_option
 @tls_options
 def task_executor(
@@ -646,6 +674,7 @@ def task_executor(
     heartbeat_interval: float,
     heartbeat_timeout: float,
     rpc_timeout: float,
+    registration_timeout: float,
     secret_file: str | None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
@@ -667,6 +696,7 @@ def task_executor(
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
             rpc_timeout=rpc_timeout,
+            registration_timeout=registration_timeout,
         )
         from minicluster.serve import join_cluster
 
@@ -678,7 +708,7 @@ def task_executor(
             click.echo(format_event_line(event.as_dict()))
             sys.stdout.flush()
 
-        trio.run(
+        outcome = trio.run(
             lambda: join_cluster(
                 cluster_address=join,
                 resource_id=resource_id,
@@ -692,6 +722,8 @@ def task_executor(
                 on_event=on_event,
             )
         )
+        if outcome.startswith("failed: "):
+            fail(f"task executor {resource_id} gave up: {outcome[len('failed: ') :]}")
         click.echo(f"task executor {resource_id} stopped", err=True)
 
 

@@ -113,12 +113,20 @@ async def join_cluster(
             rng, nursery, fetch_leaders, interval=min(1.0, config.heartbeat_interval)
         )
         context = ClusterContext(config, rng, ha, events)
-        te = TaskExecutor(service, context, resource_id, slots)
+        stop = trio.CancelScope()
+        # a fatal error (registration timeout or rejection) ends the process, as in Flink
+        te = TaskExecutor(
+            service, context, resource_id, slots, on_fatal_error=lambda _: stop.cancel()
+        )
         te.start()
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, trio.CancelScope() as scope:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, stop as scope:
             on_ready(te)
             nursery.start_soon(_until_signal, signals, scope)
             await trio.sleep_forever()
+        if te.fatal_error is not None:
+            await te.close()
+            nursery.cancel_scope.cancel()
+            return f"failed: {te.fatal_error}"
         # graceful: tell the ResourceManager we are going, then stop
         try:
             with trio.move_on_after(2):

@@ -499,3 +499,12 @@ def test_uuid_and_enum_values_match_between_jobs_and_slots() -> None:
     output = render(render_topology(snapshot))
     assert "E" in row_of(output, "te-1 ").split("0/1")[1]
     assert "E etl" in output and "1 active" in output
+
+
+def test_a_job_waiting_for_slots_shows_its_pending_demand() -> None:
+    snapshot = make_snapshot()
+    snapshot["jobs"][0]["slots_pending"] = 2
+    row = row_of(render(render_jobs(snapshot)), "E etl")
+    assert "wait 2" in row
+    plain = format_summary(snapshot)
+    assert any("waiting for 2 slots" in line for line in plain)

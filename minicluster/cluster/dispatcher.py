@@ -127,6 +127,7 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
             "tasks_total": details.get("tasks_total", record.graph.task_count),
             "tasks_finished": details.get("tasks_finished", 0),
             "restarts": details.get("restarts", 0),
+            "slots_pending": details.get("slots_pending", 0),
         }
 
     def _details(self, record: JobRecord) -> dict[str, Any]:

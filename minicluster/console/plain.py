@@ -133,6 +133,9 @@ def format_summary(
             f"{as_int(job.get('tasks_finished'))}/{as_int(job.get('tasks_total'))} tasks, "
             f"{restarts} restart{'' if restarts == 1 else 's'}"
         )
+        pending = as_int(job.get("slots_pending"))
+        if pending:
+            text += f", waiting for {pending} slot{'' if pending == 1 else 's'}"
         if job.get("duration") is not None:
             text += f", {format_duration(job.get('duration'))}"
         lines.append(text)

@@ -554,6 +554,9 @@ def _jobs_rows(
         name.append(clean(job.get("name")) or short_id(job_id))
         progress = _progress_bar(done, total, 6, style)
         progress.append(f" {done}/{total}")
+        pending = as_int(job.get("slots_pending"))
+        if pending:
+            progress.append(f" wait {pending}", style="yellow")
         restarts = as_int(job.get("restarts"))
         cells: list[RenderableType] = [
             name,

@@ -171,6 +171,8 @@ class ClusterSpec:
     rpc_timeout: float = 10.0
     # how long news of a new leader takes to reach the other components (ZooKeeper-like lag)
     leader_notification_delay: float = 0.0
+    # Flink's slot.request.timeout (also the ResourceManager's start-up period)
+    slot_request_timeout: float = 300.0
 
     @property
     def total_slots(self) -> int:
@@ -189,6 +191,7 @@ class JobSpec:
     vertices: list[JobVertex]
     edges: list[JobEdge] = field(default_factory=list)
     restart: RestartStrategy = field(default_factory=RestartStrategy)
+    failover_strategy: str = "region"
     source: Source = field(default_factory=Source, compare=False)
 
     @classmethod
@@ -216,6 +219,7 @@ class JobSpec:
             vertices=copy.deepcopy(self.vertices),
             edges=copy.deepcopy(self.edges),
             restart=copy.deepcopy(self.restart),
+            failover_strategy=self.failover_strategy,
         )
         try:
             graph.validate()
@@ -951,7 +955,15 @@ def _find_cycle(vertices: Collection[str], edges: list[JobEdge]) -> list[str]:
     return []
 
 
-_JOB_KEYS = ("parallelism", "task_duration", "vertices", "edges", "restart", "fail")
+_JOB_KEYS = (
+    "parallelism",
+    "task_duration",
+    "vertices",
+    "edges",
+    "restart",
+    "failover_strategy",
+    "fail",
+)
 
 
 def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Source) -> JobSpec:
@@ -999,8 +1011,18 @@ def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Sourc
     restart = RestartStrategy()
     if (n := m.get("restart")) is not None:
         restart = _parse_restart(r, n, m.at("restart"))
+    failover = "region"
+    if (n := m.get("failover_strategy")) is not None:
+        failover = r.choice(n, m.at("failover_strategy"), ("region", "full"), "a failover strategy")
     m.ignore_unknown((name_key, *_JOB_KEYS))
-    spec = JobSpec(name=name, vertices=vertices, edges=edges, restart=restart, source=source)
+    spec = JobSpec(
+        name=name,
+        vertices=vertices,
+        edges=edges,
+        restart=restart,
+        failover_strategy=failover,
+        source=source,
+    )
     spec.to_job_graph(random.Random(0))  # the model's own checks, as a ScenarioError here
     return spec
 
@@ -1349,13 +1371,24 @@ def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
         hb.ignore_unknown(("interval", "timeout"))
     if (n := m.get("rpc_timeout")) is not None:
         spec.rpc_timeout = r.duration(n, m.at("rpc_timeout"), positive=True)
+    if (n := m.get("slot_request_timeout")) is not None:
+        spec.slot_request_timeout = r.duration(n, m.at("slot_request_timeout"), positive=True)
     if (n := m.get("ha")) is not None:
         ha = r.mapping(n, m.at("ha"), "a map {notification_delay}")
         if (v := ha.get("notification_delay")) is not None:
             spec.leader_notification_delay = r.duration(v, ha.at("notification_delay"))
         ha.ignore_unknown(("notification_delay",))
     m.ignore_unknown(
-        ("task_executors", "slots_per_executor", "rpc", "clock", "heartbeat", "rpc_timeout", "ha")
+        (
+            "task_executors",
+            "slots_per_executor",
+            "rpc",
+            "clock",
+            "heartbeat",
+            "rpc_timeout",
+            "slot_request_timeout",
+            "ha",
+        )
     )
     return spec
 

@@ -172,6 +172,7 @@ class ScenarioRun:
             heartbeat_timeout=spec.heartbeat_timeout,
             rpc_timeout=spec.rpc_timeout,
             leader_notification_delay=spec.leader_notification_delay,
+            slot_request_timeout=spec.slot_request_timeout,
             seed=self.seed,
         )
 
