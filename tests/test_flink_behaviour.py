@@ -612,7 +612,64 @@ async def test_notify_slot_available_with_a_stale_instance_id_is_ignored(
         rm = cluster.resource_manager
         slot = next(s for s in rm.slots.values() if s.job_id == job_id)
         assert slot.allocation_id is not None
-        gateway = cluster.rm_service.local_gateway(rm, ResourceManagerGateway, rm.fencing_token)
-        gateway.notify_slot_available("te-1", uuid.UUID(int=1), slot.slot_id, slot.allocation_id)
-        await trio.sleep(0.01)
+        allocation_id = slot.allocation_id
+        await rm.call_async(
+            lambda: rm.notify_slot_available("te-1", uuid.UUID(int=1), slot.slot_id, allocation_id)
+        )
         assert slot.state == "ALLOCATED" and slot.job_id == job_id
+        # the same news from the registered instance frees it
+        instance_id = rm.task_executors["te-1"].instance_id
+        await rm.call_async(
+            lambda: rm.notify_slot_available("te-1", instance_id, slot.slot_id, allocation_id)
+        )
+        assert slot.state == "FREE"
+
+
+# --- heartbeat failure counting ---------------------------------------------------------
+
+
+async def _heartbeat_outcomes(outcomes: list[str]) -> list[str]:
+    """Run a HeartbeatSender (interval 1 s, timeout 100 s, threshold 2) on a live endpoint
+    against a target whose heartbeat requests go as `outcomes` says; return its losses."""
+    from minicluster.cluster.heartbeat import HeartbeatSender
+    from minicluster.rpc import RecipientUnreachableError
+
+    lost: list[str] = []
+    script = list(outcomes)
+
+    async def request(target: str) -> None:
+        outcome = script.pop(0) if script else "ok"
+        if outcome == "unreachable":
+            raise RecipientUnreachableError(f"{target} is not there")
+
+    async with MiniCluster(0, 1, config=ClusterConfig(seed=40, **FAST)) as cluster:
+        owner = cluster.resource_manager
+        sender = HeartbeatSender(owner, 1.0, 100.0, 2, request, lambda t, c: lost.append(c))
+
+        def begin() -> None:
+            sender.monitor("x")
+            sender.start()
+
+        await owner.call_async(begin)
+        await trio.sleep(len(outcomes) + 2.5)
+    return lost
+
+
+async def test_a_heartbeat_request_that_gets_through_resets_the_failure_count(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    lost = await _heartbeat_outcomes(["unreachable", "ok", "unreachable", "ok", "unreachable"])
+    assert lost == []
+
+
+async def test_one_unreachable_heartbeat_is_tolerated_with_a_threshold_of_two(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert await _heartbeat_outcomes(["unreachable"]) == []
+
+
+async def test_two_unreachable_heartbeats_in_a_row_lose_the_target(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    lost = await _heartbeat_outcomes(["ok", "unreachable", "unreachable"])
+    assert lost == ["x was unreachable 2 times"]
