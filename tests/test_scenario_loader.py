@@ -1188,3 +1188,28 @@ def test_a_cluster_config_file_reads_the_cluster_section_with_line_numbers() -> 
     with pytest.raises(ScenarioError) as info:
         parse_cluster_config("cluster:\n  task_executors: many\n", "c.yaml")
     assert str(info.value).startswith("c.yaml: cluster.task_executors (line 2):")
+
+
+def test_the_cluster_section_sets_the_slot_request_timeout_and_the_failover_strategy() -> None:
+    from minicluster.scenario.loader import parse_scenario as parse
+    from minicluster.scenario.loader import to_job_graph as graph_of
+
+    scenario = parse(
+        """
+name: t
+cluster: {slot_request_timeout: 15s, failover_strategy: full}
+steps:
+  - submit: {job: a, parallelism: 2}
+  - submit: {job: b, parallelism: 2, failover_strategy: region}
+""",
+        "t.yaml",
+    )
+    assert scenario.cluster.slot_request_timeout == 15.0
+    submits = [s for s in scenario.steps if type(s).__name__ == "SubmitStep"]
+    import random as _random
+
+    strategies = [
+        graph_of(s, _random.Random(0), scenario.cluster.failover_strategy).failover_strategy  # type: ignore[arg-type]
+        for s in submits
+    ]
+    assert strategies == ["full", "region"]

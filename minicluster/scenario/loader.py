@@ -173,6 +173,9 @@ class ClusterSpec:
     leader_notification_delay: float = 0.0
     # Flink's slot.request.timeout (also the ResourceManager's start-up period)
     slot_request_timeout: float = 300.0
+    # the jobs' failover strategy unless a job names its own (Flink's
+    # jobmanager.execution.failover-strategy)
+    failover_strategy: str = "region"
 
     @property
     def total_slots(self) -> int:
@@ -191,7 +194,7 @@ class JobSpec:
     vertices: list[JobVertex]
     edges: list[JobEdge] = field(default_factory=list)
     restart: RestartStrategy = field(default_factory=RestartStrategy)
-    failover_strategy: str = "region"
+    failover_strategy: str | None = None  # None: the cluster's
     source: Source = field(default_factory=Source, compare=False)
 
     @classmethod
@@ -211,15 +214,16 @@ class JobSpec:
     def vertex(self, name: str) -> JobVertex | None:
         return next((v for v in self.vertices if v.name == name), None)
 
-    def to_job_graph(self, rng: random.Random) -> JobGraph:
-        """A validated JobGraph with a fresh id drawn from ``rng``."""
+    def to_job_graph(self, rng: random.Random, failover_strategy: str = "region") -> JobGraph:
+        """A validated JobGraph with a fresh id drawn from ``rng``; `failover_strategy` applies
+        unless the job names its own."""
         graph = JobGraph(
             job_id=new_id(rng),
             name=self.name,
             vertices=copy.deepcopy(self.vertices),
             edges=copy.deepcopy(self.edges),
             restart=copy.deepcopy(self.restart),
-            failover_strategy=self.failover_strategy,
+            failover_strategy=self.failover_strategy or failover_strategy,
         )
         try:
             graph.validate()
@@ -553,11 +557,13 @@ class Scenario:
         return {s.job.name: s.job for s in self.steps if isinstance(s, SubmitStep)}
 
 
-def to_job_graph(submit: SubmitStep | JobSpec, rng: random.Random) -> JobGraph:
+def to_job_graph(
+    submit: SubmitStep | JobSpec, rng: random.Random, failover_strategy: str = "region"
+) -> JobGraph:
     """The JobGraph a submit step (or a job file) submits, its id drawn from ``rng``; a graph
     that does not validate is a ScenarioError at that step."""
     spec = submit.job if isinstance(submit, SubmitStep) else submit
-    return spec.to_job_graph(rng)
+    return spec.to_job_graph(rng, failover_strategy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1011,7 +1017,7 @@ def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Sourc
     restart = RestartStrategy()
     if (n := m.get("restart")) is not None:
         restart = _parse_restart(r, n, m.at("restart"))
-    failover = "region"
+    failover = None
     if (n := m.get("failover_strategy")) is not None:
         failover = r.choice(n, m.at("failover_strategy"), ("region", "full"), "a failover strategy")
     m.ignore_unknown((name_key, *_JOB_KEYS))
@@ -1373,6 +1379,10 @@ def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
         spec.rpc_timeout = r.duration(n, m.at("rpc_timeout"), positive=True)
     if (n := m.get("slot_request_timeout")) is not None:
         spec.slot_request_timeout = r.duration(n, m.at("slot_request_timeout"), positive=True)
+    if (n := m.get("failover_strategy")) is not None:
+        spec.failover_strategy = r.choice(
+            n, m.at("failover_strategy"), ("region", "full"), "a failover strategy"
+        )
     if (n := m.get("ha")) is not None:
         ha = r.mapping(n, m.at("ha"), "a map {notification_delay}")
         if (v := ha.get("notification_delay")) is not None:
@@ -1387,6 +1397,7 @@ def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
             "heartbeat",
             "rpc_timeout",
             "slot_request_timeout",
+            "failover_strategy",
             "ha",
         )
     )

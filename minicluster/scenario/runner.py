@@ -270,7 +270,7 @@ class ScenarioRun:
 
     async def _run_step(self, step: Step, cluster: MiniCluster, view: _View) -> str:
         if isinstance(step, SubmitStep):
-            graph = to_job_graph(step, self.rng)
+            graph = to_job_graph(step, self.rng, self.scenario.cluster.failover_strategy)
             try:
                 job_id = await cluster.submit_job(graph)
             except Exception as exc:
