@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from . import serialization
+from .decode_budget import DecodeBudgetError
 from .errors import (
     AuthenticationError,
     EndpointNotFoundError,
@@ -45,6 +46,10 @@ _LAYER_ERRORS = (
 
 PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME_SIZE: Final = 10 * 1024 * 1024
+# Until a connection is set up (hello, and auth with a shared secret) frames are small: a
+# stranger gets this frame limit and this decoding budget, not the full ones.
+SETUP_MAX_FRAME_SIZE: Final = 4096
+SETUP_DECODE_BUDGET: Final = 16 * 1024
 HEADER_SIZE: Final = 4
 CHALLENGE_SIZE: Final = 16
 
@@ -131,10 +136,10 @@ class FrameDecoder:
         return payload
 
     def __iter__(self) -> Iterator[bytes]:
-        frames = self.drain()
-        yield from frames
-        if frames and self.buffered >= HEADER_SIZE:
-            self.next_frame()  # an oversized header after the frames raises now
+        # drained again after each batch: the limit may change in between (after set-up), and
+        # an oversized header after the frames raises then
+        while frames := self.drain():
+            yield from frames
 
     def drain(self) -> list[bytes]:
         """Every complete payload buffered now, in order (one pass: the hot path of a reader)."""
@@ -184,10 +189,16 @@ def encode_frame(message: dict[str, Any], max_frame_size: int | None = None) -> 
     return frame_bytes(payload)
 
 
-def decode_message(payload: bytes) -> dict[str, Any]:
-    """A frame payload as a message map; `ProtocolError` for anything else."""
+def decode_message(payload: bytes, budget: int | None = None) -> dict[str, Any]:
+    """A frame payload as a message map; `ProtocolError` for anything else.
+
+    `budget` bounds the memory its values may take (see `serialization.loads`); a payload over
+    it is refused as a whole (`DecodeBudgetError`, no request id: it is not decoded at all).
+    """
     try:
-        message = serialization.loads(payload)
+        message = serialization.loads(payload, budget=budget)
+    except DecodeBudgetError:
+        raise
     except ProtocolError as exc:
         raise ProtocolError(str(exc), request_id=_readable_id(payload)) from None
     if not isinstance(message, dict):
