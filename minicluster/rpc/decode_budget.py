@@ -30,15 +30,15 @@ FLOAT: Final = 24
 BYTES: Final = 33  # plus the length
 TEXT: Final = 49  # plus the length (UTF-8 never takes fewer bytes than the str's data)
 SIMPLE: Final = 48  # a CBOR simple value other than false/true/null/undefined
-TAG: Final = 200  # the object a tag becomes (a domain object, a UUID, ...)
+TAG: Final = 64  # the object a tag becomes, beyond its content (a domain object, a UUID)
 SET: Final = 216  # tag 258: a set, plus SET_ITEM per element
 # The items of indefinite-length arrays and maps are charged this many times over: the decoder
 # grows them as they come, and nothing bounds their count ahead (our encoder never makes them).
 INDEFINITE: Final = 4
 SET_ITEM: Final = 96  # a set's table holds up to 4 entries of 16 bytes per item
 
-# The costliest a byte can be in this estimate: a domain-object tag around an empty array
-# (`d8 1b 80`, 3 bytes for TAG + LIST + SLOT); an empty map in an array is 72 per byte.
+# The costliest a byte can be in this estimate: a set around an empty array (`d9 01 02 80`,
+# 4 bytes for SET + LIST + SLOT); an empty map in an array is 72 per byte.
 MAX_COST_PER_BYTE: Final = 96
 MAX_DEPTH: Final = 256
 
@@ -47,8 +47,6 @@ _SET_TAG: Final = 258
 # null, undefined) or a fixed amount (empty arrays and maps): runs of them are charged at once.
 _ATOMS: Final = re.compile(rb"[\x00-\x17\x20-\x37\x40\x60\x80\xa0\xf4-\xf7]+")
 _IS_ATOM: Final = bytes(1 if _ATOMS.fullmatch(bytes([b])) else 0 for b in range(256))
-# Integers 24..255 (two bytes each), also cached: the other common run of cheap items.
-_BYTE_INTS: Final = re.compile(rb"(?:\x18[\x00-\xff])+", re.DOTALL)
 _INDEFINITE_STRING: Final = -1  # its chunks are charged as strings; 1 more is rounding
 
 
@@ -72,6 +70,11 @@ def check_decode_cost(data: bytes, budget: int) -> None:
     estimate = _walk(data, budget)
     if estimate > budget:
         raise DecodeBudgetError(len(data), estimate, budget)
+
+
+def decode_cost(data: bytes) -> int:
+    """The whole estimate for `data`, in bytes (for tests and measurements)."""
+    return _walk(data, 1 << 62)
 
 
 def _walk(data: bytes, budget: int) -> int:
@@ -99,15 +102,16 @@ def _walk(data: bytes, budget: int) -> int:
             # no further than the items left here, or than enough of them to pass the budget
             most = remaining if remaining > 0 else (budget - cost) // -remaining + 1
             end = min(size, pos + 2 * most)
+            count = 0
             if atoms and _IS_ATOM[data[pos + 1]]:
                 match = _ATOMS.match(data, pos, end)
+                count = match.end() - pos if match is not None else 0
             elif not atoms and data[pos + 2] == 0x18:
-                match = _BYTE_INTS.match(data, pos, end)
-            else:
-                match = None
-            if match is not None:
+                # every other byte is 0x18: count them (a regex would keep a state per item)
+                heads = data[pos:end:2]
+                count = len(heads) - len(heads.lstrip(b"\x18"))
+            if count > 1:
                 width = 1 if atoms else 2
-                count = (match.end() - pos) // width
                 if remaining > 0:
                     count = min(count, remaining)
                     remaining -= count
@@ -162,7 +166,7 @@ def _walk(data: bytes, budget: int) -> int:
                     return cost
                 stack.append(remaining)
                 remaining = _INDEFINITE_STRING
-            elif arg > 1 or (arg == 1 and major == 3):
+            elif arg > 1:  # CPython caches the strings of one byte or one ASCII character
                 cost += (BYTES if major == 2 else TEXT) + min(arg, size)
             pos += max(arg, 0)
         elif major == 4:

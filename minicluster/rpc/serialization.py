@@ -21,10 +21,10 @@ from .errors import ProtocolError, SerializationError
 DOMAIN_TAG = 27
 UUID_TAG = 37
 MAX_DEPTH = 256
-# Decoding a payload of N bytes may take at most max(DECODE_BUDGET_FLOOR, DECODE_BUDGET_FACTOR * N)
+# Decoding a payload of N bytes may take at most max(DECODE_BUDGET_FLOOR, 1.5 * N)
 # bytes of memory (estimated before decoding, see decode_budget.py).
-DECODE_BUDGET_FACTOR = 2
-DECODE_BUDGET_FLOOR = 1024 * 1024
+DECODE_BUDGET_FACTOR_PERCENT = 150
+DECODE_BUDGET_FLOOR = 4 * 1024 * 1024
 
 T = TypeVar("T")
 
@@ -188,7 +188,7 @@ _SEMANTIC_DECODERS[DOMAIN_TAG] = _decode_domain
 
 def decode_budget(size: int) -> int:
     """The memory that decoding a payload of `size` bytes may take, by default."""
-    return max(DECODE_BUDGET_FLOOR, DECODE_BUDGET_FACTOR * size)
+    return max(DECODE_BUDGET_FLOOR, size * DECODE_BUDGET_FACTOR_PERCENT // 100)
 
 
 def loads(data: bytes, *, lenient: bool = False, budget: int | None = None) -> Any:
