@@ -368,7 +368,7 @@ class ServerConnection:
         return protocol.frame_bytes(protocol.encode_message(message))
 
     def _goodbye(self, reason: str) -> None:
-        log.info("goodbye to a client: %s", reason)
+        self.service.log_limiter.log(log, logging.INFO, "goodbye to a client: %s", reason)
         self.writer.send(self._frame(protocol.goodbye(reason)))
 
     def _handle(self, payload: bytes) -> bool | RpcEndpoint:
