@@ -69,7 +69,7 @@ class LogLimiter:
         elif now - kind.started >= self.window:
             self._report(logger, msg, kind, now)
             kind.started, kind.logged = now, 0
-        if True:
+        if kind.logged < self.burst:
             kind.logged += 1
             logger.log(level, msg, *args, stacklevel=3)  # where the caller logged
         else:
