@@ -21,9 +21,9 @@ from .errors import ProtocolError, SerializationError
 DOMAIN_TAG = 27
 UUID_TAG = 37
 MAX_DEPTH = 256
-# Decoding a payload of N bytes may take at most max(DECODE_BUDGET_FLOOR, 1.5 * N)
+# Decoding a payload of N bytes may take at most max(DECODE_BUDGET_FLOOR, 1.25 * N)
 # bytes of memory (estimated before decoding, see decode_budget.py).
-DECODE_BUDGET_FACTOR_PERCENT = 150
+DECODE_BUDGET_FACTOR_PERCENT = 125
 DECODE_BUDGET_FLOOR = 4 * 1024 * 1024
 
 T = TypeVar("T")
