@@ -1261,6 +1261,7 @@ async def test_no_call_is_served_before_a_correct_proof_and_refusals_reveal_noth
             "the proof plus a byte": lambda c: auth(protocol.auth_proof(SECRET, c) + b"\x00"),
             "the secret itself": lambda c: auth(SECRET),
             "an empty proof": lambda c: auth(b""),
+            "a proof of 3 KB": lambda c: auth(bytes(3000)),
             "a proof of 60 KB": lambda c: auth(bytes(60000)),
             "an integer proof": lambda c: auth(12345),
             "the challenge echoed": lambda c: auth(c),
@@ -1270,7 +1271,8 @@ async def test_no_call_is_served_before_a_correct_proof_and_refusals_reveal_noth
             "garbage": lambda c: protocol.frame_bytes(b"\xff\xfe"),
             "an oversized frame": lambda c: (2**30).to_bytes(4, "big"),
         }
-        not_even_a_message = ("garbage", "an oversized frame")
+        # refused for what they are, whatever the proof: frames before set-up are small
+        not_even_a_message = ("garbage", "an oversized frame", "a proof of 60 KB")
         for name, make in wrong_ones.items():
             seen = await attempt(make)
             assert [m["type"] for m in seen] == ["goodbye"], (name, seen)

@@ -430,7 +430,9 @@ class RpcEndpoint:
             if reply is not None:
                 _answer(reply, None, exc)
             elif not isinstance(exc, FencingTokenError):
-                log.warning("tell %s.%s failed: %s", self._endpoint_id, call.method, show(exc))
+                self._rpc_service.log_limiter.warning(
+                    log, "tell %s.%s failed: %s", self._endpoint_id, call.method, show(exc)
+                )
             return
         if tracer is not None:
             tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, None)
@@ -648,7 +650,9 @@ class RpcEndpoint:
         if tracer is not None:
             tracer.message(sender, self._endpoint_id, method, is_ask, error)
         if not is_ask and error is not None and not isinstance(error, FencingTokenError):
-            log.warning("tell %s.%s failed: %s", self._endpoint_id, method, show(error))
+            self._rpc_service.log_limiter.warning(
+                log, "tell %s.%s failed: %s", self._endpoint_id, method, show(error)
+            )
         return True, result, error
 
     @property

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from . import serialization
+from .decode_budget import DecodeBudgetError
 from .errors import (
     AuthenticationError,
     EndpointNotFoundError,
@@ -46,7 +47,12 @@ _LAYER_ERRORS = (
 PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME_SIZE: Final = 10 * 1024 * 1024
 MIN_FRAME_SIZE: Final = 1024  # room for any set-up message and any (cut) error reply
+# Until a connection is set up (hello, and auth with a shared secret) frames are small: a
+# stranger gets this frame limit and this decoding budget, not the full ones.
+SETUP_MAX_FRAME_SIZE: Final = 4096
+SETUP_DECODE_BUDGET: Final = 16 * 1024
 HEADER_SIZE: Final = 4
+LARGE_PAYLOAD: Final = 1024 * 1024  # gathered in parts by the FrameDecoder
 CHALLENGE_SIZE: Final = 16
 
 
@@ -70,21 +76,29 @@ class FrameDecoder:
     and the decoder drops what it buffered, so an oversized body is never kept.
     """
 
-    __slots__ = ("_broken", "_buf", "_pos", "max_frame_size")
+    __slots__ = ("_broken", "_buf", "_missing", "_parts", "_pos", "_ready", "max_frame_size")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
         self._buf = bytearray()
         self._pos = 0
         self._broken: FrameTooLargeError | None = None
+        # A large payload is gathered as the chunks that came and joined once: growing the
+        # buffer to its size and copying it out would hold it two or three times over.
+        self._parts: list[bytes] | None = None
+        self._missing = 0  # bytes of the gathered payload still to come
+        self._ready: list[bytes] = []  # gathered payloads, before anything in the buffer
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a frame."""
-        return len(self._buf) - self._pos
+        gathered = sum(map(len, self._parts)) if self._parts is not None else 0
+        return len(self._buf) - self._pos + gathered + sum(map(len, self._ready))
 
     def receive_size(self, minimum: int = 65536, maximum: int = 16 * 1024 * 1024) -> int:
         """How much to ask the socket for: enough for the rest of a large frame in one go."""
+        if self._parts is not None:
+            return min(max(minimum, self._missing), maximum)
         available = len(self._buf) - self._pos
         if available < HEADER_SIZE:
             return minimum
@@ -95,9 +109,33 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray) -> None:
         if self._broken is not None:
             raise self._broken
+        parts = self._parts
+        if parts is not None:
+            missing = self._missing
+            if len(data) < missing:
+                parts.append(bytes(data))
+                self._missing -= len(data)
+                return
+            parts.append(bytes(data[:missing]))
+            self._ready.append(b"".join(parts))
+            self._parts = None
+            data = data[missing:]
         self._buf += data
-        if self.buffered >= HEADER_SIZE:
+        if len(self._buf) - self._pos >= HEADER_SIZE:
             self._check_header()
+            self._gather()
+
+    def _gather(self) -> None:
+        """Start gathering the payload at the front of the buffer if it is large and not all
+        here (frames before it are returned first: it is gathered once they are)."""
+        buf, pos = self._buf, self._pos
+        size = _unpack_header(buf, pos)[0]
+        if size >= LARGE_PAYLOAD and len(buf) - pos < HEADER_SIZE + size:
+            start = pos + HEADER_SIZE
+            self._parts = [bytes(buf[start:])]
+            self._missing = size - (len(buf) - start)
+            buf.clear()
+            self._pos = 0
 
     def _check_header(self) -> None:
         size = int.from_bytes(self._buf[self._pos : self._pos + HEADER_SIZE], "big")
@@ -109,6 +147,8 @@ class FrameDecoder:
 
     def next_frame(self) -> bytes | None:
         """The next complete payload, or None until more bytes arrive."""
+        if self._ready:
+            return self._ready.pop(0)
         buf, pos = self._buf, self._pos
         available = len(buf) - pos
         if available < HEADER_SIZE:
@@ -132,17 +172,17 @@ class FrameDecoder:
         return payload
 
     def __iter__(self) -> Iterator[bytes]:
-        frames = self.drain()
-        yield from frames
-        if frames and self.buffered >= HEADER_SIZE:
-            self.next_frame()  # an oversized header after the frames raises now
+        # drained again after each batch: the limit may change in between (after set-up), and
+        # an oversized header after the frames raises then
+        while frames := self.drain():
+            yield from frames
 
     def drain(self) -> list[bytes]:
         """Every complete payload buffered now, in order (one pass: the hot path of a reader)."""
+        frames, self._ready = self._ready, []
         buf, pos = self._buf, self._pos
         end_of_data = len(buf)
         limit = self.max_frame_size
-        frames: list[bytes] = []
         with memoryview(buf) as view:
             while end_of_data - pos >= HEADER_SIZE:
                 size = _unpack_header(buf, pos)[0]
@@ -185,10 +225,16 @@ def encode_frame(message: dict[str, Any], max_frame_size: int | None = None) -> 
     return frame_bytes(payload)
 
 
-def decode_message(payload: bytes) -> dict[str, Any]:
-    """A frame payload as a message map; `ProtocolError` for anything else."""
+def decode_message(payload: bytes, budget: int | None = None) -> dict[str, Any]:
+    """A frame payload as a message map; `ProtocolError` for anything else.
+
+    `budget` bounds the memory its values may take (see `serialization.loads`); a payload over
+    it is refused as a whole (`DecodeBudgetError`, no request id: it is not decoded at all).
+    """
     try:
-        message = serialization.loads(payload)
+        message = serialization.loads(payload, budget=budget)
+    except DecodeBudgetError:
+        raise
     except ProtocolError as exc:
         raise ProtocolError(str(exc), request_id=_readable_id(payload)) from None
     if not isinstance(message, dict):

@@ -15,11 +15,16 @@ from typing import Any, TypeVar
 
 import cbor2
 
+from .decode_budget import check_decode_cost
 from .errors import ProtocolError, SerializationError
 
 DOMAIN_TAG = 27
 UUID_TAG = 37
 MAX_DEPTH = 256
+# Decoding a payload of N bytes may take at most max(DECODE_BUDGET_FLOOR, 1.25 * N)
+# bytes of memory (estimated before decoding, see decode_budget.py).
+DECODE_BUDGET_FACTOR_PERCENT = 125
+DECODE_BUDGET_FLOOR = 4 * 1024 * 1024
 
 T = TypeVar("T")
 
@@ -181,12 +186,20 @@ _SEMANTIC_DECODERS.update({t: _refuse_tag(t) for t in (1004, 1040, 55799, 43000)
 _SEMANTIC_DECODERS[DOMAIN_TAG] = _decode_domain
 
 
-def loads(data: bytes, *, lenient: bool = False) -> Any:
+def decode_budget(size: int) -> int:
+    """The memory that decoding a payload of `size` bytes may take, by default."""
+    return max(DECODE_BUDGET_FLOOR, size * DECODE_BUDGET_FACTOR_PERCENT // 100)
+
+
+def loads(data: bytes, *, lenient: bool = False, budget: int | None = None) -> Any:
     """Decode one CBOR item; anything malformed, unknown or too deep is a `ProtocolError`.
 
+    A payload whose values would take more than `budget` bytes of memory (by default
+    `decode_budget(len(data))`) is refused with `DecodeBudgetError` before anything is built.
     With `lenient`, refused tags decode as None instead, so that a reader can still find out
     who sent a message that it cannot accept.
     """
+    check_decode_cost(data, decode_budget(len(data)) if budget is None else budget)
     _decode_failure.clear()
     try:
         stream = io.BytesIO(data)

@@ -20,6 +20,7 @@ from .endpoint import RpcEndpoint
 from .errors import EndpointNotFoundError, HandshakeError, RpcConnectionError
 from .gateway import G, make_proxy
 from .local import LocalInvoker
+from .ratelimit import LogLimiter
 from .timeouts import Timeouts
 from .tls import TlsConfig
 from .transport import ClientConnection, RemoteInvoker, ServerConnection, accept_tls
@@ -107,6 +108,7 @@ class RpcService:
         self.port: int | None = None
         self.address = f"local://{self.name}"
         self.stats = RpcStats()
+        self.log_limiter = LogLimiter()  # per-message problems: a few lines, then a count
         self.timeouts = Timeouts()
         nursery.start_soon(self.timeouts.run)
         self._endpoints: dict[str, RpcEndpoint] = {}
@@ -299,6 +301,7 @@ class RpcService:
             except Exception as exc:
                 log.debug("endpoint %s terminated with %r", endpoint.endpoint_id, exc)
         _LOCAL_SERVICES.pop(self.name, None)
+        self.log_limiter.flush()
         self._nursery.cancel_scope.cancel()
 
 

@@ -244,7 +244,8 @@ class ServerConnection:
         # the largest reply frame the peer takes: its own limit (stated in hello) or ours
         self.reply_limit = self.max_frame_size
         self.caller_limit: int | None = None
-        self.decoder = FrameDecoder(self.max_frame_size)
+        # a stranger gets small frames until set-up succeeds (see _serve)
+        self.decoder = FrameDecoder(min(self.max_frame_size, protocol.SETUP_MAX_FRAME_SIZE))
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
         self.batching = False  # handling the requests of one read: hold replies back
@@ -275,6 +276,7 @@ class ServerConnection:
         if setup.cancelled_caught:
             self._goodbye("connection set-up timed out")
             return
+        self.decoder.max_frame_size = self.max_frame_size
         handled = 0
         writer = self.writer
         async for payload in frames:
@@ -316,12 +318,14 @@ class ServerConnection:
                 return
             try:
                 decoder.feed(data)
+                del data  # the decoder has a copy: do not hold a second one while decoding
                 # replies to a batch of requests go out in one write, after the batch
                 self.batching = True
                 for payload in decoder:
                     yield payload
             except FrameTooLargeError as exc:
-                self._goodbye(f"{exc}; closing the connection")
+                during = "" if decoder.max_frame_size == self.max_frame_size else " before set-up"
+                self._goodbye(f"{exc}{during}; closing the connection")
                 return
             finally:
                 self.batching = False
@@ -333,7 +337,7 @@ class ServerConnection:
         except StopAsyncIteration:
             return None
         try:
-            return protocol.decode_message(payload)
+            return protocol.decode_message(payload, protocol.SETUP_DECODE_BUDGET)
         except ProtocolError as exc:
             self._goodbye(str(exc))
             return None
@@ -370,7 +374,7 @@ class ServerConnection:
         return protocol.frame_bytes(protocol.encode_message(message))
 
     def _goodbye(self, reason: str) -> None:
-        log.info("goodbye to a client: %s", reason)
+        self.service.log_limiter.log(log, logging.INFO, "goodbye to a client: %s", reason)
         self.writer.send(self._frame(protocol.goodbye(reason)))
 
     def _handle(self, payload: bytes) -> bool | RpcEndpoint:
