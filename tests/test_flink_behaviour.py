@@ -613,16 +613,17 @@ async def test_notify_slot_available_with_a_stale_instance_id_is_ignored(
         slot = next(s for s in rm.slots.values() if s.job_id == job_id)
         assert slot.allocation_id is not None
         allocation_id = slot.allocation_id
-        await rm.call_async(
-            lambda: rm.notify_slot_available("te-1", uuid.UUID(int=1), slot.slot_id, allocation_id)
-        )
-        assert slot.state == "ALLOCATED" and slot.job_id == job_id
+
+        def notify(instance_id: uuid.UUID) -> str:
+            # on the ResourceManager's main thread, read in the same turn (a heartbeat's slot
+            # report may set the slot back right after)
+            rm.notify_slot_available("te-1", instance_id, slot.slot_id, allocation_id)
+            return slot.state
+
+        assert await rm.call_async(lambda: notify(uuid.UUID(int=1))) == "ALLOCATED"
         # the same news from the registered instance frees it
-        instance_id = rm.task_executors["te-1"].instance_id
-        await rm.call_async(
-            lambda: rm.notify_slot_available("te-1", instance_id, slot.slot_id, allocation_id)
-        )
-        assert slot.state == "FREE"
+        registered = rm.task_executors["te-1"].instance_id
+        assert await rm.call_async(lambda: notify(registered)) == "FREE"
 
 
 # --- heartbeat failure counting ---------------------------------------------------------

@@ -318,7 +318,8 @@ def test_to_job_graph_turns_an_invalid_graph_into_a_scenario_error_at_the_step()
     with pytest.raises(ScenarioError) as info:
         to_job_graph(spec, random.Random(0))
     assert str(info.value) == (
-        "x.yaml: steps[2].submit (line 9): vertex 'v' needs a parallelism of at least 1"
+        "x.yaml: steps[2].submit (line 9): the parallelism of vertex 'v' must be from 1 to "
+        "32,768, not 0"
     )
 
 

@@ -6,6 +6,7 @@ Every type here is registered for the wire, so the same calls work in-process an
 from __future__ import annotations
 
 import enum
+import math
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +17,37 @@ from minicluster.rpc import RpcError, register_error, wire_type
 MAX_PARALLELISM = 32_768
 # slots one TaskExecutor may offer: more would not fit a slot report in a frame
 MAX_SLOTS_PER_TASK_EXECUTOR = 1_024
+MAX_NAME_LENGTH = 200  # characters of a job, vertex or TaskExecutor name
+MAX_VERTICES_PER_JOB = 1_000
+MAX_EDGES_PER_JOB = 10_000
+MAX_TASKS_PER_JOB = 100_000  # the sum of the vertices' parallelism
+MAX_RESTART_ATTEMPTS = 1_000_000
+MAX_ERROR_LENGTH = 64 * 1024  # characters of a task's failure message
+MAX_ADDRESS_LENGTH = 1_024
+
+
+def _check_name(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text, not {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_NAME_LENGTH:
+        raise ValueError(f"{what} must have 1 to {MAX_NAME_LENGTH} characters, not {len(value):,}")
+    return value
+
+
+def _check_count(what: str, value: object, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be from {low:,} to {high:,}, not {value:,}")
+    return value
+
+
+def _check_seconds(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a finite number of seconds, at least 0, not {value}")
+    return float(value)
 
 
 def new_id(rng: random.Random) -> uuid.UUID:
@@ -80,6 +112,23 @@ class JobVertex:
     fail_after: float = 0.0
     fail_attempts: int = 1
 
+    def validate(self) -> None:
+        _check_name("a vertex name", self.name)
+        _check_count(
+            f"the parallelism of vertex {self.name!r}", self.parallelism, 1, MAX_PARALLELISM
+        )
+        _check_seconds(f"the task duration of vertex {self.name!r}", self.task_duration)
+        _check_seconds(f"fail_after of vertex {self.name!r}", self.fail_after)
+        _check_count(
+            f"fail attempts of vertex {self.name!r}", self.fail_attempts, 0, MAX_RESTART_ATTEMPTS
+        )
+        if not isinstance(self.fail_subtasks, list) or len(self.fail_subtasks) > self.parallelism:
+            raise ValueError(f"vertex {self.name!r} lists more failing subtasks than it has")
+        for subtask in self.fail_subtasks:
+            _check_count(
+                f"a failing subtask of vertex {self.name!r}", subtask, 0, self.parallelism - 1
+            )
+
 
 @wire_type
 @dataclass
@@ -90,6 +139,12 @@ class JobEdge:
     target: str
     pattern: str = "all-to-all"  # or "pointwise"
 
+    def validate(self) -> None:
+        _check_name("an edge's source", self.source)
+        _check_name("an edge's target", self.target)
+        if self.pattern not in ("all-to-all", "pointwise"):
+            raise ValueError(f"edge pattern must be all-to-all or pointwise, not {self.pattern!r}")
+
 
 @wire_type
 @dataclass
@@ -98,6 +153,10 @@ class RestartStrategy:
 
     attempts: int = 3
     delay: float = 1.0
+
+    def validate(self) -> None:
+        _check_count("restart attempts", self.attempts, 0, MAX_RESTART_ATTEMPTS)
+        _check_seconds("the restart delay", self.delay)
 
 
 FAILOVER_STRATEGIES = ("region", "full")
@@ -125,21 +184,40 @@ class JobGraph:
         return sum(v.parallelism for v in self.vertices)
 
     def validate(self) -> None:
-        if not self.vertices:
+        """Everything a job must be before anything is created for it: types, ranges, finite
+        durations, lengths and Flink's bound on parallelism. Run where a graph enters (decoded
+        from the wire, read from a file, submitted), so a refused job leaves no trace."""
+        if not isinstance(self.job_id, uuid.UUID):
+            raise ValueError(f"a job id must be a UUID, not {type(self.job_id).__name__}")
+        _check_name("a job name", self.name)
+        if not isinstance(self.vertices, list) or not self.vertices:
             raise ValueError(f"job {self.name!r} has no vertices")
+        if len(self.vertices) > MAX_VERTICES_PER_JOB:
+            raise ValueError(f"a job has at most {MAX_VERTICES_PER_JOB:,} vertices")
+        if not isinstance(self.edges, list) or len(self.edges) > MAX_EDGES_PER_JOB:
+            raise ValueError(f"a job has at most {MAX_EDGES_PER_JOB:,} edges")
+        for v in self.vertices:
+            if not isinstance(v, JobVertex):
+                raise ValueError(f"a vertex must be a JobVertex, not {type(v).__name__}")
+            v.validate()
         names = [v.name for v in self.vertices]
         if len(set(names)) != len(names):
             raise ValueError(f"job {self.name!r} has two vertices with the same name")
-        for v in self.vertices:
-            if v.parallelism < 1:
-                raise ValueError(f"vertex {v.name!r} needs a parallelism of at least 1")
-            if v.task_duration < 0:
-                raise ValueError(f"vertex {v.name!r} has a negative task duration")
+        if self.task_count > MAX_TASKS_PER_JOB:
+            raise ValueError(
+                f"job {self.name!r} has {self.task_count:,} tasks; a job has at most "
+                f"{MAX_TASKS_PER_JOB:,}"
+            )
+        known = set(names)
         for e in self.edges:
-            if e.source not in names or e.target not in names:
+            if not isinstance(e, JobEdge):
+                raise ValueError(f"an edge must be a JobEdge, not {type(e).__name__}")
+            e.validate()
+            if e.source not in known or e.target not in known:
                 raise ValueError(f"edge {e.source}->{e.target} names an unknown vertex")
-            if e.pattern not in ("all-to-all", "pointwise"):
-                raise ValueError(f"edge pattern must be all-to-all or pointwise, not {e.pattern!r}")
+        if not isinstance(self.restart, RestartStrategy):
+            raise ValueError("restart must be a RestartStrategy")
+        self.restart.validate()
         if self.failover_strategy not in FAILOVER_STRATEGIES:
             raise ValueError(
                 f"failover strategy must be region or full, not {self.failover_strategy!r}"
@@ -151,6 +229,10 @@ class JobGraph:
 class SlotID:
     task_executor: str
     index: int
+
+    def validate(self) -> None:
+        _check_name("a TaskExecutor id", self.task_executor)
+        _check_count("a slot index", self.index, 0, MAX_SLOTS_PER_TASK_EXECUTOR - 1)
 
     def __str__(self) -> str:
         return f"{self.task_executor}/{self.index}"
@@ -184,6 +266,14 @@ class TaskDeploymentDescriptor:
     duration: float
     fail_after: float | None = None
 
+    def validate(self) -> None:
+        _check_name("a vertex name", self.vertex)
+        _check_count("a subtask index", self.subtask, 0, MAX_PARALLELISM - 1)
+        _check_count("an attempt number", self.attempt, 0, MAX_RESTART_ATTEMPTS)
+        _check_seconds("a task duration", self.duration)
+        if self.fail_after is not None:
+            _check_seconds("fail_after", self.fail_after)
+
 
 @wire_type
 @dataclass
@@ -192,6 +282,10 @@ class TaskExecutionState:
     execution_id: uuid.UUID
     state: ExecutionState
     error: str | None = None
+
+    def validate(self) -> None:
+        if self.error is not None and len(self.error) > MAX_ERROR_LENGTH:
+            raise ValueError(f"a task's error has at most {MAX_ERROR_LENGTH:,} characters")
 
 
 @wire_type
@@ -203,6 +297,12 @@ class TaskExecutorRegistration:
     # one per TaskExecutor process (Flink's TaskManager session id): tells a retried
     # registration of the same process from a new process under the same id
     session_id: uuid.UUID | None = None
+
+    def validate(self) -> None:
+        # the slot count's range is the ResourceManager's to reject, with a reason
+        _check_name("a TaskExecutor id", self.resource_id)
+        if len(self.address) > MAX_ADDRESS_LENGTH:
+            raise ValueError(f"an address has at most {MAX_ADDRESS_LENGTH:,} characters")
 
 
 @wire_type
@@ -233,6 +333,10 @@ class AllocatedSlotReport:
     job_id: uuid.UUID
     slots: list[AllocatedSlotInfo]
 
+    def validate(self) -> None:
+        if len(self.slots) > MAX_SLOTS_PER_TASK_EXECUTOR:
+            raise ValueError(f"a slot report has at most {MAX_SLOTS_PER_TASK_EXECUTOR:,} slots")
+
 
 @wire_type
 @dataclass
@@ -249,6 +353,10 @@ class TaskExecutorHeartbeatPayload:
     """A TaskExecutor's heartbeat answer to the ResourceManager: its slot report."""
 
     slots: list[SlotStatus]
+
+    def validate(self) -> None:
+        if len(self.slots) > MAX_SLOTS_PER_TASK_EXECUTOR:
+            raise ValueError(f"a slot report has at most {MAX_SLOTS_PER_TASK_EXECUTOR:,} slots")
 
 
 class ClusterError(RpcError):

@@ -28,6 +28,7 @@ import trio
 from .errors import (
     EndpointNotStartedError,
     FencingTokenError,
+    InvalidArgumentError,
     NoSuchMethodError,
     RecipientUnreachableError,
     RpcError,
@@ -202,6 +203,11 @@ class RpcEndpoint:
         # handlers that never suspend (sync, or async without an await) may run on the
         # caller's task when the endpoint is idle: see call_inline
         self._inline: dict[str, tuple[Callable[..., Any], bool]] = {}
+        self._argument_checks = {
+            name: spec.arguments
+            for name, spec in gateway_methods(type(self)).items()
+            if spec.arguments is not None
+        }
         for name in gateway_methods(type(self)):
             fn = getattr(self, name)
             is_async = inspect.iscoroutinefunction(fn)
@@ -599,6 +605,20 @@ class RpcEndpoint:
         """The main thread is parked with nothing queued (what an inline call needs)."""
         waiter = self._loop_waiter
         return waiter is not None and self._holder is waiter and not self._queue
+
+    def check_remote_arguments(
+        self, method: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
+    ) -> InvalidArgumentError | None:
+        """For a call that came over the wire: an error if an argument does not fit the type
+        its gateway method declares (checked before anything runs; local calls are typed code
+        and are not checked)."""
+        checker = self._argument_checks.get(method)
+        if checker is None:
+            return None
+        problem = checker.problem(args, kwargs)
+        if problem is None:
+            return None
+        return InvalidArgumentError(f"{self._endpoint_id}.{method}: {problem}")
 
     def call_inline(
         self,

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 from uuid import UUID
 
+from .typecheck import ArgumentsChecker
+
 
 class _RpcTimeoutMarker:
     def __repr__(self) -> str:
@@ -33,7 +35,14 @@ RpcTimeout = Annotated[float, RPC_TIMEOUT_MARKER]
 class MethodSpec:
     """What the RPC layer needs to know about one gateway method."""
 
-    __slots__ = ("is_ask", "name", "timeout_default", "timeout_index", "timeout_name")
+    __slots__ = (
+        "arguments",
+        "is_ask",
+        "name",
+        "timeout_default",
+        "timeout_index",
+        "timeout_name",
+    )
 
     def __init__(
         self,
@@ -45,6 +54,8 @@ class MethodSpec:
     ) -> None:
         self.name = name
         self.is_ask = is_ask
+        # checks a remote call's arguments against the declared parameter types
+        self.arguments: ArgumentsChecker | None = None
         self.timeout_name = timeout_name
         self.timeout_index = timeout_index
         self.timeout_default = timeout_default
@@ -182,8 +193,12 @@ def _method_spec(klass: type, name: str, fn: Callable[..., Any]) -> MethodSpec:
             if not is_ask:
                 raise TypeError(f"{klass.__name__}.{name}: a tell cannot have an RpcTimeout")
             default = None if param.default is inspect.Parameter.empty else float(param.default)
-            return MethodSpec(name, True, param.name, index, default)
-    return MethodSpec(name, is_ask)
+            spec = MethodSpec(name, True, param.name, index, default)
+            spec.arguments = ArgumentsChecker(fn)
+            return spec
+    spec = MethodSpec(name, is_ask)
+    spec.arguments = ArgumentsChecker(fn)
+    return spec
 
 
 def implemented_gateways(endpoint_cls: type) -> frozenset[str]:

@@ -17,6 +17,7 @@ import cbor2
 
 from .decode_budget import check_decode_cost
 from .errors import ProtocolError, SerializationError
+from .typecheck import Checker, field_checkers
 
 DOMAIN_TAG = 27
 UUID_TAG = 37
@@ -35,7 +36,7 @@ MAX_BIGNUM_BYTES = 128  # 1024 bits: far beyond any id or counter, far below cos
 
 
 class _WireType:
-    __slots__ = ("cls", "fields", "is_enum", "name")
+    __slots__ = ("_checkers", "cls", "fields", "is_enum", "name")
 
     def __init__(self, cls: type, name: str) -> None:
         self.cls = cls
@@ -44,6 +45,22 @@ class _WireType:
         self.fields: tuple[str, ...] = (
             () if self.is_enum else tuple(f.name for f in dataclasses.fields(cls) if f.init)
         )
+        self._checkers: list[tuple[str, Checker]] | None = None
+
+    def check(self, obj: Any) -> None:
+        """Validate a decoded instance, once, where it enters: each field against its
+        annotation, then the class's own `validate()` (ranges, lengths) if it has one."""
+        checkers = self._checkers
+        if checkers is None:
+            # resolved on first use: annotations may name classes defined after this one
+            checkers = self._checkers = field_checkers(self.cls)
+        for field_name, check in checkers:
+            problem = check(getattr(obj, field_name))
+            if problem is not None:
+                raise ValueError(f"field {field_name}: {problem}")
+        validate = getattr(obj, "validate", None)
+        if validate is not None:
+            validate()
 
 
 _BY_NAME: dict[str, _WireType] = {}
@@ -127,7 +144,9 @@ def _decode_domain(value: Any, immutable: bool) -> Any:
     try:
         if info.is_enum:
             return info.cls(fields["value"])
-        return info.cls(**{k: fields[k] for k in info.fields if k in fields})
+        obj = info.cls(**{k: fields[k] for k in info.fields if k in fields})
+        info.check(obj)
+        return obj
     except (KeyError, TypeError, ValueError) as exc:
         return _fail(f"cannot build {type_name!r} from its fields: {exc}")
 

@@ -395,6 +395,11 @@ class ServerConnection:
             return True
         service = self.service
         endpoint = service.lookup_endpoint(request.endpoint)
+        if endpoint is not None and request.kind in ("call", "tell"):
+            invalid = endpoint.check_remote_arguments(request.method, request.args, request.kwargs)
+            if invalid is not None:
+                self._refuse(request.id if request.kind == "call" else None, invalid)
+                return True
         if request.kind == "call":
             assert request.id is not None
             if endpoint is None:
@@ -458,6 +463,10 @@ class ServerConnection:
         sender = message.get("sender")
         if type(sender) is not str:
             sender = None
+        invalid = endpoint.check_remote_arguments(method, args, kwargs)
+        if invalid is not None:
+            self._refuse(None if is_tell else request_id, invalid)
+            return True
         handled, result, error = endpoint.call_inline(
             method, args, kwargs, message.get("token"), sender, is_ask=not is_tell
         )
@@ -484,6 +493,14 @@ class ServerConnection:
             sender,
         )
         return True
+
+    def _refuse(self, request_id: int | None, error: BaseException) -> None:
+        """A call whose arguments do not fit: an error reply for an ask, a (rate-limited) log
+        line for a tell; nothing runs either way."""
+        if request_id is not None:
+            self.send_error(request_id, error)
+        else:
+            self.service.log_limiter.warning(log, "tell refused: %s", error)
 
     def send_reply(self, request_id: int, value: Any, method: str) -> None:
         try:
