@@ -36,6 +36,7 @@ class _TaskExecutorRecord:
     instance_id: uuid.UUID
     gateway: TaskExecutorGateway
     slots: int
+    session_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -134,13 +135,40 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
             return RegistrationResponse(
                 False, reason=f"a newer registration of TaskExecutor {resource_id} is under way"
             )
-        del self._registering[resource_id]
         old = self.task_executors.get(resource_id)
+        if old is not None and self._another_process(old, registration):
+            # two live processes under one id would evict each other forever: ask the one
+            # we know whether it is still there; if so, the newcomer is refused
+            alive = await self.off_main(self._answers(old))
+            if self._registering.get(resource_id) is not attempt:
+                return RegistrationResponse(
+                    False, reason=f"a newer registration of TaskExecutor {resource_id} is under way"
+                )
+            if alive and self.task_executors.get(resource_id) is old:
+                del self._registering[resource_id]
+                self._emit(
+                    "registration",
+                    f"refused a second TaskExecutor with the id {resource_id} "
+                    f"(from {registration.address})",
+                )
+                return RegistrationResponse(
+                    False,
+                    reason=f"the id {resource_id} is taken by a running TaskExecutor at "
+                    f"{old.address}; give this one another id",
+                    rejected=True,
+                )
+            old = self.task_executors.get(resource_id)
+        del self._registering[resource_id]
         if old is not None:
             self._remove_task_executor(resource_id, "it registered again", tell_te=False)
         instance_id = self.context.new_id()
         self.task_executors[resource_id] = _TaskExecutorRecord(
-            resource_id, registration.address, instance_id, gateway, registration.slots
+            resource_id,
+            registration.address,
+            instance_id,
+            gateway,
+            registration.slots,
+            registration.session_id,
         )
         for index in range(registration.slots):
             slot_id = SlotID(resource_id, index)
@@ -148,6 +176,26 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self._te_heartbeats.monitor(resource_id)
         self._emit("registration", f"TaskExecutor {resource_id} registered")
         return RegistrationResponse(True, instance_id)
+
+    @staticmethod
+    def _another_process(old: _TaskExecutorRecord, registration: TaskExecutorRegistration) -> bool:
+        """A registration from a different process than the one registered under the id: a
+        new session at a new address (a retry, or a restart at the same address, is not)."""
+        return (
+            registration.session_id is not None
+            and old.session_id is not None
+            and registration.session_id != old.session_id
+            and registration.address != old.address
+        )
+
+    async def _answers(self, record: _TaskExecutorRecord) -> bool:
+        """Whether a registered TaskExecutor still answers (a heartbeat request, briefly)."""
+        try:
+            with trio.fail_after(min(self.config.rpc_timeout, 2 * self.config.heartbeat_interval)):
+                await record.gateway.heartbeat_from_resource_manager(self.fencing_token)
+            return True
+        except Exception:
+            return False
 
     async def send_slot_report(
         self, resource_id: str, instance_id: uuid.UUID, slots: list[SlotStatus]
