@@ -505,6 +505,9 @@ def job_status(job_id: str, conn: Connection, as_json: bool) -> None:
                 f"  {task['vertex']}[{task['subtask']}]  {task['state']:<10} "
                 f"{task['task_executor'] or '-'}"
             )
+        hidden = details.get("tasks_total", len(tasks)) - len(tasks)
+        if isinstance(hidden, int) and hidden > 0:
+            click.echo(f"  ... and {hidden:,} more tasks")
 
 
 @cli.command("cancel-job", context_settings=CONTEXT)

@@ -59,32 +59,36 @@ HOSTILE_JOBS = {
 @pytest.mark.parametrize("case", list(HOSTILE_JOBS), ids=list(HOSTILE_JOBS))
 async def test_a_hostile_submission_is_refused_and_changes_nothing(case: str) -> None:
     with trio.fail_after(30):
-        async with MiniCluster(2, 2, host="127.0.0.1", config=ClusterConfig(**CONFIG)) as cluster:
-            async with connect_cluster(cluster.address, timeout=5) as client:
-                hostile = HOSTILE_JOBS[case]()
-                with pytest.raises(RpcError) as refused:
-                    await client.call(lambda d: d.submit_job(hostile))
-                assert "\n" not in str(refused.value).strip()
-                assert len(str(refused.value)) < 400
-                # nothing was created, everyone is still served
-                assert cluster.store.jobs == {}
-                assert await client.call(lambda d: d.list_jobs()) == []
-                await client.topology()
-                good = JobGraph(uuid.uuid4(), "good", [JobVertex("map", 2, 0.05)])
-                job_id = await client.call(lambda d: d.submit_job(good))
-                assert await cluster.wait_for_job(job_id, 10) is JobStatus.FINISHED
-                assert cluster.registered_task_executors() == 2
+        async with (
+            MiniCluster(2, 2, host="127.0.0.1", config=ClusterConfig(**CONFIG)) as cluster,
+            connect_cluster(cluster.address, timeout=5) as client,
+        ):
+            hostile = HOSTILE_JOBS[case]()
+            with pytest.raises(RpcError) as refused:
+                await client.call(lambda d: d.submit_job(hostile))
+            assert "\n" not in str(refused.value).strip()
+            assert len(str(refused.value)) < 400
+            # nothing was created, everyone is still served
+            assert cluster.store.jobs == {}
+            assert await client.call(lambda d: d.list_jobs()) == []
+            await client.topology()
+            good = JobGraph(uuid.uuid4(), "good", [JobVertex("map", 2, 0.05)])
+            job_id = await client.call(lambda d: d.submit_job(good))
+            assert await cluster.wait_for_job(job_id, 10) is JobStatus.FINISHED
+            assert cluster.registered_task_executors() == 2
 
 
 async def test_a_mistyped_argument_is_refused_before_the_endpoint_sees_it() -> None:
     with trio.fail_after(30):
-        async with MiniCluster(1, 2, host="127.0.0.1", config=ClusterConfig(**CONFIG)) as cluster:
-            async with connect_cluster(cluster.address, timeout=5) as client:
-                with pytest.raises(RpcError, match="argument job_id: expected UUID, got str"):
-                    await client.call(lambda d: d.cancel_job("not-a-uuid"))  # type: ignore[arg-type]
-                with pytest.raises(RpcError, match="argument job_id: expected UUID, got int"):
-                    await client.call(lambda d: d.request_job(42))  # type: ignore[arg-type]
-                assert await client.call(lambda d: d.list_jobs()) == []
+        async with (
+            MiniCluster(1, 2, host="127.0.0.1", config=ClusterConfig(**CONFIG)) as cluster,
+            connect_cluster(cluster.address, timeout=5) as client,
+        ):
+            with pytest.raises(RpcError, match="argument job_id: expected UUID, got str"):
+                await client.call(lambda d: d.cancel_job("not-a-uuid"))  # type: ignore[arg-type]
+            with pytest.raises(RpcError, match="argument job_id: expected UUID, got int"):
+                await client.call(lambda d: d.request_job(42))  # type: ignore[arg-type]
+            assert await client.call(lambda d: d.list_jobs()) == []
 
 
 async def test_a_hostile_tell_to_a_task_executor_is_dropped_and_it_stays_registered() -> None:

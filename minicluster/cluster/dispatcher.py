@@ -23,6 +23,14 @@ from .model import (
     JobStatus,
 )
 
+# Bounds that keep every reply about jobs within a frame, whatever users submit: at most this
+# many jobs run at once (a submission beyond is refused), at most this many ended jobs are kept
+# (the oldest are forgotten, as Flink's jobstore.max-capacity does), and a job's details list
+# at most this many tasks (with the total beside them).
+MAX_ACTIVE_JOBS = 1_000
+MAX_ARCHIVED_JOBS = 1_000
+MAX_LISTED_TASKS = 1_000
+
 
 @dataclass
 class JobRecord:
@@ -67,9 +75,17 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         return record
 
     async def submit_job(self, job_graph: JobGraph) -> uuid.UUID:
+        # everything is checked before anything is stored: a refused job leaves no trace
+        job_graph.validate()
         if job_graph.job_id in self.store.jobs:
             raise DuplicateJobSubmissionError(f"job {job_graph.job_id.hex} was already submitted")
-        job_graph.validate()
+        active = sum(1 for r in self.store.jobs.values() if not r.status.is_globally_terminal)
+        if active >= MAX_ACTIVE_JOBS:
+            raise JobStateError(
+                f"the cluster already has {active:,} jobs that have not ended; "
+                f"at most {MAX_ACTIVE_JOBS:,} run at once"
+            )
+        self._forget_old_jobs()
         record = JobRecord(job_graph, submitted_at=self.context.events.now())
         self.store.jobs[job_graph.job_id] = record
         self.store.by_name.setdefault(job_graph.name, job_graph.job_id)
@@ -112,6 +128,13 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         self.context.emit("failover", f"JobMaster of {record.graph.name} failed over")
         self._start_job_master(record)
 
+    def _forget_old_jobs(self) -> None:
+        ended = [j for j, r in self.store.jobs.items() if r.status.is_globally_terminal]
+        for job_id in ended[: max(0, len(ended) - MAX_ARCHIVED_JOBS + 1)]:
+            record = self.store.jobs.pop(job_id)
+            if self.store.by_name.get(record.graph.name) == job_id:
+                del self.store.by_name[record.graph.name]
+
     async def list_jobs(self) -> list[dict[str, Any]]:
         return [self._summary(r) for r in self.store.jobs.values()]
 
@@ -147,7 +170,12 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         return status
 
     async def request_job(self, job_id: uuid.UUID) -> dict[str, Any]:
-        return self._details(self._record(job_id))
+        details = self._details(self._record(job_id))
+        tasks = details.get("tasks")
+        if isinstance(tasks, list) and len(tasks) > MAX_LISTED_TASKS:
+            details["tasks"] = tasks[:MAX_LISTED_TASKS]
+            details["tasks_listed"] = MAX_LISTED_TASKS
+        return details
 
     async def cancel_job(self, job_id: uuid.UUID) -> str:
         """Flink's semantics: CANCELED already is fine; another terminal state is an error."""

@@ -89,6 +89,28 @@ def _seed_trio_scheduler(seed: int) -> None:
         rng.seed(seed)
 
 
+# The topology lists at most this many TaskExecutors and this many slots in all; past that a
+# TaskExecutor's slots are summed up (`slot_counts`, `slots_total`): a reply stays within a
+# frame however large the cluster grows.
+MAX_LISTED_TASK_EXECUTORS = 2_000
+MAX_LISTED_SLOTS = 16_384
+
+
+def _bounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = rows[:MAX_LISTED_TASK_EXECUTORS]
+    listed = 0
+    for row in rows:
+        slots = row["slots"]
+        if listed + len(slots) <= MAX_LISTED_SLOTS:
+            listed += len(slots)
+            continue
+        counts: dict[str, int] = {}
+        for slot in slots:
+            counts[slot["state"]] = counts.get(slot["state"], 0) + 1
+        row["slots"], row["slots_total"], row["slot_counts"] = [], len(slots), counts
+    return rows
+
+
 def component_of(endpoint_id: str | None) -> str | None:
     """The name scenarios use for an endpoint: te-1, resource_manager, dispatcher, ..."""
     if endpoint_id is None:
@@ -468,6 +490,8 @@ class MiniCluster:
                     "slots": [],
                 }
             )
+        task_executors_total = len(task_executors)
+        task_executors = _bounded(task_executors)
         job_masters = []
         jobs = []
         for record in self.store.jobs.values():
@@ -499,5 +523,6 @@ class MiniCluster:
             },
             "job_masters": job_masters,
             "task_executors": task_executors,
+            "task_executors_total": task_executors_total,
             "jobs": jobs,
         }

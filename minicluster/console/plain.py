@@ -115,6 +115,11 @@ def format_summary(
         for slot in as_mappings(executor.get("slots")):
             slot_state = (clean(slot.get("state")) or "unknown").lower()
             slots[slot_state] = slots.get(slot_state, 0) + 1
+        counts = executor.get("slot_counts")  # a large cluster's summed-up slots
+        if isinstance(counts, Mapping):
+            for name, count in counts.items():
+                slot_state = (clean(name) or "unknown").lower()
+                slots[slot_state] = slots.get(slot_state, 0) + as_int(count)
     state_text = ", ".join(f"{count} {name}" for name, count in states.items())
     slot_text = ", ".join(f"{count} {name}" for name, count in slots.items())
     line = f"{stamp} cluster: {len(executors)} task executors"

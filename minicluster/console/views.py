@@ -183,6 +183,11 @@ def _digest(snapshot: Data) -> _Digest:
         slots = executor.get("slots")
         if not isinstance(slots, list | tuple):
             slots = as_mappings(slots)
+        counts = executor.get("slot_counts")  # a large cluster's summed-up slots
+        if isinstance(counts, Mapping):
+            for name, count in counts.items():
+                key = clean(name).upper()
+                slot_states[key] = slot_states.get(key, 0) + as_int(count)
         for slot in slots:
             if not isinstance(slot, Mapping):
                 continue
