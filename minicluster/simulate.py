@@ -895,7 +895,8 @@ class InvariantChecker:
                         key=f"pool:{jm.job_id}:{where}",
                     )
                 holders[where] = allocation_id
-        signature = (jm.attempt, jm.state_counts[ExecutionState.FINISHED])
+        # restarts and finishes are what can add a finished execution
+        signature = (jm.restarts, jm.state_counts[ExecutionState.FINISHED])
         if self._signature.get(jm) != signature:
             self._signature[jm] = signature
             finished = self._finished.get(jm)
@@ -920,7 +921,8 @@ class InvariantChecker:
                     )
 
     def check_finished_job(self, jm: JobMaster, now: float) -> None:
-        """When a job turns FINISHED: every task of its final attempt finished exactly once,
+        """When a job turns FINISHED: every subtask finished exactly once in its current
+        attempt (attempts are per execution: a region restart gives its subtasks new ones),
         after running on a TaskExecutor for its whole duration."""
         self.check_job_master(jm, now)
         expected = {(v.name, s) for v in jm.job.vertices for s in range(v.parallelism)}
@@ -934,20 +936,19 @@ class InvariantChecker:
             if execution.state is not ExecutionState.FINISHED:
                 problems.append(f"{name} is {execution.state.value}")
                 continue
-            if execution.attempt != jm.attempt:
-                problems.append(f"{name} finished in attempt {execution.attempt}, not {jm.attempt}")
+            attempt = execution.attempt
             execution_id = execution.execution_id
-            if execution_id is None or finished.get((jm.attempt, vertex, subtask)) != execution_id:
-                problems.append(f"{name} has no single finished execution")
+            if execution_id is None or finished.get((attempt, vertex, subtask)) != execution_id:
+                problems.append(f"{name} has no single finished execution in attempt {attempt}")
                 continue
             started = self._started.get(execution_id)
             if started is None:
                 problems.append(f"{name} finished without running on any TaskExecutor")
                 continue
-            if (started.vertex, started.subtask, started.attempt) != (vertex, subtask, jm.attempt):
+            if (started.vertex, started.subtask, started.attempt) != (vertex, subtask, attempt):
                 problems.append(
                     f"{name}: the TaskExecutor ran {started.vertex}[{started.subtask}] of "
-                    f"attempt {started.attempt} under its execution id"
+                    f"attempt {started.attempt} under the execution id of attempt {attempt}"
                 )
             ran = self._finished_at.get(execution_id, now) - started.at
             if ran + _EPSILON < durations.get(vertex, 0.0):
@@ -958,8 +959,8 @@ class InvariantChecker:
         if problems:
             self.violation(
                 "job-finished",
-                f"{jm.name} is FINISHED but not every task finished exactly once in its final "
-                f"attempt {jm.attempt}: " + "; ".join(problems[:4]),
+                f"{jm.name} is FINISHED but not every subtask finished exactly once in its "
+                "current attempt: " + "; ".join(problems[:4]),
                 "\n".join(problems),
                 key=f"finished:{jm.job_id}:{jm.fencing_token}",
             )
@@ -1231,9 +1232,10 @@ class InvariantChecker:
         if jm is not None:
             counts = {s.value: n for s, n in jm.state_counts.items() if n}
             lines.append(
-                f"JobMaster {_short(jm.fencing_token)}: {jm.status.value}, attempt {jm.attempt}, "
-                f"restarts {jm.restarts}/{jm.job.restart.attempts}, pool {len(jm.pool)}/"
-                f"{jm.required} slot(s), tasks {counts}, task managers "
+                f"JobMaster {_short(jm.fencing_token)}: {jm.status.value}, "
+                f"restarts {jm.restarts}/{jm.job.restart.attempts}, region attempts "
+                f"{_region_attempts(jm)}, pool {len(jm.pool)}/{jm.required} slot(s) "
+                f"({jm.pending_slots} pending), tasks {counts}, task managers "
                 f"{sorted(jm.task_managers)}, registered at the ResourceManager: "
                 f"{jm.rm_gateway is not None}"
             )
@@ -1246,6 +1248,11 @@ class InvariantChecker:
             f"free of {len(rm.slots)} slot(s), TaskExecutors {sorted(rm.task_executors)}"
         )
         return "\n".join(lines)
+
+
+def _region_attempts(jm: JobMaster) -> list[int]:
+    """The attempt of each pipelined region (that of its first subtask)."""
+    return [jm.executions[region.vertices[0]].attempt for region in jm.topology.regions]
 
 
 def _te_slot_view(slot: Any) -> tuple[str, uuid.UUID | None, uuid.UUID | None]:

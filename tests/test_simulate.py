@@ -186,11 +186,14 @@ def test_the_command_refuses_unknown_fault_kinds() -> None:
 
 
 def test_replay_checks_a_scenario_file(tmp_path: Path) -> None:
+    # one pipelined region of three slots on a one-slot cluster: it waits for the slot request
+    # timeout (300 s), far beyond the wait
     path = tmp_path / "starved.yaml"
     path.write_text(
         "name: starved\nseed: 1\ncluster: {task_executors: 1, slots_per_executor: 1}\n"
         "steps:\n"
-        "  - submit: {job: big, parallelism: 3, task_duration: 2s}\n"
+        "  - submit: {job: big, vertices: [{name: a, parallelism: 3, task_duration: 2s},"
+        " {name: b, parallelism: 3, task_duration: 2s}], edges: [{from: a, to: b}]}\n"
         "  - wait: {job: big, status: [FINISHED, FAILED, CANCELED], timeout: 30s}\n"
     )
     outcome = CliRunner().invoke(simulate_command, ["--replay", str(path)])
@@ -284,7 +287,7 @@ async def test_slot_exclusive_fires_when_a_job_master_holds_one_slot_twice(
         jm = watch.job_master(job_id)
         held = next(iter(jm.pool.values()))
         twin = uuid.uuid4()
-        jm.pool[twin] = _PoolSlot(twin, held.task_executor, held.slot_index, 7)
+        jm.pool[twin] = _PoolSlot(twin, held.task_executor, held.slot_index, group=None)
         watch.probe(jm.endpoint_id)
         assert any("under two allocations" in d for d in watch.of("slot-exclusive"))
 
