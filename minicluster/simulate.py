@@ -28,11 +28,33 @@ The invariants (each violation names one):
 ``job-terminal``
     every job reaches a terminal state once faults stop and enough slots exist (a ``wait`` of
     the scenario); ``job-outcome``: with a restart budget sized for the faults, a job that was
-    not cancelled ends FINISHED.
+    not cancelled ends FINISHED. Region failover counts a failure per failed region, so the
+    budget grows with the job's regions; and past the ResourceManager's start-up period (300 s)
+    a requirement it cannot meet fails the job by design, so from 240 s on the generator keeps
+    the slots the ResourceManager can count on at every job's demand plus a spare.
 ``job-finished``
-    a FINISHED job had every task finish exactly once in its final attempt: one execution per
-    subtask, each deployed to a TaskExecutor and finished no earlier than its duration after
-    its deployment (checked when the job turns FINISHED).
+    a FINISHED job had every subtask finish exactly once in its current attempt (attempts are
+    per execution: a region restart gives its subtasks new ones): one execution per subtask,
+    deployed to a TaskExecutor and finished no earlier than its duration after its deployment
+    (checked when the job turns FINISHED).
+``region-whole``
+    a pipelined region is deployed as a whole: its subtasks share one attempt, none waits for
+    slots (CREATED, SCHEDULED) while another is deployed, and each DEPLOYING, INITIALIZING or
+    RUNNING one sits in the pool slot of its slot sharing group (after every call a JobMaster
+    handled, and at quiescence).
+``slot-reuse``
+    a free slot in a job's pool never stays unused while a waiting region lacks one; while the
+    pool holds more slots than the job's demand, no free slot is idle longer than twice
+    ``slot_idle_timeout`` (after every call a JobMaster handled).
+``restart-accounting``
+    restarts never exceed the fixed-delay strategy's attempts; the region restarts applied
+    never exceed the restarts counted; in a RUNNING or RESTARTING job every FAILED or CANCELED
+    subtask's region awaits its restart; a JobMaster fails its job only with no attempt left.
+``slot-request-timeout``
+    a region the whole pool cannot serve fails within twice ``slot_request_timeout``; a
+    bulk-timeout NoResourceAvailableException comes no earlier than the timeout after the
+    region began waiting and only while the pool is too small; a not-enough-resources one only
+    once a ResourceManager leader is past its start-up period.
 ``lost-task-executor``
     no task runs on a TaskExecutor that the ResourceManager has considered lost for longer than
     the heartbeat timeout (plus one heartbeat interval: the TaskExecutor checks its heartbeats
@@ -65,12 +87,13 @@ from typing import IO, Any
 
 import trio
 
-from minicluster.cluster import ExecutionState, MiniCluster
+from minicluster.cluster import ExecutionState, JobStatus, MiniCluster
 from minicluster.cluster.context import Event
-from minicluster.cluster.jobmaster import JobMaster
-from minicluster.cluster.model import SlotID, SlotState
+from minicluster.cluster.jobmaster import BULK_TIMEOUT, NOT_ENOUGH_RESOURCES, JobMaster
+from minicluster.cluster.model import JobEdge, JobGraph, JobVertex, SlotID, SlotState
 from minicluster.cluster.resourcemanager import ResourceManager
 from minicluster.cluster.taskexecutor import TaskExecutor
+from minicluster.cluster.topology import build_topology
 from minicluster.rpc import FencedRpcEndpoint, RpcEndpoint, RpcService
 from minicluster.rpc.endpoint import Reply
 from minicluster.scenario import (
@@ -120,13 +143,42 @@ INVARIANTS: tuple[str, ...] = (
     "job-finished",
     "lost-task-executor",
     "ask-reply",
+    "region-whole",
+    "slot-reuse",
+    "restart-accounting",
+    "slot-request-timeout",
     "step",
     "expectation",
     "crash",
 )
 
 MAX_VIOLATIONS_PER_RUN = 25
+# The generator's capacity rule. Once the ResourceManager is older than its start-up period
+# (slot_request_timeout, 300 s by default), a requirement its free slots cannot meet fails the
+# job's waiting regions at once, and the restarts that follow fail the same way: the job FAILS,
+# as on Flink. So from TOP_UP_MS on, generated runs keep the slots the ResourceManager can count
+# on at least every job's demand at once plus CAPACITY_SPARE: TaskExecutors join at TOP_UP_MS if
+# needed, and a later kill, stop or TaskExecutor-ResourceManager partition that would break the
+# rule is not generated.
+START_UP_PERIOD_MS = 300_000
+TOP_UP_MS = START_UP_PERIOD_MS - 60_000
+CAPACITY_SPARE = 4
+# how long a TaskExecutor cut off from the ResourceManager stays away after the partition: the
+# heartbeat timeout noticed, then its registration backoff (see quiet_settle)
+_REJOIN_MS = 45_000
 _EPSILON = 1e-6
+# a JobMaster with more executions than this has its regions scanned only when its task
+# counts, restarts or slots changed (a replayed scale scenario has thousands per job)
+_FULL_SCAN_LIMIT = 200
+# how long a ResourceManager's tell may take to arrive after a new leader took over
+_TELL_GRACE = 1.0
+_WAITING = frozenset({ExecutionState.CREATED, ExecutionState.SCHEDULED})
+_IN_SLOT = frozenset(
+    {ExecutionState.DEPLOYING, ExecutionState.INITIALIZING, ExecutionState.RUNNING}
+)
+_DEPLOYED = _IN_SLOT | {ExecutionState.FINISHED}
+_BULK_TIMEOUT_PREFIX = "NoResourceAvailableException: " + BULK_TIMEOUT.split("{")[0]
+_NOT_ENOUGH_PREFIX = "NoResourceAvailableException: " + NOT_ENOUGH_RESOURCES
 
 
 def quiet_settle(heartbeat_timeout: float) -> float:
@@ -302,8 +354,21 @@ class _Job:
         return max(v.parallelism for v in self.vertices)
 
     @property
-    def fail_runs(self) -> int:
-        return sum(v.fail[2] for v in self.vertices if v.fail is not None)
+    def injected_failures(self) -> int:
+        """Failures the job's own tasks inject into one JobMaster's run: each failing subtask
+        fails in its first ``attempts`` attempts (attempts count per execution)."""
+        return sum(len(v.fail[0]) * v.fail[2] for v in self.vertices if v.fail is not None)
+
+    @property
+    def regions(self) -> int:
+        """Its pipelined regions: region failover counts one failure per failed region."""
+        graph = JobGraph(
+            uuid.UUID(int=0),
+            self.name,
+            [JobVertex(v.name, v.parallelism) for v in self.vertices],
+            [JobEdge(a, b, pattern) for a, b, pattern in self.edges],
+        )
+        return len(build_topology(graph).regions)
 
     def submit_value(self) -> dict[str, Any]:
         vertices: list[dict[str, Any]] = []
@@ -365,6 +430,23 @@ class _Generator:
             occurrences.append((job.submit_ms, 0, "submit", job))
             if job.cancel_ms is not None:
                 occurrences.append((job.cancel_ms, 1, "cancel", job))
+        if window > TOP_UP_MS:
+            occurrences.append((TOP_UP_MS, 2, "top-up", None))
+        demand = sum(job.parallelism for job in jobs) + CAPACITY_SPARE
+        # TaskExecutors cut off from the ResourceManager: until when they are away, and slots
+        away: dict[str, tuple[int, int]] = {}
+
+        def counted(ms: int) -> int:
+            """Slots the ResourceManager can count on at `ms` (away TaskExecutors not)."""
+            gone_away = sum(n for te, (until, n) in away.items() if until > ms and te in live)
+            return sum(live.values()) - gone_away
+
+        def spare_te(ms: int, lasts_until: int | None) -> list[str]:
+            """TaskExecutors whose loss (for good, or until `lasts_until`) keeps the rule."""
+            if (lasts_until if lasts_until is not None else window + 1) < TOP_UP_MS:
+                return sorted(live)  # over before the top-up
+            return sorted(te for te in live if counted(ms) - live[te] >= demand)
+
         fault_count = 0
         if timed:
             fault_count = rng.randint(max(1, window // 60_000), max(1, window // 20_000))
@@ -387,11 +469,27 @@ class _Generator:
                 cancelled.add(item.name)
                 steps.append(_Step(ms, "cancel", item.name, "workload: the user cancels"))
                 continue
-            kinds = [k for k in timed if k != "kill" or live]
+            if what == "top-up":
+                while counted(ms) < demand:
+                    te, next_te = f"te-{next_te}", next_te + 1
+                    live[te] = 4
+                    steps.append(
+                        _Step(
+                            ms,
+                            "add_task_executor",
+                            {"id": te, "slots": 4},
+                            "capacity: every job's slots before the start-up period ends",
+                        )
+                    )
+                continue
+            killable = spare_te(ms, None)
+            kinds = [k for k in timed if k != "kill" or killable]
             kinds = [k for k in kinds if k != "partition" or live or submitted]
+            if not kinds:
+                continue
             kind = rng.choice(kinds)
             if kind == "kill":
-                te = rng.choice(sorted(live))
+                te = rng.choice(killable)
                 del live[te]
                 gone.append(te)
                 if rng.random() < 0.7:
@@ -409,22 +507,27 @@ class _Generator:
                 live[te] = rng.randint(1, 4)
                 steps.append(_Step(ms, "add_task_executor", {"id": te, "slots": live[te]}, note))
             elif kind == "partition":
+                length = rng.randint(2, max(2, 3 * timeout // 100)) * 100
+                cut_off = spare_te(ms, ms + length + _REJOIN_MS)
                 shapes = []
-                if live:
+                if cut_off:
                     shapes.append("te-rm")
                 if live and submitted:
                     shapes.append("te-jm")
                 if submitted:
                     shapes.append("rm-jm")
+                if not shapes:
+                    continue
                 shape = rng.choice(shapes)
-                te = rng.choice(sorted(live)) if live else ""
+                te = rng.choice(cut_off if shape == "te-rm" else sorted(live)) if live else ""
                 jm = f"job_master:{rng.choice(submitted).name}" if submitted else ""
                 between = {
                     "te-rm": [te, "resource_manager"],
                     "te-jm": [te, jm],
                     "rm-jm": ["resource_manager", jm],
                 }[shape]
-                length = rng.randint(2, max(2, 3 * timeout // 100)) * 100
+                if shape == "te-rm":
+                    away[te] = (ms + length + _REJOIN_MS, live[te])
                 partition_end = max(partition_end, ms + length)
                 steps.append(
                     _Step(
@@ -455,13 +558,15 @@ class _Generator:
                 steps.append(_Step(ms, "failover", target, "fault: leader failover"))
 
         for job in jobs:
-            job.restart_attempts = (
-                10 + 3 * fault_count + (job.fail_runs + 1) * (job.jm_failovers + 1)
-            )
+            # region failover counts a failure per failed region: a lost TaskExecutor costs
+            # one restart for each region that ran there, and a fault can cost a region a few
+            # (lost, then a refused deployment, then a slot found gone); each JobMaster counts
+            # afresh, so JobMaster failovers need no more
+            job.restart_attempts = 10 + 3 * fault_count * job.regions + job.injected_failures
 
         # the quiet period: no more faults, enough slots for every job at once
         quiet: list[_Step] = []
-        need = sum(job.parallelism for job in jobs)
+        need = demand
         have = sum(live.values())
         while have < need:
             te, next_te = f"te-{next_te}", next_te + 1
@@ -481,7 +586,7 @@ class _Generator:
         )
         for job in jobs:
             per_run = job.max_ms + job.restart_delay_ms + 2 * timeout
-            runs = 3 + (job.fail_runs + 1) * (job.jm_failovers + 1)
+            runs = 3 + (job.injected_failures + 1) * (job.jm_failovers + 1)
             limit = 60_000 + runs * per_run
             limit = (limit + 999) // 1000 * 1000
             quiet.append(
@@ -654,10 +759,17 @@ class InvariantChecker:
         self._finished: dict[JobMaster, dict[tuple[int, str, int], uuid.UUID]] = {}
         self._finished_at: dict[uuid.UUID, float] = {}
         self._signature: dict[JobMaster, tuple[int, int]] = {}
+        self._region_signature: dict[JobMaster, tuple[Any, ...]] = {}
+        # per JobMaster and region: when it was last seen not waiting for slots, and the
+        # waiting bulk (by identity) seen unfulfillable since when
+        self._idle_region_at: dict[JobMaster, dict[int, float]] = {}
+        self._unfulfillable: dict[JobMaster, dict[int, tuple[object, float]]] = {}
         self.last_failure: dict[str, str] = {}
         self.job_ended_at: float | None = None
         # ResourceManagers, oldest first; TaskExecutors the current one considers lost
         self._rms: list[ResourceManager] = [cluster.resource_manager]
+        # each leader's tenure (start, end): the start-up period runs from its start
+        self._rm_tenures: list[tuple[float, float | None]] = [(cluster.events.now(), None)]
         self._rm_registered: set[str] = set(cluster.resource_manager.task_executors)
         self._lost_since: dict[str, float] = {}
         # asks: (deadline, n, reply), by deadline
@@ -725,10 +837,22 @@ class InvariantChecker:
             self._check_asks()
         if cluster.resource_manager is not self._rms[-1]:
             self._rms.append(cluster.resource_manager)
+            self._rm_tenures[-1] = (self._rm_tenures[-1][0], now)
+            self._rm_tenures.append((now, None))
             self._rm_registered = set(cluster.resource_manager.task_executors)
             self._lost_since.clear()  # a new leader considers nobody lost
         if len(cluster._services) != len(self._hooked):
             self._hook_services()
+        kind = event.kind
+        if (
+            kind == "failure"
+            and event.sender is not None
+            and event.sender.startswith("jobmaster-")
+            and event.message.startswith("NoResourceAvailableException: ")
+        ):
+            failing = self._job_master(event.sender[10:])
+            if failing is not None:
+                self.check_no_resource_failure(failing, event.message, now)
         for endpoint_id in (event.sender, event.receiver):
             if endpoint_id is None:
                 continue
@@ -742,24 +866,33 @@ class InvariantChecker:
                     self.check_job_master(jm, now)
             elif endpoint_id == "resourcemanager":
                 self._track_lost(now)
-        kind = event.kind
-        if (kind == "rpc" or kind == "tell") and event.outcome == "ok":
+        if kind == "rpc" or kind == "tell":
             receiver = event.receiver
-            if receiver is not None and (
-                receiver == "resourcemanager"
-                or receiver == "dispatcher"
-                or receiver.startswith("jobmaster-")
+            if (
+                receiver is not None
+                and event.outcome == "ok"
+                and (
+                    receiver == "resourcemanager"
+                    or receiver == "dispatcher"
+                    or receiver.startswith("jobmaster-")
+                )
             ):
                 self.check_fenced_receiver(receiver)
+            if receiver is not None and receiver.startswith("jobmaster-"):
+                # the JobMaster has handled a call: its state is whole again
+                handled = self._job_master(receiver[10:])
+                if handled is not None:
+                    self.check_scheduling(handled, now)
         elif kind == "job" and event.sender is not None:
             if event.message.endswith(
                 ("-> FINISHED", "-> FAILED", "-> CANCELED")
             ) and event.sender.startswith("jobmaster-"):
                 self.job_ended_at = now
-                if event.message.endswith("-> FINISHED"):
-                    jm = self._job_master(event.sender[10:])
-                    if jm is not None:
-                        self.check_finished_job(jm, now)
+                ended = self._job_master(event.sender[10:])
+                if ended is not None and event.message.endswith("-> FINISHED"):
+                    self.check_finished_job(ended, now)
+                elif ended is not None and event.message.endswith("-> FAILED"):
+                    self.check_failed_job(ended)
         elif kind == "failure" and event.sender is not None:
             self.last_failure[event.sender] = event.message
         if self._lost_since:
@@ -881,6 +1014,14 @@ class InvariantChecker:
 
     # slot-exclusive and job-finished bookkeeping, at one JobMaster
     def check_job_master(self, jm: JobMaster, now: float) -> None:
+        idle_at = self._idle_region_at.get(jm)
+        if idle_at is None:
+            idle_at = self._idle_region_at[jm] = {}
+        pending = jm._pending
+        if len(pending) < len(jm.topology.regions):
+            for region in jm.topology.regions:
+                if region.index not in pending:
+                    idle_at[region.index] = now
         pool = jm.pool
         if len(pool) > 1:
             holders: dict[tuple[str, int], uuid.UUID] = {}
@@ -895,7 +1036,8 @@ class InvariantChecker:
                         key=f"pool:{jm.job_id}:{where}",
                     )
                 holders[where] = allocation_id
-        signature = (jm.attempt, jm.state_counts[ExecutionState.FINISHED])
+        # restarts and finishes are what can add a finished execution
+        signature = (jm.restarts, jm.state_counts[ExecutionState.FINISHED])
         if self._signature.get(jm) != signature:
             self._signature[jm] = signature
             finished = self._finished.get(jm)
@@ -920,7 +1062,8 @@ class InvariantChecker:
                     )
 
     def check_finished_job(self, jm: JobMaster, now: float) -> None:
-        """When a job turns FINISHED: every task of its final attempt finished exactly once,
+        """When a job turns FINISHED: every subtask finished exactly once in its current
+        attempt (attempts are per execution: a region restart gives its subtasks new ones),
         after running on a TaskExecutor for its whole duration."""
         self.check_job_master(jm, now)
         expected = {(v.name, s) for v in jm.job.vertices for s in range(v.parallelism)}
@@ -934,20 +1077,19 @@ class InvariantChecker:
             if execution.state is not ExecutionState.FINISHED:
                 problems.append(f"{name} is {execution.state.value}")
                 continue
-            if execution.attempt != jm.attempt:
-                problems.append(f"{name} finished in attempt {execution.attempt}, not {jm.attempt}")
+            attempt = execution.attempt
             execution_id = execution.execution_id
-            if execution_id is None or finished.get((jm.attempt, vertex, subtask)) != execution_id:
-                problems.append(f"{name} has no single finished execution")
+            if execution_id is None or finished.get((attempt, vertex, subtask)) != execution_id:
+                problems.append(f"{name} has no single finished execution in attempt {attempt}")
                 continue
             started = self._started.get(execution_id)
             if started is None:
                 problems.append(f"{name} finished without running on any TaskExecutor")
                 continue
-            if (started.vertex, started.subtask, started.attempt) != (vertex, subtask, jm.attempt):
+            if (started.vertex, started.subtask, started.attempt) != (vertex, subtask, attempt):
                 problems.append(
                     f"{name}: the TaskExecutor ran {started.vertex}[{started.subtask}] of "
-                    f"attempt {started.attempt} under its execution id"
+                    f"attempt {started.attempt} under the execution id of attempt {attempt}"
                 )
             ran = self._finished_at.get(execution_id, now) - started.at
             if ran + _EPSILON < durations.get(vertex, 0.0):
@@ -958,10 +1100,214 @@ class InvariantChecker:
         if problems:
             self.violation(
                 "job-finished",
-                f"{jm.name} is FINISHED but not every task finished exactly once in its final "
-                f"attempt {jm.attempt}: " + "; ".join(problems[:4]),
+                f"{jm.name} is FINISHED but not every subtask finished exactly once in its "
+                "current attempt: " + "; ".join(problems[:4]),
                 "\n".join(problems),
                 key=f"finished:{jm.job_id}:{jm.fencing_token}",
+            )
+
+    # region-whole, slot-reuse, restart-accounting and slot-request-timeout, at one JobMaster
+    def check_scheduling(self, jm: JobMaster, now: float) -> None:
+        """After the JobMaster handled a call (between calls its state is whole): regions are
+        deployed whole into their groups' slots, free slots serve waiting regions and idle
+        ones go back, every failure is accounted for, and no region waits for slots that
+        cannot come beyond the slot request timeout."""
+        status = jm.status
+        if status.is_globally_terminal:
+            return
+        live = status is JobStatus.RUNNING or status is JobStatus.RESTARTING
+        pool = jm.pool
+        if jm.restarts > jm.job.restart.attempts:
+            self.violation(
+                "restart-accounting",
+                f"{jm.name} counts {jm.restarts} restarts, more than the "
+                f"{jm.job.restart.attempts} its fixed-delay strategy allows",
+                key=f"budget:{jm.job_id}:{jm.fencing_token}",
+            )
+        signature = (
+            jm.restarts,
+            len(pool),
+            len(jm._pending),
+            len(jm._restarts_pending),
+            *jm.state_counts.values(),
+        )
+        if len(jm.executions) <= _FULL_SCAN_LIMIT or self._region_signature.get(jm) != signature:
+            self._region_signature[jm] = signature
+            self._check_regions(jm, live)
+        if not live:
+            return
+        free = [slot for slot in pool.values() if slot.group is None]
+        if free and jm._pending and jm.pending_slots:
+            self.violation(
+                "slot-reuse",
+                f"the JobMaster of {jm.name} keeps {len(free)} free slot(s) in its pool while "
+                f"waiting regions lack {jm.pending_slots}",
+                key=f"unused:{jm.job_id}:{jm.fencing_token}",
+            )
+        if free and len(pool) > jm.required:
+            idle = self.config.slot_idle_timeout
+            clock = trio.current_time()
+            for slot in free:
+                if clock - slot.free_since > 2 * idle + _EPSILON:
+                    self.violation(
+                        "slot-reuse",
+                        f"the JobMaster of {jm.name} holds {len(pool)} slot(s) for a demand of "
+                        f"{jm.required}, and slot {slot.task_executor}/{slot.slot_index} has "
+                        f"been idle for {clock - slot.free_since:.3f} s (slot idle timeout "
+                        f"{idle:g} s)",
+                        key=f"hoard:{jm.job_id}:{slot.allocation_id}:{slot.free_since}",
+                    )
+        self._check_waiting_bulks(jm, now)
+
+    def _check_regions(self, jm: JobMaster, live: bool) -> None:
+        restarting = {index for restart in jm._restarts_pending for index in restart.regions}
+        pool = jm.pool
+        applied = highest = 0
+        for region in jm.topology.regions:
+            executions = [jm.executions[v] for v in region.vertices]
+            attempt = executions[0].attempt
+            applied += attempt
+            highest = max(highest, attempt)
+            where = f"region {region.index} of {jm.name}"
+            names = ", ".join(f"{e.vertex}[{e.subtask}]#{e.attempt}" for e in executions[:6])
+            if any(e.attempt != attempt for e in executions):
+                self.violation(
+                    "region-whole",
+                    f"{where} runs its subtasks in different attempts ({names})",
+                    key=f"attempts:{jm.job_id}:{jm.fencing_token}:{region.index}",
+                )
+            waiting = [e for e in executions if e.state in _WAITING]
+            deployed = [e for e in executions if e.state in _DEPLOYED]
+            if waiting and deployed:
+                self.violation(
+                    "region-whole",
+                    f"{where} is deployed in part: {deployed[0].vertex}[{deployed[0].subtask}] "
+                    f"is {deployed[0].state.value} while {waiting[0].vertex}"
+                    f"[{waiting[0].subtask}] is {waiting[0].state.value}",
+                    key=f"partial:{jm.job_id}:{jm.fencing_token}:{region.index}:{attempt}",
+                )
+            for execution in executions:
+                if execution.state in _IN_SLOT:
+                    slot = pool.get(execution.allocation_id) if execution.allocation_id else None
+                    if (
+                        slot is None
+                        or slot.group != execution.subtask
+                        or slot.task_executor != execution.task_executor
+                    ):
+                        held = (
+                            "no slot of the pool"
+                            if slot is None
+                            else f"a slot of group {slot.group} on {slot.task_executor}"
+                        )
+                        self.violation(
+                            "region-whole",
+                            f"{execution.vertex}[{execution.subtask}] of {jm.name} is "
+                            f"{execution.state.value} in {held}, not in the slot of its slot "
+                            f"sharing group {execution.subtask}",
+                            key=f"slot:{jm.job_id}:{execution.execution_id}",
+                        )
+                elif (
+                    live
+                    and execution.state in (ExecutionState.FAILED, ExecutionState.CANCELED)
+                    and region.index not in restarting
+                ):
+                    self.violation(
+                        "restart-accounting",
+                        f"{execution.vertex}[{execution.subtask}] of {jm.name} is "
+                        f"{execution.state.value} in a {jm.status.value} job, and its region "
+                        f"{region.index} waits for no restart",
+                        key=f"dropped:{jm.job_id}:{execution.execution_id or id(execution)}",
+                    )
+        restarted = highest if jm.job.failover_strategy == "full" else applied
+        if restarted > jm.restarts:
+            self.violation(
+                "restart-accounting",
+                f"{jm.name} restarted its regions {restarted} time(s) (region attempts "
+                f"{_region_attempts(jm)}) but counts {jm.restarts} restart(s)",
+                key=f"uncounted:{jm.job_id}:{jm.fencing_token}:{restarted}",
+            )
+
+    def _check_waiting_bulks(self, jm: JobMaster, now: float) -> None:
+        """A region that the whole pool could not serve must fail within twice the slot
+        request timeout (the JobMaster checks once per timeout)."""
+        seen = self._unfulfillable.get(jm)
+        if seen is None:
+            seen = self._unfulfillable[jm] = {}
+        pending = jm._pending
+        for index in [i for i in seen if i not in pending]:
+            del seen[index]
+        held = len(jm.pool)
+        bound = 2 * self.config.slot_request_timeout
+        for index, bulk in pending.items():
+            if bulk.region.slots <= held:
+                seen.pop(index, None)
+                continue
+            since = seen.get(index)
+            if since is None or since[0] is not bulk:
+                seen[index] = (bulk, now)
+            elif now - since[1] > bound + _EPSILON:
+                self.violation(
+                    "slot-request-timeout",
+                    f"region {index} of {jm.name} has waited {now - since[1]:.3f} s for "
+                    f"{bulk.region.slots} slot(s) with {held} in the pool, beyond twice the slot "
+                    f"request timeout of {self.config.slot_request_timeout:g} s",
+                    key=f"waits:{jm.job_id}:{id(bulk)}",
+                )
+
+    def check_no_resource_failure(self, jm: JobMaster, message: str, now: float) -> None:
+        """A region failed for want of slots: by its bulk's timeout, only after waiting that
+        long with more slots than the pool holds; by the ResourceManager's word, only once a
+        ResourceManager leader was past its start-up period."""
+        timeout = self.config.slot_request_timeout
+        if message.startswith(_NOT_ENOUGH_PREFIX):
+            grown = any(
+                (end if end is not None else now) - start >= timeout - _EPSILON
+                and (end is None or end >= now - _TELL_GRACE)
+                for start, end in self._rm_tenures
+            )
+            if not grown:
+                start = self._rm_tenures[-1][0]
+                self.violation(
+                    "slot-request-timeout",
+                    f"{jm.name} failed a region with NoResourceAvailableException on the word of "
+                    f"a ResourceManager leader {now - start:.3f} s old, within its start-up "
+                    f"period of {timeout:g} s",
+                    key=f"startup:{jm.job_id}:{now}",
+                )
+            return
+        if not message.startswith(_BULK_TIMEOUT_PREFIX):
+            return
+        restarting = {index for restart in jm._restarts_pending for index in restart.regions}
+        idle_at = self._idle_region_at.get(jm, {})
+        for execution in jm.executions.values():
+            if execution.state is not ExecutionState.FAILED or execution.region in restarting:
+                continue  # not the execution failing now
+            region = jm.topology.regions[execution.region]
+            began = idle_at.get(region.index, jm.started_at)
+            if now - began + _EPSILON < timeout:
+                self.violation(
+                    "slot-request-timeout",
+                    f"region {region.index} of {jm.name} failed with NoResourceAvailableException "
+                    f"{now - began:.3f} s after it began waiting for slots, before the slot "
+                    f"request timeout of {timeout:g} s",
+                    key=f"early:{jm.job_id}:{execution.execution_id or id(execution)}",
+                )
+            elif region.slots <= len(jm.pool):
+                self.violation(
+                    "slot-request-timeout",
+                    f"region {region.index} of {jm.name} failed for its slot request timeout "
+                    f"although the pool holds {len(jm.pool)} slot(s) for its {region.slots}",
+                    key=f"fulfillable:{jm.job_id}:{execution.execution_id or id(execution)}",
+                )
+
+    def check_failed_job(self, jm: JobMaster) -> None:
+        """A JobMaster fails its job only when the restart strategy allows no more restarts."""
+        if jm.restarts < jm.job.restart.attempts:
+            self.violation(
+                "restart-accounting",
+                f"{jm.name} is FAILED after {jm.restarts} of the {jm.job.restart.attempts} "
+                "restarts its fixed-delay strategy allows",
+                key=f"failed:{jm.job_id}:{jm.fencing_token}",
             )
 
     # fencing at fenced endpoints
@@ -1057,6 +1403,9 @@ class InvariantChecker:
         self._check_asks()
         for te in live.values():
             self.check_task_executor(te, now)
+        for job_record in store.jobs.values():
+            if job_record.job_master is not None:
+                self.check_scheduling(job_record.job_master, now)
         for rid, te in live.items():
             record = rm.task_executors.get(rid)
             if record is None:
@@ -1231,9 +1580,10 @@ class InvariantChecker:
         if jm is not None:
             counts = {s.value: n for s, n in jm.state_counts.items() if n}
             lines.append(
-                f"JobMaster {_short(jm.fencing_token)}: {jm.status.value}, attempt {jm.attempt}, "
-                f"restarts {jm.restarts}/{jm.job.restart.attempts}, pool {len(jm.pool)}/"
-                f"{jm.required} slot(s), tasks {counts}, task managers "
+                f"JobMaster {_short(jm.fencing_token)}: {jm.status.value}, "
+                f"restarts {jm.restarts}/{jm.job.restart.attempts}, region attempts "
+                f"{_region_attempts(jm)}, pool {len(jm.pool)}/{jm.required} slot(s) "
+                f"({jm.pending_slots} pending), tasks {counts}, task managers "
                 f"{sorted(jm.task_managers)}, registered at the ResourceManager: "
                 f"{jm.rm_gateway is not None}"
             )
@@ -1246,6 +1596,11 @@ class InvariantChecker:
             f"free of {len(rm.slots)} slot(s), TaskExecutors {sorted(rm.task_executors)}"
         )
         return "\n".join(lines)
+
+
+def _region_attempts(jm: JobMaster) -> list[int]:
+    """The attempt of each pipelined region (that of its first subtask)."""
+    return [jm.executions[region.vertices[0]].attempt for region in jm.topology.regions]
 
 
 def _te_slot_view(slot: Any) -> tuple[str, uuid.UUID | None, uuid.UUID | None]:

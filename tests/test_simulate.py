@@ -17,18 +17,28 @@ from cli.simulate_cmd import simulate as simulate_command
 from minicluster.cluster import ClusterConfig, JobGraph, JobStatus, JobVertex, MiniCluster
 from minicluster.cluster.context import RESOURCE_MANAGER
 from minicluster.cluster.gateways import ResourceManagerGateway
-from minicluster.cluster.jobmaster import JobMaster, _PoolSlot
+from minicluster.cluster.jobmaster import BULK_TIMEOUT, JobMaster, _PoolSlot
 from minicluster.cluster.model import (
     ExecutionState,
+    JobEdge,
     RestartStrategy,
     TaskDeploymentDescriptor,
     TaskExecutionState,
 )
 from minicluster.rpc.endpoint import Reply
-from minicluster.scenario import parse_scenario
+from minicluster.scenario import (
+    AddTaskExecutorStep,
+    KillTaskExecutorStep,
+    PartitionStep,
+    SleepStep,
+    StopTaskExecutorStep,
+    parse_scenario,
+)
 from minicluster.scenario.runner import run_scenario
 from minicluster.simulate import (
+    CAPACITY_SPARE,
     FAULT_KINDS,
+    TOP_UP_MS,
     InvariantChecker,
     RunResult,
     Violation,
@@ -87,6 +97,40 @@ def test_fault_kinds_are_parsed_and_checked() -> None:
     assert parse_faults("none") == ()
     with pytest.raises(ValueError, match="unknown fault kind 'flood'"):
         parse_faults("kill,flood")
+
+
+def test_generated_runs_keep_every_jobs_slots_once_the_start_up_period_can_end() -> None:
+    """Past the ResourceManager's start-up period an unmet requirement fails the job by design,
+    so from TOP_UP_MS on the slots it can count on (TaskExecutors not stopped, killed or cut
+    off from it) cover every job at once plus the spare, whatever the faults."""
+    for seed in range(12):
+        scenario = parse_scenario(generate_scenario(seed, FAULT_KINDS, 600.0))
+        demand = CAPACITY_SPARE + sum(
+            max(v.parallelism for v in job.vertices) for job in scenario.jobs.values()
+        )
+        live = {te.id: te.slots for te in scenario.cluster.task_executors}
+        away: dict[str, float] = {}
+        now = 0.0
+        for step in scenario.steps:
+            if isinstance(step, SleepStep):  # the steps of one instant are done: check it
+                counted = sum(n for te, n in live.items() if away.get(te, 0.0) <= now)
+                if now >= TOP_UP_MS / 1000:
+                    assert counted >= demand, f"seed {seed} at {now:.3f} s: {counted} < {demand}"
+                now += step.duration
+            elif isinstance(step, AddTaskExecutorStep):
+                live[step.task_executor.id] = step.task_executor.slots
+            elif isinstance(step, KillTaskExecutorStep | StopTaskExecutorStep):
+                del live[step.task_executor]
+            elif isinstance(step, PartitionStep) and "resource_manager" in step.between:
+                other = next(side for side in step.between if side != "resource_manager")
+                if other in live:  # cut off until it is back: heartbeat loss, then backoff
+                    away[other] = now + step.duration + 45.0
+
+
+def test_a_run_past_the_start_up_period_finishes_its_jobs() -> None:
+    # without the capacity rule, a kill after 300 s left job-4 short of slots: it FAILED
+    result = run_one(25, FAULT_KINDS, 600.0)
+    assert result.ok, "\n".join(v.line() + "\n" + v.detail for v in result.violations)
 
 
 # --- a dumped run is a scenario that run-scenario repeats ---------------------------------
@@ -186,11 +230,14 @@ def test_the_command_refuses_unknown_fault_kinds() -> None:
 
 
 def test_replay_checks_a_scenario_file(tmp_path: Path) -> None:
+    # one pipelined region of three slots on a one-slot cluster: it waits for the slot request
+    # timeout (300 s), far beyond the wait
     path = tmp_path / "starved.yaml"
     path.write_text(
         "name: starved\nseed: 1\ncluster: {task_executors: 1, slots_per_executor: 1}\n"
         "steps:\n"
-        "  - submit: {job: big, parallelism: 3, task_duration: 2s}\n"
+        "  - submit: {job: big, vertices: [{name: a, parallelism: 3, task_duration: 2s},"
+        " {name: b, parallelism: 3, task_duration: 2s}], edges: [{from: a, to: b}]}\n"
         "  - wait: {job: big, status: [FINISHED, FAILED, CANCELED], timeout: 30s}\n"
     )
     outcome = CliRunner().invoke(simulate_command, ["--replay", str(path)])
@@ -284,7 +331,7 @@ async def test_slot_exclusive_fires_when_a_job_master_holds_one_slot_twice(
         jm = watch.job_master(job_id)
         held = next(iter(jm.pool.values()))
         twin = uuid.uuid4()
-        jm.pool[twin] = _PoolSlot(twin, held.task_executor, held.slot_index, 7)
+        jm.pool[twin] = _PoolSlot(twin, held.task_executor, held.slot_index, group=None)
         watch.probe(jm.endpoint_id)
         assert any("under two allocations" in d for d in watch.of("slot-exclusive"))
 
@@ -457,6 +504,290 @@ async def test_ask_reply_fires_for_an_ask_without_timeout_pending_at_quiescence(
         assert watch.of("ask-reply") == [
             "ask forever to nowhere has no timeout and is still waiting for its reply at quiescence"
         ]
+
+
+# --- regions, slot reuse, restart accounting, the slot request timeout --------------------
+
+
+def chained(parallelism: int = 1, pattern: str = "pointwise", duration: float = 60.0) -> JobGraph:
+    """source -> sink: pointwise, a region per subtask index; all-to-all, one region."""
+    return JobGraph(
+        uuid.UUID(int=1),
+        "job-1",
+        [JobVertex("source", parallelism, duration), JobVertex("sink", parallelism, duration)],
+        [JobEdge("source", "sink", pattern)],
+        restart=RestartStrategy(5, 1.0),
+    )
+
+
+def timing_out() -> ClusterConfig:
+    return ClusterConfig(
+        seed=1, heartbeat_interval=1.0, heartbeat_timeout=5.0, slot_request_timeout=10.0
+    )
+
+
+async def test_region_whole_fires_when_a_region_is_deployed_in_part(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def deploy_first_only(self: JobMaster, bulk: Any) -> None:  # the planted bug
+        first = self.executions[bulk.region.vertices[0]]
+        self._deploy(first, self._group_slot[first.subtask])
+        self._remove_bulk(bulk)
+
+    monkeypatch.setattr(JobMaster, "_bulk_fulfilled", deploy_first_only)
+    async with MiniCluster(1, 2, config=fast()) as cluster:
+        watch = Watch(cluster)
+        await cluster.submit_job(chained())
+        await trio.sleep(3)
+        assert any(
+            d.startswith(
+                "region 0 of job-1 is deployed in part: source[0] is DEPLOYING while "
+                "sink[0] is SCHEDULED"
+            )
+            for d in watch.of("region-whole")
+        ), watch.found
+
+
+async def test_region_whole_fires_when_a_region_runs_two_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=fast()) as cluster:
+        watch = Watch(cluster)
+        job_id = await cluster.submit_job(chained())
+        jm = watch.job_master(job_id)
+        assert await cluster.wait_until(lambda: jm.state_counts[ExecutionState.RUNNING] == 2, 10)
+        await trio.sleep(2)
+        assert watch.found == []
+        jm.executions[("sink", 0)].attempt += 1  # restarted without its region
+        await trio.sleep(2)
+        assert watch.of("region-whole") == [
+            "region 0 of job-1 runs its subtasks in different attempts (source[0]#0, sink[0]#1)"
+        ]
+
+
+async def test_region_whole_fires_when_a_task_runs_outside_its_groups_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=fast()) as cluster:
+        watch = Watch(cluster)
+        job_id = await running(cluster, watch, 2)
+        jm = watch.job_master(job_id)
+        slot = next(s for s in jm.pool.values() if s.group == 1)
+        slot.group = 0  # two groups in one slot
+        await trio.sleep(2)
+        assert any(
+            d.startswith(
+                "map[1] of job-1 is RUNNING in a slot of group 0 on te-1, not in the "
+                "slot of its slot sharing group 1"
+            )
+            for d in watch.of("region-whole")
+        ), watch.found
+
+
+async def test_slot_reuse_holds_when_regions_run_in_waves(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 1, config=fast()) as cluster:
+        watch = Watch(cluster)
+        job_id = await cluster.submit_job(long_job(3, 2.0))
+        assert await cluster.wait_for_job(job_id, 20) is JobStatus.FINISHED
+        assert watch.found == []
+
+
+async def test_slot_reuse_fires_when_a_slot_given_back_does_not_serve_the_next_wave(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assign = JobMaster._assign_free_slots
+
+    def first_wave_only(self: JobMaster) -> None:  # the planted bug
+        if self.state_counts[ExecutionState.FINISHED] == 0:
+            assign(self)
+
+    monkeypatch.setattr(JobMaster, "_assign_free_slots", first_wave_only)
+    async with MiniCluster(1, 1, config=fast()) as cluster:
+        watch = Watch(cluster)
+        await cluster.submit_job(long_job(2, 2.0))
+        await trio.sleep(5)
+        assert watch.of("slot-reuse") == [
+            "the JobMaster of job-1 keeps 1 free slot(s) in its pool while waiting regions lack 1"
+        ]
+
+
+def two_waves() -> JobGraph:
+    """a[1] ends after 2 s; group 0 (a[0], b[0]) stays in use for a minute."""
+    return JobGraph(
+        uuid.UUID(int=1),
+        "job-1",
+        [JobVertex("a", 2, 2.0), JobVertex("b", 1, 60.0)],
+        restart=RestartStrategy(5, 1.0),
+    )
+
+
+@pytest.mark.parametrize("planted", [False, True])
+async def test_slot_reuse_fires_when_an_idle_slot_is_never_given_back(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch, planted: bool
+) -> None:
+    if planted:
+        monkeypatch.setattr(JobMaster, "_release_idle_slots", lambda self: None)
+    config = fast()
+    config.slot_idle_timeout = 5.0
+    async with MiniCluster(1, 2, config=config) as cluster:
+        watch = Watch(cluster)
+        job_id = await cluster.submit_job(two_waves())
+        await trio.sleep(20)
+        jm = watch.job_master(job_id)
+        assert (len(jm.pool), jm.required) == ((2, 1) if planted else (1, 1))
+        found = watch.of("slot-reuse")
+        assert len(found) == planted, found
+        if planted:
+            assert found[0].startswith("the JobMaster of job-1 holds 2 slot(s) for a demand of 1")
+            assert "(slot idle timeout 5 s)" in found[0]
+
+
+async def test_restart_accounting_fires_when_restarts_exceed_the_strategy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=fast()) as cluster:
+        watch = Watch(cluster)
+        jm = watch.job_master(await running(cluster, watch, 1))
+        jm.restarts = 6
+        await trio.sleep(2)
+        assert watch.of("restart-accounting") == [
+            "job-1 counts 6 restarts, more than the 5 its fixed-delay strategy allows"
+        ]
+
+
+async def test_restart_accounting_fires_when_a_region_restart_is_not_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=fast()) as cluster:
+        watch = Watch(cluster)
+        job_id = await running(cluster, watch, 1)
+        jm = watch.job_master(job_id)
+        await cluster.fail_task(job_id, 0)
+        assert await cluster.wait_until(lambda: jm.executions[("map", 0)].attempt == 1, 10)
+        await trio.sleep(2)
+        assert watch.found == []
+        jm.restarts = 0
+        await trio.sleep(2)
+        assert watch.of("restart-accounting") == [
+            "job-1 restarted its regions 1 time(s) (region attempts [1]) but counts 0 restart(s)"
+        ]
+
+
+async def test_restart_accounting_fires_when_a_failure_restarts_nothing(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JobMaster, "_restart_regions", lambda self, regions: None)
+    async with MiniCluster(1, 2, config=fast()) as cluster:
+        watch = Watch(cluster)
+        job_id = await running(cluster, watch, 2)
+        await cluster.fail_task(job_id, 1)
+        await trio.sleep(2)
+        assert watch.of("restart-accounting") == [
+            "map[1] of job-1 is FAILED in a RUNNING job, and its region 1 waits for no restart"
+        ]
+
+
+async def test_restart_accounting_fires_when_a_job_fails_with_restarts_left(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=fast()) as cluster:
+        watch = Watch(cluster)
+        job_id = await running(cluster, watch, 1)
+        jm = watch.job_master(job_id)
+        await jm.call_async(lambda: jm._job_reached_terminal_state(JobStatus.FAILED))
+        assert cluster.job_status(job_id) is JobStatus.FAILED
+        assert watch.of("restart-accounting") == [
+            "job-1 is FAILED after 0 of the 5 restarts its fixed-delay strategy allows"
+        ]
+
+
+@pytest.mark.parametrize("path", ["resource-manager", "bulk-timeout"])
+async def test_slot_request_timeout_holds_when_a_region_fails_at_the_timeout(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    if path == "bulk-timeout":
+        monkeypatch.setattr(JobMaster, "notify_not_enough_resources", lambda self, a, r: None)
+    async with MiniCluster(1, 2, config=timing_out()) as cluster:
+        watch = Watch(cluster)
+        job_id = await cluster.submit_job(chained(3, "all-to-all"))
+        jm = watch.job_master(job_id)
+        assert await cluster.wait_until(lambda: jm.restarts == 2, 60)
+        assert (jm.failure_cause or "").startswith(
+            "NoResourceAvailableException: "
+            + ("Could not acquire" if path == "resource-manager" else "Slot request bulk")
+        )
+        assert watch.found == []
+
+
+async def test_slot_request_timeout_fires_when_a_region_waits_for_ever(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JobMaster, "_check_bulks", lambda self, bulks: None)
+    monkeypatch.setattr(JobMaster, "notify_not_enough_resources", lambda self, a, r: None)
+    async with MiniCluster(1, 2, config=timing_out()) as cluster:
+        watch = Watch(cluster)
+        await cluster.submit_job(chained(3, "all-to-all"))
+        await trio.sleep(19)
+        assert watch.of("slot-request-timeout") == []
+        await trio.sleep(3)
+        found = watch.of("slot-request-timeout")
+        assert len(found) == 1 and found[0].startswith("region 0 of job-1 has waited 2"), found
+        assert found[0].endswith(
+            "for 3 slot(s) with 2 in the pool, beyond twice the slot request timeout of 10 s"
+        )
+
+
+async def test_slot_request_timeout_fires_when_a_bulk_times_out_early(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=timing_out()) as cluster:
+        watch = Watch(cluster)
+        jm = watch.job_master(await cluster.submit_job(chained(3, "all-to-all")))
+        await trio.sleep(4)
+        await jm.call_async(
+            lambda: jm._fail_bulks(list(jm._pending.values()), BULK_TIMEOUT.format(timeout=10))
+        )
+        found = watch.of("slot-request-timeout")
+        assert len(found) == 1 and found[0].startswith(
+            "region 0 of job-1 failed with NoResourceAvailableException 4."
+        ), found
+        assert found[0].endswith("before the slot request timeout of 10 s")
+
+
+async def test_slot_request_timeout_fires_when_a_bulk_the_pool_can_serve_times_out(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JobMaster, "notify_not_enough_resources", lambda self, a, r: None)
+    async with MiniCluster(1, 1, config=timing_out()) as cluster:
+        watch = Watch(cluster)
+        jm = watch.job_master(await cluster.submit_job(long_job(2, 60.0)))
+        await trio.sleep(12)  # region 1 waits for the slot region 0 runs in: the next wave
+        assert list(jm._pending) == [1] and watch.found == []
+        await jm.call_async(
+            lambda: jm._fail_bulks(list(jm._pending.values()), BULK_TIMEOUT.format(timeout=10))
+        )
+        assert watch.of("slot-request-timeout") == [
+            "region 1 of job-1 failed for its slot request timeout although the pool holds 1 "
+            "slot(s) for its 1"
+        ]
+
+
+async def test_slot_request_timeout_fires_when_the_resource_manager_skips_its_start_up_period(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=timing_out()) as cluster:
+        watch = Watch(cluster)
+        cluster.resource_manager.fail_unfulfillable = True  # the planted bug
+        await cluster.submit_job(chained(3, "all-to-all"))
+        await trio.sleep(2)
+        found = watch.of("slot-request-timeout")
+        assert found and found[0].startswith(
+            "job-1 failed a region with NoResourceAvailableException on the word of a "
+            "ResourceManager leader 0."
+        ), found
+        assert found[0].endswith("s old, within its start-up period of 10 s")
 
 
 def test_job_terminal_and_job_outcome_come_from_the_scenario_steps() -> None:

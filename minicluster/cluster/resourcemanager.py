@@ -371,6 +371,12 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
 
     def _check_resources(self) -> None:
         """Match declared requirements with free slots, in declaration order."""
+        for job_id in [j for j in self.requirements if j not in self.job_masters]:
+            if self.context.ha.leader(job_master_component(job_id)) is None:
+                # retained for a JobMaster that has since ended (its goodbye was lost): the job
+                # has no leader any more, so nobody will take these slots (Flink's
+                # JobLeaderIdService removes such a job)
+                self._close_job_master_connection(job_id, clear=True)
         held: dict[uuid.UUID, int] = {}
         for slot in self.slots.values():
             if slot.job_id is not None and slot.state in ("PENDING", "ALLOCATED"):
