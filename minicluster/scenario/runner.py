@@ -168,10 +168,7 @@ class ScenarioRun:
     def config(self) -> ClusterConfig:
         spec = self.scenario.cluster
         return ClusterConfig(
-            heartbeat_interval=spec.heartbeat_interval,
-            heartbeat_timeout=spec.heartbeat_timeout,
-            rpc_timeout=spec.rpc_timeout,
-            leader_notification_delay=spec.leader_notification_delay,
+            **spec.config_values(),
             seed=self.seed,
         )
 
