@@ -292,10 +292,19 @@ def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, An
         for key, value in spec.config_values().items():
             if ctx.get_parameter_source(key) is not given:
                 durations[key] = value
-    if durations["heartbeat_timeout"] <= durations["heartbeat_interval"]:
-        fail("--heartbeat-timeout must be longer than --heartbeat-interval", EXIT_USAGE)
+    _check_heartbeat(durations)
     values["config"] = ClusterConfig(**durations)
     return values
+
+
+def _check_heartbeat(durations: dict[str, Any]) -> None:
+    interval, timeout = durations["heartbeat_interval"], durations["heartbeat_timeout"]
+    if timeout <= interval:
+        fail(
+            f"the heartbeat timeout ({format_duration(timeout)}) must be longer than the "
+            f"interval ({format_duration(interval)}); see --heartbeat-timeout",
+            EXIT_USAGE,
+        )
 
 
 def _plain_event_printer(printer: LinePrinter) -> Any:
@@ -726,8 +735,7 @@ def task_executor(
     with reported():
         secret = read_secret(secret_file)
         resource_id = resource_id or f"te-{uuid.uuid4().hex[:6]}"
-        if durations["heartbeat_timeout"] <= durations["heartbeat_interval"]:
-            fail("--heartbeat-timeout must be longer than --heartbeat-interval", EXIT_USAGE)
+        _check_heartbeat(durations)
         config = ClusterConfig(**durations)
         from minicluster.serve import join_cluster
 

@@ -6,10 +6,12 @@ same steps at the same virtual times and the same trace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -164,6 +166,8 @@ class ScenarioRun:
         self.trace = trace
         self.rng = random.Random(seed)
         self.jobs: dict[str, uuid.UUID] = {}
+        self.stop_signals: tuple[int, ...] = ()
+        self.interrupted = False
 
     def config(self) -> ClusterConfig:
         spec = self.scenario.cluster
@@ -173,6 +177,8 @@ class ScenarioRun:
         )
 
     async def run(self) -> ScenarioResult:
+        """Run the steps on a fresh cluster. One of ``stop_signals`` stops the steps; the
+        cluster then shuts down as after the last step, and KeyboardInterrupt follows."""
         spec = self.scenario.cluster
         result = ScenarioResult(self.scenario.name, self.seed, passed=False)
         wall = time.perf_counter()
@@ -182,6 +188,7 @@ class ScenarioRun:
             rpc=spec.rpc,
             config=self.config(),
         )
+        self.interrupted = False
         async with cluster:
             if self.trace is not None:
                 trace = self.trace
@@ -193,27 +200,18 @@ class ScenarioRun:
 
                 cluster.events.subscribers.append(write)
             view = _View(cluster, self.jobs)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._ticker, cluster)
-                total = len(self.scenario.steps)
-                failed = False
-                for step in self.scenario.steps:
-                    if failed:
-                        break
-                    self.observer.step_started(step.index, total, step, cluster)
-                    cluster.context.emit("step", f"{step.index + 1}/{total} {step.describe()}")
-                    try:
-                        message = await self._run_step(step, cluster, view)
-                        ok = True
-                    except StepFailed as exc:
-                        message, ok, failed = str(exc), False, True
-                    step_result = StepResult(
-                        step.index, step.kind, ok, cluster.events.now(), message
-                    )
-                    result.steps.append(step_result)
-                    self.observer.step_finished(step_result, cluster)
-                result.passed = not failed
-                nursery.cancel_scope.cancel()
+            with contextlib.ExitStack() as stack:
+                signals = (
+                    stack.enter_context(trio.open_signal_receiver(*self.stop_signals))
+                    if self.stop_signals
+                    else None
+                )
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._ticker, cluster)
+                    if signals is not None:
+                        nursery.start_soon(self._stop_on_signal, signals, nursery.cancel_scope)
+                    result.passed = await self._run_steps(cluster, view, result)
+                    nursery.cancel_scope.cancel()
             result.jobs = self._job_report(cluster)
             result.rpc = {
                 "calls": cluster.events.rpc_calls,
@@ -222,8 +220,34 @@ class ScenarioRun:
             }
             result.virtual_time = cluster.events.now()
             self.observer.tick(cluster)
+        if self.interrupted:
+            raise KeyboardInterrupt
         result.wall_time = time.perf_counter() - wall
         return result
+
+    async def _run_steps(self, cluster: MiniCluster, view: _View, result: ScenarioResult) -> bool:
+        """Each step in turn until one fails; whether all of them held."""
+        total = len(self.scenario.steps)
+        for step in self.scenario.steps:
+            self.observer.step_started(step.index, total, step, cluster)
+            cluster.context.emit("step", f"{step.index + 1}/{total} {step.describe()}")
+            try:
+                message = await self._run_step(step, cluster, view)
+                ok = True
+            except StepFailed as exc:
+                message, ok = str(exc), False
+            step_result = StepResult(step.index, step.kind, ok, cluster.events.now(), message)
+            result.steps.append(step_result)
+            self.observer.step_finished(step_result, cluster)
+            if not ok:
+                return False
+        return True
+
+    async def _stop_on_signal(self, signals: Any, steps: trio.CancelScope) -> None:
+        async for _ in signals:
+            self.interrupted = True
+            steps.cancel()
+            return
 
     async def _ticker(self, cluster: MiniCluster) -> None:
         """Let the view refresh while the cluster runs, at most 10 times a real second."""
@@ -350,9 +374,13 @@ def run_scenario(
     observer: Observer | None = None,
     trace: IO[str] | None = None,
     speed: float | None = None,
+    stop_signals: Collection[int] = (),
 ) -> ScenarioResult:
     """Run a scenario to its end. `speed` paces a virtual clock (virtual seconds per real
-    second) for a person watching; None runs it as fast as it goes."""
+    second) for a person watching; None runs it as fast as it goes. One of `stop_signals`
+    (the command line passes SIGINT) cancels the run: the cluster stops, every task with it,
+    then KeyboardInterrupt is raised. Without it trio would deliver the KeyboardInterrupt into
+    whichever task runs, in the middle of the cluster."""
     if seed is None:
         seed = (
             scenario.seed if scenario.seed is not None else random.SystemRandom().randrange(2**31)
@@ -369,4 +397,5 @@ def run_scenario(
             trio_clock = trio.testing.MockClock(autojump_threshold=threshold)
         else:
             trio_clock = trio.testing.MockClock(rate=speed, autojump_threshold=0.05)
+    run.stop_signals = tuple(stop_signals)
     return trio.run(run.run, clock=trio_clock)
