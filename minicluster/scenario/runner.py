@@ -6,7 +6,6 @@ same steps at the same virtual times and the same trace.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
@@ -166,8 +165,8 @@ class ScenarioRun:
         self.trace = trace
         self.rng = random.Random(seed)
         self.jobs: dict[str, uuid.UUID] = {}
-        self.stop_signals: tuple[int, ...] = ()
         self.interrupted = False
+        self._steps: trio.CancelScope | None = None
 
     def config(self) -> ClusterConfig:
         spec = self.scenario.cluster
@@ -177,8 +176,9 @@ class ScenarioRun:
         )
 
     async def run(self) -> ScenarioResult:
-        """Run the steps on a fresh cluster. One of ``stop_signals`` stops the steps; the
-        cluster then shuts down as after the last step, and KeyboardInterrupt follows."""
+        """Run the steps on a fresh cluster; after ``interrupt()`` the steps stop and the
+        cluster shuts down as after the last step (``run_scenario`` then raises
+        KeyboardInterrupt)."""
         spec = self.scenario.cluster
         result = ScenarioResult(self.scenario.name, self.seed, passed=False)
         wall = time.perf_counter()
@@ -188,7 +188,6 @@ class ScenarioRun:
             rpc=spec.rpc,
             config=self.config(),
         )
-        self.interrupted = False
         async with cluster:
             if self.trace is not None:
                 trace = self.trace
@@ -200,18 +199,13 @@ class ScenarioRun:
 
                 cluster.events.subscribers.append(write)
             view = _View(cluster, self.jobs)
-            with contextlib.ExitStack() as stack:
-                signals = (
-                    stack.enter_context(trio.open_signal_receiver(*self.stop_signals))
-                    if self.stop_signals
-                    else None
-                )
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._ticker, cluster)
-                    if signals is not None:
-                        nursery.start_soon(self._stop_on_signal, signals, nursery.cancel_scope)
-                    result.passed = await self._run_steps(cluster, view, result)
+            async with trio.open_nursery() as nursery:
+                self._steps = nursery.cancel_scope
+                if self.interrupted:
                     nursery.cancel_scope.cancel()
+                nursery.start_soon(self._ticker, cluster)
+                result.passed = await self._run_steps(cluster, view, result)
+                nursery.cancel_scope.cancel()
             result.jobs = self._job_report(cluster)
             result.rpc = {
                 "calls": cluster.events.rpc_calls,
@@ -220,8 +214,6 @@ class ScenarioRun:
             }
             result.virtual_time = cluster.events.now()
             self.observer.tick(cluster)
-        if self.interrupted:
-            raise KeyboardInterrupt
         result.wall_time = time.perf_counter() - wall
         return result
 
@@ -243,11 +235,11 @@ class ScenarioRun:
                 return False
         return True
 
-    async def _stop_on_signal(self, signals: Any, steps: trio.CancelScope) -> None:
-        async for _ in signals:
-            self.interrupted = True
-            steps.cancel()
-            return
+    def interrupt(self) -> None:
+        """Stop the steps; the cluster then shuts down as after the last one."""
+        self.interrupted = True
+        if self._steps is not None:
+            self._steps.cancel()
 
     async def _ticker(self, cluster: MiniCluster) -> None:
         """Let the view refresh while the cluster runs, at most 10 times a real second."""
@@ -397,5 +389,28 @@ def run_scenario(
             trio_clock = trio.testing.MockClock(autojump_threshold=threshold)
         else:
             trio_clock = trio.testing.MockClock(rate=speed, autojump_threshold=0.05)
-    run.stop_signals = tuple(stop_signals)
-    return trio.run(run.run, clock=trio_clock)
+    return trio.run(_run_until_signal, run, tuple(stop_signals), clock=trio_clock)
+
+
+async def _run_until_signal(run: ScenarioRun, signals: tuple[int, ...]) -> ScenarioResult:
+    if not signals:
+        return await run.run()
+    with trio.open_signal_receiver(*signals) as receiver:
+        async with trio.open_nursery() as nursery:
+            # started, and waiting, before the cluster exists: the run's tasks are scheduled
+            # exactly as without it, so the trace is the same message for message
+            await nursery.start(_interrupt_on_signal, receiver, run)
+            result = await run.run()
+            nursery.cancel_scope.cancel()
+    if run.interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+async def _interrupt_on_signal(
+    receiver: Any, run: ScenarioRun, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    task_status.started()
+    async for _ in receiver:
+        run.interrupt()
+        return
