@@ -1,4 +1,4 @@
-"""Mapping failures to the contract's exit codes, each with one clear sentence on stderr."""
+"""Mapping failures to the exit codes (README), each with one clear sentence on stderr."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ EXIT_FAILED = (
     1  # what was asked for failed: job FAILED/CANCELED, expectation, unreachable, rejected
 )
 EXIT_USAGE = 2  # bad usage or an invalid input file
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report 128 + 2
+INTERRUPTED = "interrupted."
 
 
 class CommandFailed(Exception):
@@ -32,9 +34,14 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise CommandFailed(message, code)
 
 
-def _sentence(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def sentence(text: str) -> str:
+    """``text`` on one line, ending like a sentence."""
+    text = " ".join(text.split())
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _sentence(exc: BaseException) -> str:
+    return sentence(str(exc) or type(exc).__name__)
 
 
 @contextmanager
@@ -42,6 +49,8 @@ def reported() -> Iterator[None]:
     """Run a command body; turn what can go wrong into an exit code and one sentence."""
     try:
         yield
+    except KeyboardInterrupt:
+        _exit(INTERRUPTED, EXIT_INTERRUPTED)
     except CommandFailed as exc:
         _exit(_sentence(exc), exc.code)
     except ScenarioError as exc:
@@ -53,6 +62,9 @@ def reported() -> Iterator[None]:
     except OSError as exc:
         _exit(_sentence(exc), EXIT_FAILED)
     except BaseExceptionGroup as group:  # trio wraps failures of tasks
+        interrupted, _ = group.split(KeyboardInterrupt)
+        if interrupted is not None:  # Ctrl-C: whatever else the tasks said on the way out
+            _exit(INTERRUPTED, EXIT_INTERRUPTED)
         leaf = _first_leaf(group)
         if isinstance(
             leaf, (CommandFailed, ScenarioError, ClusterUnreachableError, RpcError, OSError)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import socket
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -22,36 +24,42 @@ from minicluster.cluster.context import Event
 from minicluster.cluster.stats import recent_events, rpc_statistics
 from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.console.views import render_jobs, render_topology
+from minicluster.limits import (
+    CLUSTER_DURATIONS,
+    MAX_PARALLELISM,
+    MAX_SLOTS_PER_TASK_EXECUTOR,
+    MAX_TASK_EXECUTORS,
+)
 from minicluster.rpc.tls import TlsConfig
-from minicluster.scenario import load_job_file, parse_duration
+from minicluster.scenario import format_duration, load_job_file
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
+from .group import MiniclusterGroup
 from .lines import LinePrinter
+from .params import (
+    ADDRESS,
+    DURATION,
+    HOST,
+    NAME,
+    PORT,
+    POSITIVE_DURATION,
+    SPEED,
+    TASK_EXECUTOR_ID,
+    Count,
+)
+from .secrets import read_secret
 
 T = TypeVar("T")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float | int):
-            return float(value)
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
+SLOTS = Count(1, MAX_SLOTS_PER_TASK_EXECUTOR, "a number of slots")
 
 
 def address_option(fn: Any) -> Any:
     return click.option(
         "--address",
+        type=ADDRESS,
         default=DEFAULT_ADDRESS,
         envvar="MINICLUSTER_ADDRESS",
         show_default=True,
@@ -92,30 +100,80 @@ def json_option(fn: Any) -> Any:
 def timeout_option(fn: Any) -> Any:
     return click.option(
         "--timeout",
-        type=DURATION,
+        type=POSITIVE_DURATION,
         default="10s",
         show_default=True,
         help="How long to wait for the cluster to answer.",
     )(fn)
 
 
-def read_secret(path: str | None) -> bytes | None:
-    if path is None:
-        return None
+def cluster_duration_options(command: str) -> Callable[[Any], Any]:
+    """A flag for every duration of limits.CLUSTER_DURATIONS that `command` takes."""
+    return functools.partial(_cluster_duration_options, command)
+
+
+def _cluster_duration_options(command: str, fn: Any) -> Any:
+    for setting in reversed(CLUSTER_DURATIONS):
+        if setting.flag and command in setting.commands:
+            fn = click.option(
+                setting.option,
+                setting.attribute,
+                type=DURATION if setting.allow_zero else POSITIVE_DURATION,
+                default=format_duration(setting.default),
+                show_default=True,
+                help=setting.help,
+            )(fn)
+    return fn
+
+
+@contextmanager
+def serving_errors(host: str, port: int) -> Iterator[None]:
+    """Binding the listening socket fails in a few ways a user can fix: say which, and how."""
     try:
-        secret = Path(path).read_bytes().strip()
-    except OSError as exc:
-        fail(f"cannot read the secret file {path}: {exc.strerror}", EXIT_USAGE)
-    if not secret:
-        fail(f"the secret file {path} is empty", EXIT_USAGE)
-    return secret
+        yield
+    except (OSError, BaseExceptionGroup) as exc:
+        leaf: BaseException | None = exc
+        if isinstance(exc, BaseExceptionGroup):
+            match, _ = exc.split(OSError)
+            leaf = _first_os_error(match)
+        if isinstance(leaf, OSError):
+            _bind_failure(leaf, host, port)
+        raise
+
+
+def _first_os_error(group: BaseExceptionGroup[BaseException] | None) -> OSError | None:
+    while isinstance(group, BaseExceptionGroup):
+        inner = group.exceptions[0]
+        if isinstance(inner, OSError):
+            return inner
+        group = inner if isinstance(inner, BaseExceptionGroup) else None
+    return None
+
+
+def _bind_failure(exc: OSError, host: str, port: int) -> None:
+    where = f"cannot serve on {host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        fail(f"{where}: the host name does not resolve ({exc.strerror})", EXIT_USAGE)
+    if exc.errno == errno.EADDRINUSE:
+        fail(
+            f"{where}: the address is already in use; choose another --port, "
+            "or --port 0 for a free one",
+            EXIT_FAILED,
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        fail(f"{where}: no interface of this machine has that address; check --host", EXIT_USAGE)
+    if exc.errno == errno.EACCES:
+        fail(
+            f"{where}: permission denied (ports below 1024 need privileges); choose another --port",
+            EXIT_FAILED,
+        )
 
 
 def print_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, default=str))
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=MiniclusterGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="minicluster")
 def cli() -> None:
     """minicluster: Flink's RPC layer and cluster coordination, simulated in Python.
@@ -134,24 +192,21 @@ def cli() -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to serve on.")
-@click.option("--port", type=int, default=6123, show_default=True, help="0 picks a free port.")
-@click.option("--task-executors", type=click.IntRange(0), default=2, show_default=True)
-@click.option("--slots-per-executor", type=click.IntRange(1), default=2, show_default=True)
+@click.option(
+    "--host", type=HOST, default="127.0.0.1", show_default=True, help="Interface to serve on."
+)
+@click.option("--port", type=PORT, default=6123, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--task-executors",
+    type=Count(0, MAX_TASK_EXECUTORS, "a number of TaskExecutors"),
+    default=2,
+    show_default=True,
+)
+@click.option("--slots-per-executor", type=SLOTS, default=2, show_default=True)
 @click.option(
     "--rpc", type=click.Choice(["shared", "dedicated"]), default="shared", show_default=True
 )
-@click.option("--heartbeat-interval", type=DURATION, default="10s", show_default=True)
-@click.option("--heartbeat-timeout", type=DURATION, default="50s", show_default=True)
-@click.option(
-    "--slot-request-timeout",
-    type=DURATION,
-    default="5min",
-    show_default=True,
-    help="Flink's slot.request.timeout: a region that cannot get its slots for this long fails "
-    "(also the ResourceManager's start-up period).",
-)
-@click.option("--rpc-timeout", type=DURATION, default="10s", show_default=True)
+@cluster_duration_options("start")
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="YAML with a cluster: section."
 )
@@ -194,21 +249,22 @@ def start(ctx: click.Context, /, **options: Any) -> None:
         from minicluster.serve import serve_cluster
 
         try:
-            reason = trio.run(
-                lambda: serve_cluster(
-                    host=options["host"],
-                    port=options["port"],
-                    task_executors=settings["task_executors"],
-                    slots_per_executor=settings["slots_per_executor"],
-                    rpc=settings["rpc"],
-                    config=settings["config"],
-                    secret=secret,
-                    tls=tls,
-                    on_ready=on_ready,
-                    on_tick=on_tick,
-                    background=printer.run if printer is not None else None,
+            with serving_errors(options["host"], options["port"]):
+                reason = trio.run(
+                    lambda: serve_cluster(
+                        host=options["host"],
+                        port=options["port"],
+                        task_executors=settings["task_executors"],
+                        slots_per_executor=settings["slots_per_executor"],
+                        rpc=settings["rpc"],
+                        config=settings["config"],
+                        secret=secret,
+                        tls=tls,
+                        on_ready=on_ready,
+                        on_tick=on_tick,
+                        background=printer.run if printer is not None else None,
+                    )
                 )
-            )
         finally:
             if live is not None:
                 live.stop()
@@ -217,40 +273,48 @@ def start(ctx: click.Context, /, **options: Any) -> None:
 
 def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, Any]:
     """Options from --config, overridden by flags given on the command line."""
-    values = {
+    durations: dict[str, Any] = {s.attribute: s.default for s in CLUSTER_DURATIONS}
+    durations.update(
+        {
+            s.attribute: options[s.attribute]
+            for s in CLUSTER_DURATIONS
+            if s.flag and "start" in s.commands
+        }
+    )
+    values: dict[str, Any] = {
         "task_executors": options["task_executors"],
         "slots_per_executor": options["slots_per_executor"],
         "rpc": options["rpc"],
-        "heartbeat_interval": options["heartbeat_interval"],
-        "heartbeat_timeout": options["heartbeat_timeout"],
-        "rpc_timeout": options["rpc_timeout"],
-        "slot_request_timeout": options["slot_request_timeout"],
     }
     if options["config_file"]:
         from minicluster.scenario import load_cluster_config
 
         spec = load_cluster_config(options["config_file"])
-        from_file = {
+        from_file: dict[str, Any] = {
             "task_executors": len(spec.task_executors),
             "slots_per_executor": spec.slots_per_executor,
             "rpc": spec.rpc,
-            "heartbeat_interval": spec.heartbeat_interval,
-            "heartbeat_timeout": spec.heartbeat_timeout,
-            "rpc_timeout": spec.rpc_timeout,
-            "slot_request_timeout": spec.slot_request_timeout,
         }
+        given = click.core.ParameterSource.COMMANDLINE
         for key, value in from_file.items():
-            if ctx.get_parameter_source(key) is not click.core.ParameterSource.COMMANDLINE:
+            if ctx.get_parameter_source(key) is not given:
                 values[key] = value
-    if values["heartbeat_timeout"] <= values["heartbeat_interval"]:
-        fail("--heartbeat-timeout must be longer than --heartbeat-interval", EXIT_USAGE)
-    values["config"] = ClusterConfig(
-        heartbeat_interval=values["heartbeat_interval"],
-        heartbeat_timeout=values["heartbeat_timeout"],
-        rpc_timeout=values["rpc_timeout"],
-        slot_request_timeout=values["slot_request_timeout"],
-    )
+        for key, value in spec.config_values().items():
+            if ctx.get_parameter_source(key) is not given:
+                durations[key] = value
+    _check_heartbeat(durations)
+    values["config"] = ClusterConfig(**durations)
     return values
+
+
+def _check_heartbeat(durations: dict[str, Any]) -> None:
+    interval, timeout = durations["heartbeat_interval"], durations["heartbeat_timeout"]
+    if timeout <= interval:
+        fail(
+            f"the heartbeat timeout ({format_duration(timeout)}) must be longer than the "
+            f"interval ({format_duration(interval)}); see --heartbeat-timeout",
+            EXIT_USAGE,
+        )
 
 
 def _plain_event_printer(printer: LinePrinter) -> Any:
@@ -355,8 +419,12 @@ def _job_graph(
 
 @cli.command("submit-job", context_settings=CONTEXT)
 @click.argument("job_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--name", help="The job's name (default: from the file, or 'job').")
-@click.option("--parallelism", type=click.IntRange(1), help="Subtasks per vertex (default 2).")
+@click.option("--name", type=NAME, help="The job's name (default: from the file, or 'job').")
+@click.option(
+    "--parallelism",
+    type=Count(1, MAX_PARALLELISM, "a parallelism"),
+    help=f"Subtasks per vertex (default 2, at most {MAX_PARALLELISM:,}).",
+)
 @click.option("--task-duration", type=DURATION, help="How long each task runs (default 2s).")
 @click.option("--wait", is_flag=True, help="Follow the job; exit 0 for FINISHED, 1 otherwise.")
 @client_options
@@ -651,21 +719,19 @@ def stop(conn: Connection) -> None:
 
 
 @cli.command("task-executor", context_settings=CONTEXT)
-@click.option("--join", "join", required=True, help="The cluster to join, tcp://HOST:PORT.")
-@click.option("--slots", type=click.IntRange(1), default=2, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
-@click.option("--id", "resource_id", help="The TaskExecutor's id (default: te-<random>).")
-@click.option("--heartbeat-interval", type=DURATION, default="10s", show_default=True)
-@click.option("--heartbeat-timeout", type=DURATION, default="50s", show_default=True)
-@click.option("--rpc-timeout", type=DURATION, default="10s", show_default=True)
 @click.option(
-    "--registration-timeout",
-    type=DURATION,
-    default="5min",
-    show_default=True,
-    help="Flink's taskmanager.registration.timeout: give up (exit 1) if not registered by then.",
+    "--join", "join", type=ADDRESS, required=True, help="The cluster to join, tcp://HOST:PORT."
 )
+@click.option("--slots", type=SLOTS, default=2, show_default=True)
+@click.option("--host", type=HOST, default="127.0.0.1", show_default=True)
+@click.option("--port", type=PORT, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--id",
+    "resource_id",
+    type=TASK_EXECUTOR_ID,
+    help="The TaskExecutor's id (default: te-<random>).",
+)
+@cluster_duration_options("task-executor")
 @secret_option
 @tls_options
 def task_executor(
@@ -674,14 +740,11 @@ def task_executor(
     host: str,
     port: int,
     resource_id: str | None,
-    heartbeat_interval: float,
-    heartbeat_timeout: float,
-    rpc_timeout: float,
-    registration_timeout: float,
     secret_file: str | None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_ca: str | None = None,
+    **durations: Any,
 ) -> None:
     """Run one TaskExecutor in this process, joining a running cluster.
 
@@ -695,12 +758,8 @@ def task_executor(
     with reported():
         secret = read_secret(secret_file)
         resource_id = resource_id or f"te-{uuid.uuid4().hex[:6]}"
-        config = ClusterConfig(
-            heartbeat_interval=heartbeat_interval,
-            heartbeat_timeout=heartbeat_timeout,
-            rpc_timeout=rpc_timeout,
-            registration_timeout=registration_timeout,
-        )
+        _check_heartbeat(durations)
+        config = ClusterConfig(**durations)
         from minicluster.serve import join_cluster
 
         def on_ready(te: Any) -> None:
@@ -711,20 +770,21 @@ def task_executor(
             click.echo(format_event_line(event.as_dict()))
             sys.stdout.flush()
 
-        outcome = trio.run(
-            lambda: join_cluster(
-                cluster_address=join,
-                resource_id=resource_id,
-                slots=slots,
-                host=host,
-                port=port,
-                secret=secret,
-                tls=tls_config(tls_cert, tls_key, tls_ca),
-                config=config,
-                on_ready=on_ready,
-                on_event=on_event,
+        with serving_errors(host, port):
+            outcome = trio.run(
+                lambda: join_cluster(
+                    cluster_address=join,
+                    resource_id=resource_id,
+                    slots=slots,
+                    host=host,
+                    port=port,
+                    secret=secret,
+                    tls=tls_config(tls_cert, tls_key, tls_ca),
+                    config=config,
+                    on_ready=on_ready,
+                    on_event=on_event,
+                )
             )
-        )
         if outcome.startswith("failed: "):
             fail(f"task executor {resource_id} gave up: {outcome[len('failed: ') :]}")
         click.echo(f"task executor {resource_id} stopped", err=True)
@@ -747,7 +807,10 @@ def task_executor(
     help="Write one JSON line per RPC message.",
 )
 @click.option(
-    "--speed", default=None, help="Virtual seconds per real second in the live view, or 'max'."
+    "--speed",
+    type=SPEED,
+    default=None,
+    help="Virtual seconds per real second in the live view (0.01 to 10,000), or 'max'.",
 )
 @click.option("--no-live", is_flag=True, help="Plain lines instead of the live view.")
 def run_scenario(
@@ -756,7 +819,7 @@ def run_scenario(
     clock: str | None,
     report_file: str | None,
     trace_file: str | None,
-    speed: str | None,
+    speed: float | str | None,
     no_live: bool,
 ) -> None:
     """Run a scenario file on an in-process cluster and print a summary.
@@ -775,14 +838,7 @@ def run_scenario(
         scenario = load_scenario(scenario_file)
         for warning in scenario.warnings:
             click.echo(f"minicluster: warning: {warning}", err=True)
-        pace: float | None = None
-        if speed not in (None, "max"):
-            try:
-                pace = float(speed)  # type: ignore[arg-type]
-            except ValueError:
-                fail(f"--speed must be a number or 'max', not {speed!r}", EXIT_USAGE)
-            if pace <= 0:
-                fail("--speed must be positive", EXIT_USAGE)
+        pace = speed if isinstance(speed, float) else None
         result = run_with_view(
             scenario,
             seed=seed,

@@ -4,6 +4,7 @@ then a summary; plus the report and trace files."""
 from __future__ import annotations
 
 import json
+import signal
 from typing import IO, Any
 
 import click
@@ -105,7 +106,13 @@ def run_with_view(
             observer = _PlainObserver(scenario)
             click.echo(f"scenario {scenario.name}: {scenario.description}".rstrip(": "))
         result = run_scenario(
-            scenario, seed=seed, clock=clock, observer=observer, trace=trace, speed=pace
+            scenario,
+            seed=seed,
+            clock=clock,
+            observer=observer,
+            trace=trace,
+            speed=pace,
+            stop_signals=(signal.SIGINT,),  # Ctrl-C stops the cluster, then exit 130
         )
     finally:
         if live is not None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from minicluster.scenario import load_scenario, parse_duration
+from minicluster.limits import MAX_WORKERS
+from minicluster.scenario import load_scenario
 from minicluster.simulate import (
     FAULT_KINDS,
     RunResult,
@@ -26,25 +27,9 @@ from minicluster.simulate import (
 )
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
+from .params import POSITIVE_DURATION, Count
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class _Duration(click.ParamType):  # type: ignore[type-arg]
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float | int):
-            return float(value)
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if seconds <= 0:
-            self.fail(f"expected a duration longer than zero, got {value!r}", param, ctx)
-        return seconds
 
 
 class _Faults(click.ParamType):  # type: ignore[type-arg]
@@ -108,7 +93,7 @@ def _summary_line(summary: SimulationSummary) -> str:
 )
 @click.option(
     "--duration",
-    type=_Duration(),
+    type=POSITIVE_DURATION,
     default="10m",
     show_default=True,
     help="Cluster time with faults per run; a quiet period follows.",
@@ -121,12 +106,16 @@ def _summary_line(summary: SimulationSummary) -> str:
 )
 @click.option(
     "--time-limit",
-    type=_Duration(),
+    type=POSITIVE_DURATION,
     default=None,
     help="Start no run after this much wall-clock time (a soak with a budget).",
 )
 @click.option(
-    "--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes to use."
+    "--workers",
+    type=Count(1, MAX_WORKERS, "a number of processes"),
+    default=1,
+    show_default=True,
+    help="Processes to use.",
 )
 @click.option(
     "--replay",

@@ -495,23 +495,45 @@ def test_cancel_takes_a_name_or_a_map() -> None:
     assert [s.job for s in parse_scenario(text).steps[1:]] == ["a", "a"]  # type: ignore[union-attr]
 
 
-def test_unknown_keys_are_ignored_with_a_warning() -> None:
-    text = """\
-name: t
-owner: team-a
-cluster:
-  task_executors: 1
-  colour: blue
-steps:
-  - submit: {job: a, paralelism: 4}
-"""
-    s = parse_scenario(text, "x.yaml")
-    assert [str(w) for w in s.warnings] == [
-        "x.yaml: cluster.colour (line 5): unknown key ignored",
-        "x.yaml: steps[0].submit.paralelism (line 7): unknown key ignored; "
+UNKNOWN_KEYS = {
+    "top_level": (
+        "name: t\nowner: team-a\nsteps:\n  - sleep: 1s\n",
+        "owner (line 2): unknown key 'owner'; the keys here are name, description, seed, "
+        "cluster, steps",
+    ),
+    "cluster": (
+        "name: t\ncluster:\n  task_executors: 1\n  colour: blue\nsteps:\n  - sleep: 1s\n",
+        "cluster.colour (line 4): unknown key 'colour'; the keys here are task_executors, "
+        "slots_per_executor, rpc, clock, failover_strategy, heartbeat, rpc_timeout, "
+        "slot_request_timeout, registration_timeout, ha",
+    ),
+    "heartbeat": (
+        "name: t\ncluster:\n  heartbeat: {intervall: 1s}\nsteps:\n  - sleep: 1s\n",
+        "cluster.heartbeat.intervall (line 3): unknown key 'intervall'; did you mean 'interval'?",
+    ),
+    "submit": (
+        "name: t\nsteps:\n  - submit: {job: a, paralelism: 4}\n",
+        "steps[0].submit.paralelism (line 3): unknown key 'paralelism'; "
         "did you mean 'parallelism'?",
-        "x.yaml: owner (line 2): unknown key ignored",
-    ]
+    ),
+    "vertex": (
+        "name: t\nsteps:\n  - submit: {job: a, vertices: [{name: v, parralelism: 4}]}\n",
+        "steps[0].submit.vertices[0].parralelism (line 3): unknown key 'parralelism'; "
+        "did you mean 'parallelism'?",
+    ),
+    "wait": (
+        "name: t\nsteps:\n  - submit: {job: a}\n  - wait: {job: a, status: FINISHED, timout: 5s}\n",
+        "steps[1].wait.timout (line 4): unknown key 'timout'; did you mean 'timeout'?",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNKNOWN_KEYS))
+def test_an_unknown_key_is_an_error_with_a_did_you_mean_hint(case: str) -> None:
+    text, message = UNKNOWN_KEYS[case]
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "x.yaml")
+    assert str(info.value) == f"x.yaml: {message}"
 
 
 def test_yaml_anchors_and_merge_keys_work() -> None:
@@ -796,7 +818,7 @@ ERRORS = [
         scenario("- wait: {free_slots: 1, timeout: 0s}"),
         "steps[0].wait.timeout",
         3,
-        "expected a duration longer than zero, got '0s'",
+        "expected a duration of at least 1ms, got '0s'",
     ),
     (
         "bad_rpc_mode",
@@ -929,7 +951,7 @@ ERRORS = [
         scenario("- sleep: 1s", "task_executors: 1000000"),
         "cluster.task_executors",
         3,
-        "expected at most 10000, got 1000000",
+        "expected at most 1,000, got 1000000",
     ),
     (
         "duplicate_job_names",

@@ -14,12 +14,12 @@ import trio
 from minicluster.client import connect_cluster
 from minicluster.cluster import ClusterConfig, JobGraph, JobStatus, JobVertex, MiniCluster
 from minicluster.cluster.model import (
-    MAX_PARALLELISM,
     ExecutionState,
     RestartStrategy,
     SlotID,
     TaskExecutionState,
 )
+from minicluster.limits import MAX_PARALLELISM
 from minicluster.rpc import RpcError, open_rpc_service
 from minicluster.rpc.typecheck import compile_checker
 

@@ -11,19 +11,19 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
+# the limits are written once, in minicluster.limits, for files, flags and the wire alike
+from minicluster.limits import (
+    MAX_ADDRESS_LENGTH,
+    MAX_EDGES_PER_JOB,
+    MAX_ERROR_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PARALLELISM,
+    MAX_RESTART_ATTEMPTS,
+    MAX_SLOTS_PER_TASK_EXECUTOR,
+    MAX_TASKS_PER_JOB,
+    MAX_VERTICES_PER_JOB,
+)
 from minicluster.rpc import RpcError, register_error, wire_type
-
-# Flink's upper bound for a vertex's parallelism (and max parallelism): 2^15
-MAX_PARALLELISM = 32_768
-# slots one TaskExecutor may offer: more would not fit a slot report in a frame
-MAX_SLOTS_PER_TASK_EXECUTOR = 1_024
-MAX_NAME_LENGTH = 200  # characters of a job, vertex or TaskExecutor name
-MAX_VERTICES_PER_JOB = 1_000
-MAX_EDGES_PER_JOB = 10_000
-MAX_TASKS_PER_JOB = 100_000  # the sum of the vertices' parallelism
-MAX_RESTART_ATTEMPTS = 1_000_000
-MAX_ERROR_LENGTH = 64 * 1024  # characters of a task's failure message
-MAX_ADDRESS_LENGTH = 1_024
 
 
 def _check_name(what: str, value: object) -> str:

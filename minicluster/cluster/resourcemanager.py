@@ -10,13 +10,13 @@ from typing import Any
 
 import trio
 
+from minicluster.limits import MAX_SLOTS_PER_TASK_EXECUTOR
 from minicluster.rpc import FencedRpcEndpoint, RpcService, RpcTimeoutError
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .heartbeat import HeartbeatSender
 from .model import (
-    MAX_SLOTS_PER_TASK_EXECUTOR,
     ClusterError,
     JobStatus,
     RegistrationResponse,

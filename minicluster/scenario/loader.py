@@ -1,10 +1,10 @@
 """Scenario files and job files: safe YAML loading that keeps line numbers, validated into types.
 
 Every problem with a file is a :class:`ScenarioError` that names the file, the path inside it
-(``steps[3].submit.parallelism``) and the line, in one sentence. Keys this reader does not know
-are ignored (the contract's forward-compatibility rule) and reported as :class:`ScenarioWarning`
-in ``Scenario.warnings``; an unknown *step kind* is an error, because skipping a step would change
-what the scenario tests.
+(``steps[3].submit.parallelism``) and the line, in one sentence. A key this reader does not know
+is an error with a did-you-mean hint, like an unknown step kind: a typo such as ``paralelism``
+would otherwise run the default and pass. Sizes (the file, steps, jobs, TaskExecutors, names)
+are bounded by :mod:`minicluster.limits`, so a hostile file is refused before it costs time.
 
 Step indexes are 0-based, as in the paths (``steps[0]`` is the first step).
 """
@@ -19,11 +19,12 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol, TypeAlias, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from minicluster.bounded_read import FileTooLargeError, read_bounded
 from minicluster.cluster.model import (
     JobEdge,
     JobGraph,
@@ -31,6 +32,22 @@ from minicluster.cluster.model import (
     JobVertex,
     RestartStrategy,
     new_id,
+)
+from minicluster.limits import (
+    CLUSTER_DURATIONS,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_EDGES_PER_JOB,
+    MAX_JOBS_PER_SCENARIO,
+    MAX_NAME_LENGTH,
+    MAX_PARALLELISM,
+    MAX_SLOTS_PER_TASK_EXECUTOR,
+    MAX_STEPS_PER_SCENARIO,
+    MAX_TASK_EXECUTORS,
+    MAX_TASKS_PER_JOB,
+    MAX_VERTICES_PER_JOB,
+    TASK_EXECUTOR_ID,
+    LimitError,
+    check_positive_duration,
 )
 from minicluster.scenario.durations import describe_value, format_duration, parse_duration
 
@@ -76,13 +93,11 @@ __all__ = [
 _T = TypeVar("_T")
 
 DEFAULT_WAIT_TIMEOUT = 60.0
-MAX_TASK_EXECUTORS = 10_000
 
 RESOURCE_MANAGER = "resource_manager"
 DISPATCHER = "dispatcher"
 JOB_MASTER_PREFIX = "job_master:"
 _RESERVED_IDS = frozenset({RESOURCE_MANAGER, DISPATCHER, "job_master"})
-_TE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -173,6 +188,8 @@ class ClusterSpec:
     leader_notification_delay: float = 0.0
     # Flink's slot.request.timeout (also the ResourceManager's start-up period)
     slot_request_timeout: float = 300.0
+    # Flink's taskmanager.registration.timeout
+    registration_timeout: float = 300.0
     # the jobs' failover strategy unless a job names its own (Flink's
     # jobmanager.execution.failover-strategy)
     failover_strategy: str = "region"
@@ -180,6 +197,10 @@ class ClusterSpec:
     @property
     def total_slots(self) -> int:
         return sum(te.slots for te in self.task_executors)
+
+    def config_values(self) -> dict[str, Any]:
+        """The durations of limits.CLUSTER_DURATIONS, as ClusterConfig's keyword arguments."""
+        return {s.attribute: float(getattr(self, s.attribute)) for s in CLUSTER_DURATIONS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -635,12 +656,12 @@ class _Map:
             raise self.reader.error(self.path, self.node, f"missing required key {key!r}{hint}")
         return entry[1]
 
-    def ignore_unknown(self, known: Collection[str]) -> None:
+    def refuse_unknown(self, known: Collection[str]) -> None:
+        """An unknown key is an error: a typo must not quietly run with the default."""
         for key, (key_node, _) in self.entries.items():
             if key not in known:
-                self.reader.warn(
-                    self.at(key), key_node, f"unknown key ignored{_did_you_mean(key, known)}"
-                )
+                hint = _did_you_mean(key, known) or f"; the keys here are {', '.join(known)}"
+                raise self.reader.error(self.at(key), key_node, f"unknown key {key!r}{hint}")
 
 
 class _Reader:
@@ -726,11 +747,27 @@ class _Reader:
 
     # -- values
 
-    def text(self, node: Node, path: str, expected: str = "text") -> str:
+    def text(
+        self, node: Node, path: str, expected: str = "text", max_length: int = MAX_NAME_LENGTH
+    ) -> str:
         value = self.scalar(node, path, expected)
         if not isinstance(value, str) or not value.strip():
             raise self.error(path, node, f"expected {expected}, got {describe_value(value)}")
-        return value.strip()
+        value = value.strip()
+        if len(value) > max_length:
+            raise self.error(
+                path, node, f"expected at most {max_length:,} characters, got {len(value):,}"
+            )
+        return value
+
+    def sequence_at_most(
+        self, node: Node, path: str, expected: str, limit: int, what: str
+    ) -> list[Node]:
+        """A list of at most ``limit`` items; ``what`` names them in the message."""
+        nodes = self.sequence(node, path, expected)
+        if len(nodes) > limit:
+            raise self.error(path, node, f"at most {limit:,} {what}, got {len(nodes):,}")
+        return nodes
 
     def integer(self, node: Node, path: str, minimum: int = 0, maximum: int | None = None) -> int:
         expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
@@ -740,7 +777,9 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.error(path, node, f"expected {expected}, got {describe_value(value)}")
         if maximum is not None and value > maximum:
-            raise self.error(path, node, f"expected at most {maximum}, got {describe_value(value)}")
+            raise self.error(
+                path, node, f"expected at most {maximum:,}, got {describe_value(value)}"
+            )
         return value
 
     def duration(self, node: Node, path: str, positive: bool = False) -> float:
@@ -749,10 +788,11 @@ class _Reader:
             seconds = parse_duration(value)
         except ValueError as exc:
             raise self.error(path, node, str(exc)) from None
-        if positive and seconds <= 0:
-            raise self.error(
-                path, node, f"expected a duration longer than zero, got {describe_value(value)}"
-            )
+        if positive:
+            try:
+                check_positive_duration(seconds, value)
+            except LimitError as exc:
+                raise self.error(path, node, str(exc)) from None
         return seconds
 
     def choice(
@@ -781,7 +821,7 @@ class _Reader:
                 raise self.error(path, node, "a range needs min, max or both")
             if low is not None and high is not None and low > high:
                 raise self.error(path, node, f"min {low} is larger than max {high}")
-            m.ignore_unknown(("min", "max"))
+            m.refuse_unknown(("min", "max"))
             return Count(low, high)
         value = self.scalar(node, path, expected)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -792,7 +832,7 @@ class _Reader:
         te = self.text(node, path, "a TaskExecutor id (text)")
         if te in _RESERVED_IDS or te.startswith(JOB_MASTER_PREFIX):
             raise self.error(path, node, f"{te!r} names a cluster component, not a TaskExecutor")
-        if not _TE_ID.fullmatch(te):
+        if not TASK_EXECUTOR_ID.fullmatch(te):
             raise self.error(
                 path,
                 node,
@@ -849,7 +889,7 @@ def _parse_restart(r: _Reader, node: Node, path: str) -> RestartStrategy:
         restart.attempts = r.integer(n, m.at("attempts"))
     if (n := m.get("delay")) is not None:
         restart.delay = r.duration(n, m.at("delay"))
-    m.ignore_unknown(("attempts", "delay"))
+    m.refuse_unknown(("attempts", "delay"))
     return restart
 
 
@@ -859,7 +899,13 @@ def _apply_failure(r: _Reader, node: Node, path: str, vertex: JobVertex) -> None
     subtasks_path = m.at("subtasks")
     items: list[tuple[Node, str]]
     if isinstance(subtasks_node, SequenceNode):
-        nodes = r.sequence(subtasks_node, subtasks_path, "a list of subtask indexes")
+        nodes = r.sequence_at_most(
+            subtasks_node,
+            subtasks_path,
+            "a list of subtask indexes",
+            vertex.parallelism,
+            "subtask indexes (the vertex's parallelism)",
+        )
         if not nodes:
             raise r.error(subtasks_path, subtasks_node, "expected at least one subtask index")
         items = [(n, f"{subtasks_path}[{i}]") for i, n in enumerate(nodes)]
@@ -876,7 +922,7 @@ def _apply_failure(r: _Reader, node: Node, path: str, vertex: JobVertex) -> None
         vertex.fail_after = r.duration(n, m.at("after"))
     if (n := m.get("attempts")) is not None:
         vertex.fail_attempts = r.integer(n, m.at("attempts"), minimum=1)
-    m.ignore_unknown(("subtasks", "after", "attempts"))
+    m.refuse_unknown(("subtasks", "after", "attempts"))
 
 
 def _no_such_subtask(index: int, vertex: JobVertex) -> str:
@@ -891,19 +937,22 @@ def _parse_vertex(r: _Reader, node: Node, path: str) -> tuple[JobVertex, Node]:
     name_node = m.require("name")
     vertex = JobVertex(name=r.text(name_node, m.at("name"), "a vertex name (text)"), parallelism=1)
     if (n := m.get("parallelism")) is not None:
-        vertex.parallelism = r.integer(n, m.at("parallelism"), minimum=1)
+        vertex.parallelism = r.integer(n, m.at("parallelism"), minimum=1, maximum=MAX_PARALLELISM)
     if (n := m.get("task_duration")) is not None:
         vertex.task_duration = r.duration(n, m.at("task_duration"))
     if (n := m.get("fail")) is not None:
         _apply_failure(r, n, m.at("fail"), vertex)
-    m.ignore_unknown(("name", "parallelism", "task_duration", "fail"))
+    m.refuse_unknown(("name", "parallelism", "task_duration", "fail"))
     return vertex, name_node
 
 
 def _parse_edges(r: _Reader, node: Node, path: str, vertices: Collection[str]) -> list[JobEdge]:
     edges: list[JobEdge] = []
     seen: set[tuple[str, str]] = set()
-    for i, item in enumerate(r.sequence(node, path, "a list of edges {from, to, pattern}")):
+    items = r.sequence_at_most(
+        node, path, "a list of edges {from, to, pattern}", MAX_EDGES_PER_JOB, "edges in a job"
+    )
+    for i, item in enumerate(items):
         item_path = f"{path}[{i}]"
         m = r.mapping(item, item_path, "an edge: a map {from, to, pattern}")
         ends: list[str] = []
@@ -926,7 +975,7 @@ def _parse_edges(r: _Reader, node: Node, path: str, vertices: Collection[str]) -
         pattern = "all-to-all"
         if (n := m.get("pattern")) is not None:
             pattern = r.choice(n, m.at("pattern"), ("all-to-all", "pointwise"), "an edge pattern")
-        m.ignore_unknown(("from", "to", "pattern"))
+        m.refuse_unknown(("from", "to", "pattern"))
         edges.append(JobEdge(source, target, pattern))
     cycle = _find_cycle(vertices, edges)
     if cycle:
@@ -984,7 +1033,13 @@ def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Sourc
                 + ("; put fail: inside the vertex that should fail" if simple[0] == "fail" else ""),
             )
         vertices_path = m.at("vertices")
-        nodes = r.sequence(vertices_node, vertices_path, "a list of vertices")
+        nodes = r.sequence_at_most(
+            vertices_node,
+            vertices_path,
+            "a list of vertices",
+            MAX_VERTICES_PER_JOB,
+            "vertices in a job",
+        )
         if not nodes:
             raise r.error(vertices_path, vertices_node, "a job needs at least one vertex")
         vertices: list[JobVertex] = []
@@ -1008,7 +1063,9 @@ def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Sourc
             raise r.error(m.at("edges"), m.get("edges"), "edges need vertices: to connect")
         vertex = JobVertex(name=name, parallelism=1)
         if (n := m.get("parallelism")) is not None:
-            vertex.parallelism = r.integer(n, m.at("parallelism"), minimum=1)
+            vertex.parallelism = r.integer(
+                n, m.at("parallelism"), minimum=1, maximum=MAX_PARALLELISM
+            )
         if (n := m.get("task_duration")) is not None:
             vertex.task_duration = r.duration(n, m.at("task_duration"))
         if (n := m.get("fail")) is not None:
@@ -1020,7 +1077,7 @@ def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Sourc
     failover = None
     if (n := m.get("failover_strategy")) is not None:
         failover = r.choice(n, m.at("failover_strategy"), ("region", "full"), "a failover strategy")
-    m.ignore_unknown((name_key, *_JOB_KEYS))
+    m.refuse_unknown((name_key, *_JOB_KEYS))
     spec = JobSpec(
         name=name,
         vertices=vertices,
@@ -1029,6 +1086,13 @@ def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Sourc
         failover_strategy=failover,
         source=source,
     )
+    if spec.task_count > MAX_TASKS_PER_JOB:
+        raise r.error(
+            m.path,
+            m.node,
+            f"a job has at most {MAX_TASKS_PER_JOB:,} tasks (the sum of its vertices' "
+            f"parallelism), got {spec.task_count:,}",
+        )
     spec.to_job_graph(random.Random(0))  # the model's own checks, as a ScenarioError here
     return spec
 
@@ -1080,7 +1144,7 @@ def _parse_condition(r: _Reader, m: _Map, st: _State, extra: Collection[str] = (
             condition = RegisteredTaskExecutorsCondition(count)
         else:
             condition = FencingRejectionsCondition(count)
-    m.ignore_unknown((*_CONDITION_KEYS, "job", *extra))
+    m.refuse_unknown((*_CONDITION_KEYS, "job", *extra))
     return condition
 
 
@@ -1117,6 +1181,8 @@ def _parse_submit(
             f"a job named {name!r} is already submitted at {st.jobs[name].path}; "
             "job names must be unique",
         )
+    if len(st.jobs) >= MAX_JOBS_PER_SCENARIO:
+        raise r.error(path, node, f"a scenario submits at most {MAX_JOBS_PER_SCENARIO:,} jobs")
     spec = _parse_job_body(r, m, name, "job", Source(r.file, path, line))
     step = SubmitStep(index=index, line=line, job=spec)
     st.jobs[name] = step
@@ -1146,7 +1212,7 @@ def _te_reference(r: _Reader, node: Node, path: str, st: _State) -> str:
     if isinstance(node, MappingNode):
         m = r.mapping(node, path)
         te = st.require_live(r, m.require("id"), m.at("id"))
-        m.ignore_unknown(("id",))
+        m.refuse_unknown(("id",))
         return te
     return st.require_live(r, node, path)
 
@@ -1177,8 +1243,8 @@ def _parse_add(r: _Reader, node: Node, path: str, index: int, line: int | None, 
         m = r.mapping(node, path)
         id_node, id_path = m.get("id"), m.at("id")
         if (n := m.get("slots")) is not None:
-            slots = r.integer(n, m.at("slots"), minimum=1)
-        m.ignore_unknown(("id", "slots"))
+            slots = r.integer(n, m.at("slots"), minimum=1, maximum=MAX_SLOTS_PER_TASK_EXECUTOR)
+        m.refuse_unknown(("id", "slots"))
     if r.is_null(id_node):
         number = 1
         while f"te-{number}" in st.live or f"te-{number}" in st.gone:
@@ -1190,7 +1256,7 @@ def _parse_add(r: _Reader, node: Node, path: str, index: int, line: int | None, 
         if te in st.live:
             raise r.error(id_path, id_node, f"a TaskExecutor {te!r} is already in the cluster")
     if len(st.live) >= MAX_TASK_EXECUTORS:
-        raise r.error(path, node, f"a cluster holds at most {MAX_TASK_EXECUTORS} TaskExecutors")
+        raise r.error(path, node, f"a cluster holds at most {MAX_TASK_EXECUTORS:,} TaskExecutors")
     st.live[te] = slots
     st.gone.pop(te, None)
     spec = TaskExecutorSpec(te, slots)
@@ -1223,7 +1289,7 @@ def _parse_fail_task(
         raise r.error(path, node, f"job {job.name!r} has several vertices ({listing}); name one")
     if subtask >= vertex.parallelism:
         raise r.error(m.at("subtask"), subtask_node, _no_such_subtask(subtask, vertex))
-    m.ignore_unknown(("job", "subtask", "vertex"))
+    m.refuse_unknown(("job", "subtask", "vertex"))
     return FailTaskStep(index=index, line=line, job=job.name, vertex=vertex.name, subtask=subtask)
 
 
@@ -1286,7 +1352,7 @@ def _parse_partition(
     if a == b:
         raise r.error(between_path, between_node, f"cannot partition {a!r} from itself")
     duration = r.duration(m.require("duration"), m.at("duration"), positive=True)
-    m.ignore_unknown(("between", "duration"))
+    m.refuse_unknown(("between", "duration"))
     return PartitionStep(index=index, line=line, between=(a, b), duration=duration)
 
 
@@ -1302,7 +1368,7 @@ def _parse_cancel(
     if isinstance(node, MappingNode):
         m = r.mapping(node, path)
         job = st.require_job(r, m.require("job"), m.at("job"))
-        m.ignore_unknown(("job",))
+        m.refuse_unknown(("job",))
     else:
         job = st.require_job(r, node, path)
     return CancelStep(index=index, line=line, job=job.name)
@@ -1343,13 +1409,40 @@ def _parse_step(r: _Reader, node: Node, index: int, st: _State) -> Step:
 # The cluster section and the file
 
 
+_DURATION_KEYS = tuple(dict.fromkeys(setting.key[0] for setting in CLUSTER_DURATIONS))
+
+
+def _parse_durations(r: _Reader, m: _Map, spec: ClusterSpec) -> None:
+    """The durations of CLUSTER_DURATIONS, each at its key: ``rpc_timeout`` directly in the
+    cluster section, ``heartbeat.interval`` in a sub-map whose other keys are refused."""
+    for section in _DURATION_KEYS:
+        node = m.get(section)
+        if node is None:
+            continue
+        settings = [s for s in CLUSTER_DURATIONS if s.key[0] == section]
+        if len(settings) == 1 and len(settings[0].key) == 1:
+            setting = settings[0]
+            value = r.duration(node, m.at(section), positive=not setting.allow_zero)
+            setattr(spec, setting.attribute, value)
+            continue
+        keys = [s.key[1] for s in settings]
+        sub = r.mapping(node, m.at(section), "a map {" + ", ".join(keys) + "}")
+        for setting in settings:
+            if (v := sub.get(setting.key[1])) is not None:
+                value = r.duration(v, sub.at(setting.key[1]), positive=not setting.allow_zero)
+                setattr(spec, setting.attribute, value)
+        sub.refuse_unknown(keys)
+
+
 def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
     spec = ClusterSpec()
     if node is None or r.is_null(node):
         return spec
     m = r.mapping(node, path)
     if (n := m.get("slots_per_executor")) is not None:
-        spec.slots_per_executor = r.integer(n, m.at("slots_per_executor"), minimum=1)
+        spec.slots_per_executor = r.integer(
+            n, m.at("slots_per_executor"), minimum=1, maximum=MAX_SLOTS_PER_TASK_EXECUTOR
+        )
     te_node = m.get("task_executors")
     if te_node is None:
         spec.task_executors = [TaskExecutorSpec(f"te-{i}", spec.slots_per_executor) for i in (1, 2)]
@@ -1361,44 +1454,27 @@ def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
     if (n := m.get("clock")) is not None:
         clock = r.choice(n, m.at("clock"), ("virtual", "real"), "a clock")
         spec.clock = "real" if clock == "real" else "virtual"
-    if (n := m.get("heartbeat")) is not None:
-        hb = r.mapping(n, m.at("heartbeat"), "a map {interval, timeout}")
-        if (v := hb.get("interval")) is not None:
-            spec.heartbeat_interval = r.duration(v, hb.at("interval"), positive=True)
-        if (v := hb.get("timeout")) is not None:
-            spec.heartbeat_timeout = r.duration(v, hb.at("timeout"), positive=True)
-        if spec.heartbeat_timeout < spec.heartbeat_interval:
-            raise r.error(
-                hb.path,
-                n,
-                f"the heartbeat timeout ({format_duration(spec.heartbeat_timeout)}) must not be "
-                f"shorter than the interval ({format_duration(spec.heartbeat_interval)})",
-            )
-        hb.ignore_unknown(("interval", "timeout"))
-    if (n := m.get("rpc_timeout")) is not None:
-        spec.rpc_timeout = r.duration(n, m.at("rpc_timeout"), positive=True)
-    if (n := m.get("slot_request_timeout")) is not None:
-        spec.slot_request_timeout = r.duration(n, m.at("slot_request_timeout"), positive=True)
+    _parse_durations(r, m, spec)
     if (n := m.get("failover_strategy")) is not None:
         spec.failover_strategy = r.choice(
             n, m.at("failover_strategy"), ("region", "full"), "a failover strategy"
         )
-    if (n := m.get("ha")) is not None:
-        ha = r.mapping(n, m.at("ha"), "a map {notification_delay}")
-        if (v := ha.get("notification_delay")) is not None:
-            spec.leader_notification_delay = r.duration(v, ha.at("notification_delay"))
-        ha.ignore_unknown(("notification_delay",))
-    m.ignore_unknown(
+    if spec.heartbeat_timeout < spec.heartbeat_interval:
+        n = m.get("heartbeat")
+        raise r.error(
+            m.at("heartbeat"),
+            n,
+            f"the heartbeat timeout ({format_duration(spec.heartbeat_timeout)}) must not be "
+            f"shorter than the interval ({format_duration(spec.heartbeat_interval)})",
+        )
+    m.refuse_unknown(
         (
             "task_executors",
             "slots_per_executor",
             "rpc",
             "clock",
-            "heartbeat",
-            "rpc_timeout",
-            "slot_request_timeout",
             "failover_strategy",
-            "ha",
+            *_DURATION_KEYS,
         )
     )
     return spec
@@ -1410,9 +1486,9 @@ def _parse_task_executors(
     if not isinstance(node, SequenceNode):
         count = r.integer(node, path, maximum=MAX_TASK_EXECUTORS)
         return [TaskExecutorSpec(f"te-{i}", spec.slots_per_executor) for i in range(1, count + 1)]
-    nodes = r.sequence(node, path, "a number or a list of {id, slots}")
-    if len(nodes) > MAX_TASK_EXECUTORS:
-        raise r.error(path, node, f"a cluster holds at most {MAX_TASK_EXECUTORS} TaskExecutors")
+    nodes = r.sequence_at_most(
+        node, path, "a number or a list of {id, slots}", MAX_TASK_EXECUTORS, "TaskExecutors"
+    )
     result: list[TaskExecutorSpec] = []
     first_line: dict[str, int | None] = {}
     for i, item in enumerate(nodes):
@@ -1424,8 +1500,8 @@ def _parse_task_executors(
             id_path = m.at("id")
             te = f"te-{i + 1}" if id_node is None else r.task_executor_id(id_node, id_path)
             if (n := m.get("slots")) is not None:
-                slots = r.integer(n, m.at("slots"), minimum=1)
-            m.ignore_unknown(("id", "slots"))
+                slots = r.integer(n, m.at("slots"), minimum=1, maximum=MAX_SLOTS_PER_TASK_EXECUTOR)
+            m.refuse_unknown(("id", "slots"))
         else:
             id_node, id_path = item, item_path
             te = r.task_executor_id(item, item_path)
@@ -1491,7 +1567,7 @@ def _parse_scenario_root(r: _Reader, root: MappingNode) -> Scenario:
     name = r.text(m.require("name", " (every scenario has a name)"), "name", "a name (text)")
     description = ""
     if (n := m.get("description")) is not None and not r.is_null(n):
-        description = r.text(n, "description", "text")
+        description = r.text(n, "description", "text", max_length=MAX_DESCRIPTION_LENGTH)
     seed: int | None = None
     if (n := m.get("seed")) is not None and not r.is_null(n):
         value = r.scalar(n, "seed", "an integer")
@@ -1500,12 +1576,14 @@ def _parse_scenario_root(r: _Reader, root: MappingNode) -> Scenario:
         seed = value
     cluster = _parse_cluster(r, m.get("cluster"), "cluster")
     steps_node = m.require("steps", " (the list of what the scenario does)")
-    step_nodes = r.sequence(steps_node, "steps", "a list of steps")
+    step_nodes = r.sequence_at_most(
+        steps_node, "steps", "a list of steps", MAX_STEPS_PER_SCENARIO, "steps in a scenario"
+    )
     if not step_nodes:
         raise r.error("steps", steps_node, "a scenario needs at least one step")
     st = _State(cluster, live={te.id: te.slots for te in cluster.task_executors})
     steps = [_parse_step(r, node, i, st) for i, node in enumerate(step_nodes)]
-    m.ignore_unknown(("name", "description", "seed", "cluster", "steps"))
+    m.refuse_unknown(("name", "description", "seed", "cluster", "steps"))
     return Scenario(
         name=name,
         description=description,
@@ -1530,7 +1608,7 @@ def parse_scenario(text: str, file: str = "<string>") -> Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """A Scenario from a file. Raises ScenarioError, also when the file cannot be read."""
-    return parse_scenario(_read(path), str(path))
+    return parse_scenario(_read(path, "scenario file"), str(path))
 
 
 def parse_job(text: str, file: str = "<string>") -> JobSpec:
@@ -1540,12 +1618,16 @@ def parse_job(text: str, file: str = "<string>") -> JobSpec:
 
 def load_job_file(path: str | Path) -> JobSpec:
     """The JobSpec of ``minicluster submit-job JOB.yaml``. Raises ScenarioError."""
-    return parse_job(_read(path), str(path))
+    return parse_job(_read(path, "job file"), str(path))
 
 
-def _read(path: str | Path) -> str:
+def _read(path: str | Path, kind: str) -> str:
+    """The text of a file of ``kind`` (a key of limits.FILE_SIZE_LIMITS), read at most to its
+    limit: /dev/zero or an endless pipe is refused, not read until memory runs out."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return read_bounded(path, kind).decode("utf-8")
+    except FileTooLargeError as exc:
+        raise ScenarioError(str(path), "", None, str(exc)) from None
     except UnicodeDecodeError:
         raise ScenarioError(str(path), "", None, "the file is not UTF-8 text") from None
     except OSError as exc:
@@ -1564,4 +1646,4 @@ def parse_cluster_config(text: str, file: str = "<string>") -> ClusterSpec:
 
 
 def load_cluster_config(path: str | Path) -> ClusterSpec:
-    return parse_cluster_config(_read(path), str(path))
+    return parse_cluster_config(_read(path, "config file"), str(path))

@@ -10,6 +10,7 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -164,19 +165,20 @@ class ScenarioRun:
         self.trace = trace
         self.rng = random.Random(seed)
         self.jobs: dict[str, uuid.UUID] = {}
+        self.interrupted = False
+        self._steps: trio.CancelScope | None = None
 
     def config(self) -> ClusterConfig:
         spec = self.scenario.cluster
         return ClusterConfig(
-            heartbeat_interval=spec.heartbeat_interval,
-            heartbeat_timeout=spec.heartbeat_timeout,
-            rpc_timeout=spec.rpc_timeout,
-            leader_notification_delay=spec.leader_notification_delay,
-            slot_request_timeout=spec.slot_request_timeout,
+            **spec.config_values(),
             seed=self.seed,
         )
 
     async def run(self) -> ScenarioResult:
+        """Run the steps on a fresh cluster; after ``interrupt()`` the steps stop and the
+        cluster shuts down as after the last step (``run_scenario`` then raises
+        KeyboardInterrupt)."""
         spec = self.scenario.cluster
         result = ScenarioResult(self.scenario.name, self.seed, passed=False)
         wall = time.perf_counter()
@@ -198,25 +200,11 @@ class ScenarioRun:
                 cluster.events.subscribers.append(write)
             view = _View(cluster, self.jobs)
             async with trio.open_nursery() as nursery:
+                self._steps = nursery.cancel_scope
+                if self.interrupted:
+                    nursery.cancel_scope.cancel()
                 nursery.start_soon(self._ticker, cluster)
-                total = len(self.scenario.steps)
-                failed = False
-                for step in self.scenario.steps:
-                    if failed:
-                        break
-                    self.observer.step_started(step.index, total, step, cluster)
-                    cluster.context.emit("step", f"{step.index + 1}/{total} {step.describe()}")
-                    try:
-                        message = await self._run_step(step, cluster, view)
-                        ok = True
-                    except StepFailed as exc:
-                        message, ok, failed = str(exc), False, True
-                    step_result = StepResult(
-                        step.index, step.kind, ok, cluster.events.now(), message
-                    )
-                    result.steps.append(step_result)
-                    self.observer.step_finished(step_result, cluster)
-                result.passed = not failed
+                result.passed = await self._run_steps(cluster, view, result)
                 nursery.cancel_scope.cancel()
             result.jobs = self._job_report(cluster)
             result.rpc = {
@@ -228,6 +216,30 @@ class ScenarioRun:
             self.observer.tick(cluster)
         result.wall_time = time.perf_counter() - wall
         return result
+
+    async def _run_steps(self, cluster: MiniCluster, view: _View, result: ScenarioResult) -> bool:
+        """Each step in turn until one fails; whether all of them held."""
+        total = len(self.scenario.steps)
+        for step in self.scenario.steps:
+            self.observer.step_started(step.index, total, step, cluster)
+            cluster.context.emit("step", f"{step.index + 1}/{total} {step.describe()}")
+            try:
+                message = await self._run_step(step, cluster, view)
+                ok = True
+            except StepFailed as exc:
+                message, ok = str(exc), False
+            step_result = StepResult(step.index, step.kind, ok, cluster.events.now(), message)
+            result.steps.append(step_result)
+            self.observer.step_finished(step_result, cluster)
+            if not ok:
+                return False
+        return True
+
+    def interrupt(self) -> None:
+        """Stop the steps; the cluster then shuts down as after the last one."""
+        self.interrupted = True
+        if self._steps is not None:
+            self._steps.cancel()
 
     async def _ticker(self, cluster: MiniCluster) -> None:
         """Let the view refresh while the cluster runs, at most 10 times a real second."""
@@ -354,9 +366,13 @@ def run_scenario(
     observer: Observer | None = None,
     trace: IO[str] | None = None,
     speed: float | None = None,
+    stop_signals: Collection[int] = (),
 ) -> ScenarioResult:
     """Run a scenario to its end. `speed` paces a virtual clock (virtual seconds per real
-    second) for a person watching; None runs it as fast as it goes."""
+    second) for a person watching; None runs it as fast as it goes. One of `stop_signals`
+    (the command line passes SIGINT) cancels the run: the cluster stops, every task with it,
+    then KeyboardInterrupt is raised. Without it trio would deliver the KeyboardInterrupt into
+    whichever task runs, in the middle of the cluster."""
     if seed is None:
         seed = (
             scenario.seed if scenario.seed is not None else random.SystemRandom().randrange(2**31)
@@ -373,4 +389,28 @@ def run_scenario(
             trio_clock = trio.testing.MockClock(autojump_threshold=threshold)
         else:
             trio_clock = trio.testing.MockClock(rate=speed, autojump_threshold=0.05)
-    return trio.run(run.run, clock=trio_clock)
+    return trio.run(_run_until_signal, run, tuple(stop_signals), clock=trio_clock)
+
+
+async def _run_until_signal(run: ScenarioRun, signals: tuple[int, ...]) -> ScenarioResult:
+    if not signals:
+        return await run.run()
+    with trio.open_signal_receiver(*signals) as receiver:
+        async with trio.open_nursery() as nursery:
+            # started, and waiting, before the cluster exists: the run's tasks are scheduled
+            # exactly as without it, so the trace is the same message for message
+            await nursery.start(_interrupt_on_signal, receiver, run)
+            result = await run.run()
+            nursery.cancel_scope.cancel()
+    if run.interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+async def _interrupt_on_signal(
+    receiver: Any, run: ScenarioRun, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    task_status.started()
+    async for _ in receiver:
+        run.interrupt()
+        return
