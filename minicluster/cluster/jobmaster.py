@@ -739,11 +739,8 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         session again without touching anything; replace an older session (its slots and
         tasks are gone)."""
         if job_id != self.job_id:
-            return RegistrationResponse(
-                False,
-                reason=f"the JobMaster of job {self.job_id.hex} is not responsible for job "
-                f"{job_id.hex}",
-                rejected=True,
+            return RegistrationResponse.rejection(
+                f"the JobMaster of job {self.job_id.hex} is not responsible for job {job_id.hex}"
             )
         known = self.task_managers.get(resource_id)
         if known is not None:

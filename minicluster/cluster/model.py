@@ -316,6 +316,11 @@ class RegistrationResponse:
     reason: str = ""
     rejected: bool = False
 
+    @classmethod
+    def rejection(cls, reason: str) -> RegistrationResponse:
+        """A refusal that retrying cannot change (Flink's RegistrationResponse.Rejection)."""
+        return cls(False, reason=reason, rejected=True)
+
 
 @wire_type
 @dataclass

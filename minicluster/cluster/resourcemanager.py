@@ -117,11 +117,9 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
     ) -> RegistrationResponse:
         resource_id = registration.resource_id
         if not 1 <= registration.slots <= MAX_SLOTS_PER_TASK_EXECUTOR:
-            return RegistrationResponse(
-                False,
-                reason=f"TaskExecutor {resource_id} offers {registration.slots} slots; a "
-                f"TaskExecutor has 1 to {MAX_SLOTS_PER_TASK_EXECUTOR}",
-                rejected=True,
+            return RegistrationResponse.rejection(
+                f"TaskExecutor {resource_id} offers {registration.slots} slots; a "
+                f"TaskExecutor has 1 to {MAX_SLOTS_PER_TASK_EXECUTOR}"
             )
         attempt = self._registering[resource_id] = object()
         gateway = await self.off_main(
@@ -151,11 +149,9 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
                     f"refused a second TaskExecutor with the id {resource_id} "
                     f"(from {registration.address})",
                 )
-                return RegistrationResponse(
-                    False,
-                    reason=f"the id {resource_id} is taken by a running TaskExecutor at "
-                    f"{old.address}; give this one another id",
-                    rejected=True,
+                return RegistrationResponse.rejection(
+                    f"the id {resource_id} is taken by a running TaskExecutor at "
+                    f"{old.address}; give this one another id"
                 )
             old = self.task_executors.get(resource_id)
         del self._registering[resource_id]
