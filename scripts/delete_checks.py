@@ -31,21 +31,24 @@ M = [
     (
         "TE frees a rejected offer",
         "minicluster/cluster/taskexecutor.py",
-        '                    self._free_slot(offer.allocation_id, "the JobMaster rejected the offer")',
+        '                    self._free_slot(offer.allocation_id, "the JobMaster rejected the '
+        'offer")',
         "                    pass",
         "test_the_task_executor_frees_a_slot_whose_offer_the_job_master_rejects",
     ),
     (
         "JM retries a failed declaration",
         "minicluster/cluster/jobmaster.py",
-        '                    self._emit("slots", f"declaring {wanted} slots failed: {exc}; retrying")',
+        '                    self._emit("slots", f"declaring {wanted} slots failed: {exc}; '
+        'retrying")',
         "                    break",
         "test_the_job_master_retries_a_failed_declaration",
     ),
     (
         "JM acknowledges a duplicate registration",
         "minicluster/cluster/jobmaster.py",
-        "            if known.session_id == session_id:\n                return RegistrationResponse(True)\n",
+        "            if known.session_id == session_id:\n"
+        "                return RegistrationResponse(True)\n",
         "",
         "test_a_repeated_registration_of_the_same_session_is_acknowledged_and_changes_nothing",
     ),
