@@ -1,7 +1,7 @@
 """``minicluster simulate``: seeded random workloads under random faults, with the cluster's
 invariants checked after every event and at quiescence.
 
-Every run is a scenario (the contract's section 4), generated from the run's seed: a random
+Every run is a scenario (the format of scenario files), generated from the run's seed: a random
 cluster, random jobs, a random fault schedule over ``duration`` of cluster time, then a quiet
 period (no more faults, TaskExecutors added until every job can have its slots) with
 quiescence checks. The generated YAML is parsed back by the scenario loader and that parsed

@@ -31,7 +31,7 @@ SCENARIOS = ROOT / "scenarios"
 MINICLUSTER = [sys.executable, "-m", "minicluster"]
 READY = re.compile(r"cluster ready at (tcp://127\.0\.0\.1:(\d+))")
 HEARTBEATS = ["--heartbeat-interval", "1s", "--heartbeat-timeout", "3s"]
-CONTRACT_COMMANDS = [
+DOCUMENTED_COMMANDS = [
     "start",
     "submit-job",
     "list-jobs",
@@ -54,7 +54,7 @@ def _env() -> dict[str, str]:
 
 
 def assert_one_sentence(stderr: str) -> str:
-    """The contract's error: one line on stderr, `minicluster: <sentence>`, no traceback."""
+    """The documented error: one line on stderr, `minicluster: <sentence>`, no traceback."""
     assert "Traceback" not in stderr, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
@@ -238,7 +238,7 @@ def test_python_dash_m_minicluster_prints_the_version() -> None:
     assert result.stdout.strip() == f"minicluster, version {__version__}"
 
 
-@pytest.mark.parametrize("command", CONTRACT_COMMANDS)
+@pytest.mark.parametrize("command", DOCUMENTED_COMMANDS)
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0, result.output
@@ -317,7 +317,7 @@ def test_failed_expectation_exits_1_naming_the_step(tmp_path: Path) -> None:
     assert "free slots" in line
 
 
-def test_report_file_has_the_contract_shape(tmp_path: Path) -> None:
+def test_report_file_has_the_documented_shape(tmp_path: Path) -> None:
     report_file = tmp_path / "report.json"
     result = invoke(
         "run-scenario",

@@ -1,8 +1,8 @@
-"""Hostile input at a live server (CONTRACT section 3): fuzzed and mutated frames, huge declared
+"""Hostile input at a live server (docs/protocol.md): fuzzed and mutated frames, huge declared
 lengths, deep nesting, truncated frames, streams of `hello`s, and the shared-secret handshake.
 
 The fuzz is seeded (MINICLUSTER_FUZZ_SEED, MINICLUSTER_FUZZ_CASES to change it) so that every
-failure names a case that can be replayed. Expectations come from the contract, written out
+failure names a case that can be replayed. Expectations come from the protocol, written out
 independently in `expected_outcome`, not from the package's own parser:
 
 - a well-formed call or handshake gets a reply with its id (a value or any error but
@@ -10,7 +10,7 @@ independently in `expected_outcome`, not from the package's own parser:
 - a malformed request whose id is readable (a CBOR map whose `id` is an integer and whose type
   is not `tell`) gets a `ProtocolError` reply, and the connection keeps serving;
 - anything else gets `goodbye` and the connection is closed (never a silent close);
-- for bytes whose fate the contract leaves open (random or mutated bytes, structures the
+- for bytes whose fate the protocol leaves open (random or mutated bytes, structures the
   decoder refuses as a whole) the server must still either answer and keep serving, or say
   goodbye and close.
 
@@ -190,13 +190,13 @@ def call_frame(request_id: int, method: str, args: list[Any], endpoint: str = "t
     return protocol.encode_frame(protocol.call(request_id, endpoint, method, args, {}))
 
 
-# --- what the contract expects -------------------------------------------------------------
+# --- what the protocol expects -------------------------------------------------------------
 
 REPLY = "reply"  # a reply with the id: a value or an error other than ProtocolError
 PROTOCOL_ERROR = "protocol_error"  # an error reply of type ProtocolError with the id
 SILENT = "silent"  # nothing (a tell)
 GOODBYE = "goodbye"  # goodbye, then the connection closes
-EITHER = "either"  # the contract leaves it open: answer and keep serving, or goodbye and close
+EITHER = "either"  # the protocol leaves it open: answer and keep serving, or goodbye and close
 EOF = "eof"  # a truncated frame and then end of stream: the server closes, says nothing
 
 
@@ -205,7 +205,7 @@ def _is_int(value: Any) -> bool:
 
 
 def expected_outcome(message: Any) -> tuple[str, int | None]:
-    """What CONTRACT section 3 says a server does with one decoded frame after set-up."""
+    """What docs/protocol.md says a server does with one decoded frame after set-up."""
     if not isinstance(message, dict):
         return GOODBYE, None
     kind = message.get("type")
@@ -367,7 +367,7 @@ REFUSED_TAGS: list[Any] = [
     cbor2.CBORTag(2, b"\x01" * (MAX_BIGNUM_BYTES + 1)),  # a bignum over the limit
     cbor2.CBORTag(6, cbor2.CBORTag(6, 1)),
 ]
-# Standard tags around the wrong content: the whole item fails to decode. The contract would
+# Standard tags around the wrong content: the whole item fails to decode. The protocol would
 # answer these with ProtocolError (the id is readable); the server says goodbye (see the xfail
 # test below), so the fuzz only asks for one of the two.
 MALFORMED_STANDARD_TAGS: list[Any] = [
@@ -434,7 +434,7 @@ class CaseFactory:
             lambda: rng.randbytes(rng.randint(0, 64)),
             lambda: uuid.UUID(int=rng.getrandbits(128)),
             lambda: Point(rng.randint(-5, 5), rng.randint(-5, 5)),
-            # a field this reader does not know is ignored (CONTRACT: extend freely)
+            # a field this reader does not know is ignored (docs/protocol.md: extend freely)
             lambda: cbor2.CBORTag(27, ["Point", {"x": 1, "y": 2, "z": self.value(3)}]),
             lambda: cbor2.undefined,
             lambda: cbor2.CBORSimpleValue(rng.choice([0, 16, 19, 32, 255])),
@@ -511,7 +511,7 @@ class CaseFactory:
     # families
 
     def shape(self) -> Frame:
-        """Valid CBOR with a right or wrong shape; the expectation from the contract."""
+        """Valid CBOR with a right or wrong shape; the expectation from the protocol."""
         if self.rng.random() < 0.04:
             message: Any = self.rng.choice([[1, 2], "call", 5, None, b"\xa0", [{"type": "call"}]])
         else:
@@ -811,7 +811,7 @@ async def run_case(raw: Raw, case: Case, probe_id: int) -> str:
         refused = reply is not None and reply.get("error", {}).get("type") == "ProtocolError"
         if frame.expect == REPLY and refused:
             raise FuzzFailure(f"a well-formed request was refused: {reply!r:.300}")
-    # what the contract asks for: all of it while the connection lives, and every
+    # what the protocol asks for: all of it while the connection lives, and every
     # ProtocolError reply before whatever ended it (they are written before the goodbye)
     required = frames[:may_end] if raw.closed and may_end is not None else frames
     for frame in required:
@@ -850,7 +850,7 @@ async def test_fuzzed_frames_never_break_the_server_nor_disturb_other_clients(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """16 hostile connections work through the seeded cases at once (each case checked
-    against the contract, then a probe call shows the connection still serves, or the
+    against the protocol, then a probe call shows the connection still serves, or the
     goodbye and close are checked), while three well-behaved callers on a real client call
     throughout; every one of their calls must succeed. Nothing is logged at ERROR (the
     'connection handler failed' path means a bug), both endpoints still run, a new client is
@@ -960,8 +960,8 @@ async def test_fuzzed_frames_never_break_the_server_nor_disturb_other_clients(
     assert peaks["decoder_buf"] <= 2 * (MAX_FRAME + protocol.HEADER_SIZE + transport.RECEIVE_SIZE)
 
 
-def test_the_oracle_agrees_with_the_contract_on_plain_examples() -> None:
-    """The fuzz's expectations, checked on the examples the contract spells out."""
+def test_the_oracle_agrees_with_the_protocol_on_plain_examples() -> None:
+    """The fuzz's expectations, checked on the examples the protocol spells out."""
     assert expected_outcome(protocol.call(1, "e", "m", [], {})) == (REPLY, 1)
     assert expected_outcome(protocol.handshake(2, "e", "G")) == (REPLY, 2)
     assert expected_outcome(protocol.tell("e", "m", [], {})) == (SILENT, None)

@@ -1,4 +1,4 @@
-"""The sans-IO wire protocol (CONTRACT section 3), driven with plain byte strings, no sockets.
+"""The sans-IO wire protocol (docs/protocol.md), driven with plain byte strings, no sockets.
 
 Frames, messages, values (CBOR plus registered wire types), requests, error maps and auth
 proofs, in the style of h11's tests: bytes in, events or errors out.

@@ -48,8 +48,8 @@ from minicluster.scenario import (
 
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
 
-# The example of the contract, section 4, verbatim.
-CONTRACT_EXAMPLE = """\
+# The documented example of a scenario file, verbatim.
+DOCUMENTED_EXAMPLE = """\
 name: failover-demo                # required
 description: one or two sentences  # optional
 seed: 7                            # optional; same seed, same virtual-clock run, same trace
@@ -153,8 +153,8 @@ def test_format_duration_writes_what_a_file_would() -> None:
 # Valid files
 
 
-def test_contract_example_loads_into_typed_steps() -> None:
-    s = parse_scenario(CONTRACT_EXAMPLE, "demo.yaml")
+def test_the_documented_example_loads_into_typed_steps() -> None:
+    s = parse_scenario(DOCUMENTED_EXAMPLE, "demo.yaml")
     assert (s.name, s.description, s.seed, s.file) == (
         "failover-demo",
         "one or two sentences",
@@ -567,7 +567,7 @@ def test_scenario_jobs_lists_submitted_jobs_in_order() -> None:
 
 
 def test_step_describe_is_readable() -> None:
-    s = parse_scenario(CONTRACT_EXAMPLE)
+    s = parse_scenario(DOCUMENTED_EXAMPLE)
     assert [step.describe() for step in s.steps[1:5]] == [
         "wait until job 'etl' is RUNNING (at most 30s)",
         "kill TaskExecutor te-1",
@@ -1144,7 +1144,7 @@ def test_invalid_scenario_names_file_path_and_line(
 # --------------------------------------------------------------------------------------------
 # Fuzzing: random edits of valid files give a Scenario or a ScenarioError, nothing else
 
-BASES = [CONTRACT_EXAMPLE, *(p.read_text(encoding="utf-8") for p in SCENARIOS)]
+BASES = [DOCUMENTED_EXAMPLE, *(p.read_text(encoding="utf-8") for p in SCENARIOS)]
 ODD_TOKENS = [
     "-1", "0", "null", "~", "yes", "[", "]", "{", "}", "*a", "&a", "<<", "!!int", "!x", "1e999",
     "te-1", "te-9", "resource_manager", "job_master:etl", "''", "2020-13-45", "2020-01-01",

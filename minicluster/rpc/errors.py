@@ -1,4 +1,4 @@
-"""The error types of the RPC layer and their names on the wire (CONTRACT section 3)."""
+"""The error types of the RPC layer and their names on the wire (docs/protocol.md, "Errors")."""
 
 from __future__ import annotations
 
