@@ -323,13 +323,16 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self.job_masters.pop(job_id, None)
         self._jm_heartbeats.unmonitor(job_id.hex)
         if clear:
-            self.requirements.pop(job_id, None)
-            for record in self.task_executors.values():
-                # in order with the slot requests to that TaskExecutor: one still on its way
-                # for this job is freed too
-                self.start_background_in_order(
-                    record.resource_id, self._send_free_inactive_slots, record.gateway, job_id
-                )
+            self._clear_requirements(job_id)
+
+    def _clear_requirements(self, job_id: uuid.UUID) -> None:
+        self.requirements.pop(job_id, None)
+        for record in self.task_executors.values():
+            # in order with the slot requests to that TaskExecutor: one still on its way
+            # for this job is freed too
+            self.start_background_in_order(
+                record.resource_id, self._send_free_inactive_slots, record.gateway, job_id
+            )
 
     async def _send_free_inactive_slots(
         self, gateway: TaskExecutorGateway, job_id: uuid.UUID
@@ -371,6 +374,8 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
 
     def _check_resources(self) -> None:
         """Match declared requirements with free slots, in declaration order."""
+        for job_id in [j for j in self.requirements if self._job_ended(j)]:
+            self._clear_requirements(job_id)
         held: dict[uuid.UUID, int] = {}
         for slot in self.slots.values():
             if slot.job_id is not None and slot.state in ("PENDING", "ALLOCATED"):
@@ -398,6 +403,17 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
                 # past the start-up period, Flink's slot manager tells the JobMaster, whose
                 # waiting slot requests then fail
                 record.gateway.notify_not_enough_resources(acquired, required)
+
+    def _job_ended(self, job_id: uuid.UUID) -> bool:
+        """No JobMaster registered and none elected: the job ended without a goodbye that
+        reached us (its JobMaster was between two ResourceManager connections, or we had
+        dropped it). Its requirements would take slots for nobody forever (Flink's
+        JobLeaderIdService tells the ResourceManager of a job that lost its leader for the
+        same reason)."""
+        return (
+            job_id not in self.job_masters
+            and self.context.ha.leader(job_master_component(job_id)) is None
+        )
 
     def _request_slot(self, slot: _Slot, job_id: uuid.UUID, address: str) -> None:
         allocation_id = self.context.new_id()
