@@ -408,8 +408,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         """No JobMaster registered and none elected: the job ended without a goodbye that
         reached us (its JobMaster was between two ResourceManager connections, or we had
         dropped it). Its requirements would take slots for nobody forever (Flink's
-        JobLeaderIdService tells the ResourceManager of a job that lost its leader for the
-        same reason)."""
+        ResourceManager watches each job's leader too, in its JobLeaderIdService)."""
         return (
             job_id not in self.job_masters
             and self.context.ha.leader(job_master_component(job_id)) is None
