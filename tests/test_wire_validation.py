@@ -126,3 +126,20 @@ def test_values_are_checked_against_their_annotations() -> None:
     with pytest.raises(ValueError, match="at most 65,536 characters"):
         state.validate()
     assert MAX_PARALLELISM == 32_768
+
+
+async def test_a_declaration_of_more_slots_than_any_job_has_tasks_is_refused() -> None:
+    from minicluster.cluster.gateways import ResourceManagerGateway
+    from minicluster.cluster.model import ClusterError
+
+    with trio.fail_after(30):
+        async with MiniCluster(1, 2, config=ClusterConfig(**CONFIG)) as cluster:
+            job_id = await cluster.submit_job(graph(task_duration=30.0))
+            await cluster.wait_until(lambda: job_id in cluster.resource_manager.job_masters, 5)
+            jm = cluster.store.jobs[job_id].job_master
+            assert jm is not None
+            rm = cluster.resource_manager
+            gateway = cluster.rm_service.local_gateway(rm, ResourceManagerGateway, rm.fencing_token)
+            with pytest.raises(ClusterError, match="0 to 100,000 slots"):
+                await gateway.declare_required_resources(jm.fencing_token, job_id, 10**30)
+            assert rm.requirements[job_id].slots == 2

@@ -65,6 +65,8 @@ _REPORTED_FROM = {
     ExecutionState.RUNNING: frozenset({ExecutionState.DEPLOYING, ExecutionState.INITIALIZING}),
 }
 
+# the tasks a reply of request_job_details lists at most (beside their total)
+MAX_LISTED_TASKS = 1_000
 NOT_ENOUGH_RESOURCES = "Could not acquire the minimum required resources."
 BULK_TIMEOUT = (
     "Slot request bulk is not fulfillable! Could not allocate the required slots within the "
@@ -884,7 +886,13 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
     # --- queries ------------------------------------------------------------------------
 
     async def request_job_details(self) -> dict[str, Any]:
-        return self.details()
+        """Bounded as the Dispatcher's `request_job`: a job of 100,000 tasks would make a reply
+        larger than a client's decoder accepts."""
+        details = self.details()
+        if len(details["tasks"]) > MAX_LISTED_TASKS:
+            details["tasks"] = details["tasks"][:MAX_LISTED_TASKS]
+            details["tasks_listed"] = MAX_LISTED_TASKS
+        return details
 
     def details(self) -> dict[str, Any]:
         now = self.context.events.now()

@@ -364,6 +364,7 @@ class TaskExecutorHeartbeatPayload:
             raise ValueError(f"a slot report has at most {MAX_SLOTS_PER_TASK_EXECUTOR:,} slots")
 
 
+@register_error
 class ClusterError(RpcError):
     """Base of the runtime's own errors that travel over the wire."""
 

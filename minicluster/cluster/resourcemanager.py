@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from minicluster.limits import MAX_SLOTS_PER_TASK_EXECUTOR
+from minicluster.limits import MAX_SLOTS_PER_TASK_EXECUTOR, MAX_TASKS_PER_JOB
 from minicluster.rpc import FencedRpcEndpoint, RpcService, RpcTimeoutError
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
@@ -301,6 +301,9 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
             raise ClusterError(
                 f"the JobMaster of job {job_id.hex} with {jm_token} is not registered"
             )
+        if not 0 <= slots <= MAX_TASKS_PER_JOB:
+            # a job never needs more slots than it has tasks
+            raise ClusterError(f"a job declares 0 to {MAX_TASKS_PER_JOB:,} slots, not {slots:,}")
         if slots <= 0:
             self.requirements.pop(job_id, None)
         else:
@@ -319,13 +322,16 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self.job_masters.pop(job_id, None)
         self._jm_heartbeats.unmonitor(job_id.hex)
         if clear:
-            self.requirements.pop(job_id, None)
-            for record in self.task_executors.values():
-                # in order with the slot requests to that TaskExecutor: one still on its way
-                # for this job is freed too
-                self.start_background_in_order(
-                    record.resource_id, self._send_free_inactive_slots, record.gateway, job_id
-                )
+            self._clear_requirements(job_id)
+
+    def _clear_requirements(self, job_id: uuid.UUID) -> None:
+        self.requirements.pop(job_id, None)
+        for record in self.task_executors.values():
+            # in order with the slot requests to that TaskExecutor: one still on its way
+            # for this job is freed too
+            self.start_background_in_order(
+                record.resource_id, self._send_free_inactive_slots, record.gateway, job_id
+            )
 
     async def _send_free_inactive_slots(
         self, gateway: TaskExecutorGateway, job_id: uuid.UUID
@@ -367,12 +373,8 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
 
     def _check_resources(self) -> None:
         """Match declared requirements with free slots, in declaration order."""
-        for job_id in [j for j in self.requirements if j not in self.job_masters]:
-            if self.context.ha.leader(job_master_component(job_id)) is None:
-                # retained for a JobMaster that has since ended (its goodbye was lost): the job
-                # has no leader any more, so nobody will take these slots (Flink's
-                # JobLeaderIdService removes such a job)
-                self._close_job_master_connection(job_id, clear=True)
+        for job_id in [j for j in self.requirements if self._job_ended(j)]:
+            self._clear_requirements(job_id)
         held: dict[uuid.UUID, int] = {}
         for slot in self.slots.values():
             if slot.job_id is not None and slot.state in ("PENDING", "ALLOCATED"):
@@ -400,6 +402,16 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
                 # past the start-up period, Flink's slot manager tells the JobMaster, whose
                 # waiting slot requests then fail
                 record.gateway.notify_not_enough_resources(acquired, required)
+
+    def _job_ended(self, job_id: uuid.UUID) -> bool:
+        """No JobMaster registered and none elected: the job ended without a goodbye that
+        reached us (its JobMaster was between two ResourceManager connections, or we had
+        dropped it). Its requirements would take slots for nobody forever (Flink's
+        ResourceManager watches each job's leader too, in its JobLeaderIdService)."""
+        return (
+            job_id not in self.job_masters
+            and self.context.ha.leader(job_master_component(job_id)) is None
+        )
 
     def _request_slot(self, slot: _Slot, job_id: uuid.UUID, address: str) -> None:
         allocation_id = self.context.new_id()
