@@ -64,3 +64,16 @@ async def test_a_retry_of_the_same_session_is_not_mistaken_for_a_second_process(
         again = TaskExecutorRegistration("te-1", te.address, 2, te.session_id)
         response = await gateway.register_task_executor(again)
         assert response.success
+
+
+async def test_a_task_executor_with_the_most_slots_stays_registered_over_tcp() -> None:
+    """1,024 slots (the limit): its slot report travels with every heartbeat answer, over TCP,
+    and it is never lost for being slow to answer."""
+    config = ClusterConfig(heartbeat_interval=0.2, heartbeat_timeout=1.0)
+    with trio.fail_after(30):
+        async with MiniCluster([("big", 1024)], rpc="dedicated", config=config) as cluster:
+            await cluster.wait_until(lambda: cluster.registered_task_executors() == 1, 10)
+            await trio.sleep(3)  # fifteen heartbeats
+            assert cluster.registered_task_executors() == 1
+            assert cluster.resource_manager.overview()["slots_free"] == 1024
+            assert not any("lost TaskExecutor" in e.message for e in cluster.events.recent)
