@@ -50,6 +50,8 @@ class _PlainObserver(Observer):
 
 
 class _LiveObserver(Observer):
+    shows_view = True
+
     def __init__(self, scenario: Scenario, live: LiveConsole, clock: str, speed: str) -> None:
         self.scenario = scenario
         self.live = live

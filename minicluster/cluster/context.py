@@ -85,11 +85,19 @@ class EventLog:
         self.fencing_rejections = 0
         self.record_rpc = True
         self.start = 0.0  # trio time at which the cluster started; events count from there
+        # called after anything happened, recorded or not: what waits for the cluster's state
+        # to change (a scenario's `wait`) wakes up on it instead of polling
+        self.watchers: list[Callable[[], None]] = []
 
     def emit(self, event: Event) -> None:
         self.recent.append(event)
         for subscriber in self.subscribers:
             subscriber(event)
+        self.changed()
+
+    def changed(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     def now(self) -> float:
         return round(trio.current_time() - self.start, 6)

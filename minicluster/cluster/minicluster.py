@@ -59,6 +59,8 @@ class _Tracer:
             outcome = "ok" if error is None else f"error: {type(error).__name__}"
         if events.record_rpc or kind == "fencing":
             events.emit(Event(events.now(), kind, sender, receiver, method, outcome))
+        elif events.watchers:
+            events.changed()
 
     def latency(self, method: str, seconds: float) -> None:
         self.events.latencies[method].append(seconds)
@@ -111,6 +113,11 @@ def _bounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def stream(seed: int | None, purpose: str) -> random.Random:
+    """A random stream of its own for one purpose, derived from the seed (unseeded: random)."""
+    return random.Random(f"{seed}/{purpose}") if seed is not None else random.Random()
+
+
 def component_of(endpoint_id: str | None) -> str | None:
     """The name scenarios use for an endpoint: te-1, resource_manager, dispatcher, ..."""
     if endpoint_id is None:
@@ -148,7 +155,11 @@ class MiniCluster:
         self.port = port
         self.secret = secret
         self.tls = tls
-        self.rng = random.Random(self.config.seed)
+        # independent streams per purpose, all derived from the seed: ids (allocations,
+        # executions, sessions) and fencing tokens never draw from one another, so a job id or
+        # an allocation id never equals a fencing token
+        self.rng = stream(self.config.seed, "ids")
+        self.token_rng = stream(self.config.seed, "tokens")
         self.events = EventLog()
         self.task_executors: dict[str, TaskExecutor] = {}
         self.te_states: dict[str, str] = {}  # killed / stopped ones stay listed
@@ -169,7 +180,7 @@ class MiniCluster:
         async with AsyncExitStack() as stack:
             nursery = await stack.enter_async_context(trio.open_nursery())
             self._nursery = nursery
-            self.ha = HaServices(self.rng, nursery, self.config.leader_notification_delay)
+            self.ha = HaServices(self.token_rng, nursery, self.config.leader_notification_delay)
             self.context = ClusterContext(self.config, self.rng, self.ha, self.events)
             self._stack = stack
             if self.rpc_mode == "shared":

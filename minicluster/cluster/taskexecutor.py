@@ -18,6 +18,7 @@ from minicluster.rpc import (
     RpcTimeoutError,
     register_error,
 )
+from minicluster.rpc.endpoint import ScheduledRun
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
@@ -98,7 +99,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self.session_id = context.new_id()
         self._on_fatal_error = on_fatal_error
         self.fatal_error: str | None = None
-        self._registration_deadline: trio.CancelScope | None = None
+        self._registration_deadline: ScheduledRun | None = None
         self.slots = [TaskSlot(i) for i in range(slots)]
         self.tasks: dict[uuid.UUID, _Task] = {}
         self.registration_state = "registering"

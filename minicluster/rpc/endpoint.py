@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dis
 import enum
+import heapq
 import inspect
 import logging
 import math
@@ -173,6 +174,19 @@ class _Start:
     __slots__ = ()
 
 
+class ScheduledRun:
+    """What `RpcEndpoint.schedule_run_async` returns: `cancel()` drops the run."""
+
+    __slots__ = ("cancel_called", "fn")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.cancel_called = False
+
+    def cancel(self) -> None:
+        self.cancel_called = True
+
+
 class RpcEndpoint:
     """Base of every endpoint. Subclass it together with the gateways it implements.
 
@@ -195,6 +209,11 @@ class RpcEndpoint:
         self._terminated = trio.Event()
         self._termination_error: BaseException | None = None
         self._background: trio.Nursery | None = None
+        # runs scheduled with schedule_run_async: one heap and one task per endpoint, not a
+        # task per run (heartbeats schedule thousands over a long simulated run)
+        self._timers: list[tuple[float, int, ScheduledRun]] = []
+        self._timer_seq = 0
+        self._timer_scope: trio.CancelScope | None = None
         self._ordered: dict[
             object, deque[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]]
         ] = {}
@@ -296,6 +315,7 @@ class RpcEndpoint:
         try:
             async with trio.open_nursery() as background:
                 self._background = background
+                background.start_soon(self._run_timers)
                 async with trio.open_nursery() as work:
                     self._work = work
                     work.start_soon(self._main_loop)
@@ -530,33 +550,45 @@ class RpcEndpoint:
             lambda: f"call_async on endpoint {self._endpoint_id}",
         )
 
-    def schedule_run_async(self, fn: Callable[[], Any], delay: float) -> trio.CancelScope:
+    def schedule_run_async(self, fn: Callable[[], Any], delay: float) -> ScheduledRun:
         """Run `fn` on the main thread `delay` seconds from now (never earlier, never after
         close; dropped if the endpoint is not running).
 
-        Returns a cancel scope: cancelling it drops the run, whenever that happens, even
-        before the endpoint's task has begun (right after `start()`).
+        Returns a handle: its `cancel()` drops the run, whenever that happens, even before the
+        endpoint's task has begun (right after `start()`).
         """
-        scope = trio.CancelScope()
-        self._schedule(fn, trio.current_time() + delay, scope)
-        return scope
+        run = ScheduledRun(fn)
+        self._schedule(run, trio.current_time() + delay)
+        return run
 
-    def _schedule(self, fn: Callable[[], Any], deadline: float, scope: trio.CancelScope) -> None:
+    def _schedule(self, run: ScheduledRun, deadline: float) -> None:
         if self._state is not EndpointState.RUNNING:
             return
         if self._background is not None:
-            self._background.start_soon(self._delayed_run, fn, deadline, scope)
+            self._timer_seq += 1
+            heapq.heappush(self._timers, (deadline, self._timer_seq, run))
+            scope = self._timer_scope
+            if scope is not None and deadline < scope.deadline:
+                scope.deadline = deadline
         else:
             # started, but its task has not begun: there is no nursery yet. Schedule from the
-            # main thread once there is, with the same scope (the caller's handle) and deadline.
-            self._put(_Run(lambda: self._schedule(fn, deadline, scope), None))
+            # main thread once there is, with the same handle and deadline.
+            self._put(_Run(lambda: self._schedule(run, deadline), None))
 
-    async def _delayed_run(
-        self, fn: Callable[[], Any], deadline: float, scope: trio.CancelScope
-    ) -> None:
-        with scope:
-            await trio.sleep_until(deadline)
-            self.run_async(fn)
+    async def _run_timers(self) -> None:
+        """The one task that sleeps until the earliest scheduled run and hands what is due to
+        the main thread, in deadline order (the order of scheduling among equal deadlines)."""
+        timers = self._timers
+        while True:
+            with trio.CancelScope(deadline=timers[0][0] if timers else math.inf) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                run = heapq.heappop(timers)[2]
+                if not run.cancel_called:
+                    self.run_async(run.fn)
 
     def start_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run an async function off the main thread for as long as the endpoint lives.

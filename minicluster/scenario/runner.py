@@ -10,7 +10,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -19,6 +19,7 @@ import trio.testing
 
 from minicluster.cluster import ClusterConfig, JobStatus, MiniCluster
 from minicluster.cluster.context import Event
+from minicluster.cluster.minicluster import stream
 
 from .loader import (
     AddTaskExecutorStep,
@@ -36,8 +37,6 @@ from .loader import (
     WaitStep,
     to_job_graph,
 )
-
-POLL = 0.05  # how often `wait` looks, in cluster seconds
 
 
 @dataclass
@@ -90,7 +89,15 @@ class StepFailed(Exception):
 
 
 class Observer:
-    """What the command line plugs in to show a run: called from the run's own task."""
+    """What the command line plugs in to show a run: called from the run's own task.
+
+    `tick` refreshes a view: it is called on the cluster's events, at most every
+    `refresh_interval` seconds of real time, and only for an observer that shows one
+    (`shows_view`); a run without a view pays nothing for it, and a view never changes what the
+    cluster does (no task of its own, so the same seed gives the same trace either way)."""
+
+    shows_view = False
+    refresh_interval = 0.1
 
     def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
         pass
@@ -163,8 +170,11 @@ class ScenarioRun:
         self.clock = clock
         self.observer = observer or Observer()
         self.trace = trace
-        self.rng = random.Random(seed)
+        # job ids come from a stream of their own (the cluster draws its ids and fencing tokens
+        # from others), so a job id never repeats a fencing token
+        self.rng = stream(seed, "jobs")
         self.jobs: dict[str, uuid.UUID] = {}
+        self._wake: trio.Event | None = None
         self.interrupted = False
         self._steps: trio.CancelScope | None = None
 
@@ -199,13 +209,14 @@ class ScenarioRun:
 
                 cluster.events.subscribers.append(write)
             view = _View(cluster, self.jobs)
-            async with trio.open_nursery() as nursery:
-                self._steps = nursery.cancel_scope
+            cluster.events.watchers.append(self._changed)
+            if self.observer.shows_view:
+                cluster.events.watchers.append(self._refresher(cluster))
+            with trio.CancelScope() as steps:
+                self._steps = steps
                 if self.interrupted:
-                    nursery.cancel_scope.cancel()
-                nursery.start_soon(self._ticker, cluster)
+                    steps.cancel()
                 result.passed = await self._run_steps(cluster, view, result)
-                nursery.cancel_scope.cancel()
             result.jobs = self._job_report(cluster)
             result.rpc = {
                 "calls": cluster.events.rpc_calls,
@@ -241,15 +252,24 @@ class ScenarioRun:
         if self._steps is not None:
             self._steps.cancel()
 
-    async def _ticker(self, cluster: MiniCluster) -> None:
-        """Let the view refresh while the cluster runs, at most 10 times a real second."""
-        last = 0.0
-        while True:
-            await trio.sleep(0.1)
+    def _changed(self) -> None:
+        """Something happened in the cluster: a waiting condition looks again."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def _refresher(self, cluster: MiniCluster) -> Callable[[], None]:
+        """Refresh the view on the cluster's events, at most once per refresh interval of real
+        time: nothing ticks in cluster time."""
+        interval = self.observer.refresh_interval
+        last = [0.0]
+
+        def refresh() -> None:
             now = time.perf_counter()
-            if now - last >= 0.1:
-                last = now
+            if now - last[0] >= interval:
+                last[0] = now
                 self.observer.tick(cluster)
+
+        return refresh
 
     def _job_report(self, cluster: MiniCluster) -> dict[str, Any]:
         report: dict[str, Any] = {}
@@ -290,15 +310,18 @@ class ScenarioRun:
             self.jobs[step.job.name] = job_id
             return f"submitted {step.job.name!r} as {job_id.hex}"
         if isinstance(step, WaitStep):
+            # no polling: the condition is looked at again when the cluster's state changes
+            # (an event), and the timeout is a plain deadline the virtual clock jumps to
             started = trio.current_time()
             with trio.move_on_after(step.timeout):
                 while True:
+                    self._wake = trio.Event()
                     await self._settle()
                     holds, seen = step.condition.check(view)
                     if holds:
                         waited = trio.current_time() - started
                         return f"{step.condition.describe()} after {waited:.3f} s"
-                    await trio.sleep(POLL)
+                    await self._wake.wait()
             holds, seen = step.condition.check(view)
             if holds:
                 return f"{step.condition.describe()}"

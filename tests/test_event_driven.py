@@ -1,0 +1,94 @@
+"""Cost follows work: a scenario's `wait` looks at the cluster when something happened, not on a
+poll; a live view has no task in cluster time (same seed, same trace, view or not); job ids,
+ids and fencing tokens come from independent streams of the seed."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+from minicluster.cluster import MiniCluster
+from minicluster.scenario import load_scenario, parse_scenario
+from minicluster.scenario.runner import Observer, StepResult, run_scenario
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+SIX_HOURS = """
+name: six-hours
+seed: 3
+cluster: {task_executors: 2, slots_per_executor: 2}
+steps:
+  - submit: {job: long, parallelism: 4, task_duration: 6h}
+  - wait: {job: long, status: FINISHED, timeout: 7h}
+"""
+
+
+def test_a_six_hour_wait_looks_at_the_cluster_only_when_something_happened(
+    monkeypatch: Any,
+) -> None:
+    scenario = parse_scenario(SIX_HOURS, "six-hours.yaml")
+    looks = 0
+    condition_type = type(scenario.steps[1].condition)  # type: ignore[attr-defined]
+    real_check = condition_type.check
+
+    def counted(self: Any, view: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        return real_check(self, view)
+
+    monkeypatch.setattr(condition_type, "check", counted)
+    result = run_scenario(scenario)
+    assert result.passed, result.failure
+    # a poll every 50 ms of cluster time would look 432,000 times; events come with the
+    # heartbeats (every 10 s) and the job's own changes
+    assert looks < 6 * 3600 / 10 * 2
+    assert result.virtual_time >= 6 * 3600
+
+
+class _Viewer(Observer):
+    """A live view that reads the cluster as the console does."""
+
+    shows_view = True
+    refresh_interval = 0.0  # every event: the most a view can do
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def tick(self, cluster: MiniCluster) -> None:
+        self.ticks += 1
+        cluster.snapshot()
+
+
+def test_the_same_seed_writes_the_same_trace_with_and_without_a_live_view() -> None:
+    scenario = load_scenario(SCENARIOS / "taskexecutor-crash.yaml")
+    plain, viewed = io.StringIO(), io.StringIO()
+    run_scenario(scenario, seed=5, trace=plain)
+    viewer = _Viewer()
+    run_scenario(scenario, seed=5, trace=viewed, observer=viewer)
+    assert viewer.ticks > 100
+    assert plain.getvalue().count("\n") > 100
+    assert plain.getvalue() == viewed.getvalue()
+
+
+class _Tokens(Observer):
+    def __init__(self) -> None:
+        self.tokens: set[str] = set()
+        self.job_ids: set[str] = set()
+
+    def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
+        snapshot = cluster.snapshot()
+        self.tokens.add(snapshot["dispatcher"]["token"])
+        self.tokens.add(snapshot["resource_manager"]["token"])
+        self.tokens.update(jm["token"] for jm in snapshot["job_masters"])
+        self.job_ids.update(str(uuid.UUID(hex=job["job_id"])) for job in snapshot["jobs"])
+
+
+def test_job_ids_never_equal_fencing_tokens() -> None:
+    for name in ("resourcemanager-failover", "jobmaster-failover", "quickstart"):
+        observer = _Tokens()
+        result = run_scenario(load_scenario(SCENARIOS / f"{name}.yaml"), observer=observer)
+        assert result.passed, result.failure
+        assert observer.job_ids and len(observer.tokens) >= 3
+        assert not observer.job_ids & observer.tokens, name
