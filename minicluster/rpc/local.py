@@ -81,7 +81,13 @@ class LocalInvoker:
             reply = Reply()
         endpoint = self._target()
         service = self.service
-        if not self.serialize and service.message_filter is None:
+        # a message filter (partitions, a killed peer) is a hook: a message it lets through
+        # may still be answered inline, so a cluster keeps the fast path
+        message_filter = service.message_filter
+        passes = message_filter is None or message_filter(
+            self.caller, endpoint.endpoint_id, method
+        )
+        if passes and not self.serialize:
             handled, result, error = endpoint.call_inline(
                 method, args, kwargs, self.fencing_token, self.caller
             )
@@ -92,9 +98,7 @@ class LocalInvoker:
                 return result
         if endpoint.mailbox_full:
             await endpoint.wait_for_mailbox_space()
-        if service.message_filter is None or service.message_filter(
-            self.caller, endpoint.endpoint_id, method
-        ):
+        if passes:
             endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
         elif service.tracer is not None:
             service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
@@ -123,6 +127,12 @@ class LocalInvoker:
         if service.message_filter is None or service.message_filter(
             self.caller, endpoint.endpoint_id, method
         ):
-            endpoint.accept_call(method, args, kwargs, self.fencing_token, None, self.caller)
+            handled = False
+            if not self.serialize:
+                handled = endpoint.call_inline(
+                    method, args, kwargs, self.fencing_token, self.caller, is_ask=False
+                )[0]
+            if not handled:
+                endpoint.accept_call(method, args, kwargs, self.fencing_token, None, self.caller)
         elif service.tracer is not None:
             service.tracer.dropped(self.caller, endpoint.endpoint_id, method, False)
