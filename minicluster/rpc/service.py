@@ -99,7 +99,6 @@ class RpcService:
         self._connecting: dict[tuple[str, int], trio.Lock] = {}
         self._ids = itertools.count(1)
         self._closed = False
-        self.fencing_listeners: list[Callable[[RpcEndpoint, UUID | None], None]] = []
         # Hooks for a simulator; None costs one check per message.
         self.tracer: Tracer | None = None
         self.message_filter: MessageFilter | None = None
@@ -151,8 +150,6 @@ class RpcService:
 
     def record_fencing_rejection(self, endpoint: RpcEndpoint, token: UUID | None) -> None:
         self.stats.fencing_rejections += 1
-        for listener in self.fencing_listeners:
-            listener(endpoint, token)
 
     def local_gateway(
         self,

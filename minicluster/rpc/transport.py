@@ -273,7 +273,6 @@ class ServerConnection:
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
         self.batching = False  # handling the requests of one read: hold replies back
-        self.last_endpoint: RpcEndpoint | None = None
 
     async def serve(self) -> None:
         try:
@@ -432,7 +431,6 @@ class ServerConnection:
                 return endpoint
             else:
                 self.in_progress += 1
-                self.last_endpoint = endpoint
                 endpoint.accept_call(
                     request.method,
                     request.args,
@@ -444,7 +442,6 @@ class ServerConnection:
             if endpoint is not None and endpoint.mailbox_full:
                 return endpoint
             if endpoint is not None:
-                self.last_endpoint = endpoint
                 sender = message.get("sender")
                 endpoint.accept_call(
                     request.method,
@@ -503,7 +500,6 @@ class ServerConnection:
             return True
         if endpoint.mailbox_full:
             return endpoint
-        self.last_endpoint = endpoint
         if is_tell:
             endpoint.accept_call(method, args, kwargs, message.get("token"), None, sender)
             return True
@@ -872,7 +868,3 @@ class RemoteInvoker:
         if self.caller is not None:
             message["sender"] = self.caller
         self.conn.send_tell(message)
-
-
-def not_found(endpoint_id: str, where: str) -> EndpointNotFoundError:
-    return EndpointNotFoundError(f"no endpoint {endpoint_id!r} at {where}")
