@@ -15,7 +15,6 @@ from minicluster.scenario import ScenarioError
 
 T = TypeVar("T")
 
-EXIT_OK = 0
 EXIT_FAILED = (
     1  # what was asked for failed: job FAILED/CANCELED, expectation, unreachable, rejected
 )

@@ -29,7 +29,8 @@ from typing import Any
 
 import trio
 
-from minicluster.rpc import FencedRpcEndpoint, RpcService
+from minicluster.rpc import FencedRpcEndpoint
+from minicluster.rpc.endpoint import EndpointHost
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
@@ -121,7 +122,7 @@ class _TaskManager:
 class JobMaster(FencedRpcEndpoint, JobMasterGateway):
     def __init__(
         self,
-        service: RpcService,
+        service: EndpointHost,  # the Dispatcher's service: JobMasters live where it lives
         context: ClusterContext,
         token: uuid.UUID,
         job_graph: JobGraph,

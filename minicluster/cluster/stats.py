@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .minicluster import MiniCluster
+from .context import EventLog
 
 
-def rpc_statistics(cluster: MiniCluster, window: float = 5.0) -> dict[str, Any]:
+class Observed(Protocol):
+    """A cluster as these views see it (a `MiniCluster`): only its event log. Named by shape so
+    that this module does not import the cluster module, which imports it."""
+
+    @property
+    def events(self) -> EventLog: ...
+
+
+def rpc_statistics(cluster: Observed, window: float = 5.0) -> dict[str, Any]:
     events = cluster.events
     now = events.now()
     recent = sum(
@@ -31,7 +38,7 @@ def rpc_statistics(cluster: MiniCluster, window: float = 5.0) -> dict[str, Any]:
     }
 
 
-def recent_events(cluster: MiniCluster, limit: int = 60) -> list[dict[str, Any]]:
+def recent_events(cluster: Observed, limit: int = 60) -> list[dict[str, Any]]:
     """The last events worth showing a person: heartbeats that went fine are left out (a
     healthy cluster sends many; the trace keeps them)."""
     shown: list[dict[str, Any]] = []

@@ -17,10 +17,9 @@ import heapq
 import inspect
 import logging
 import math
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import outcome
@@ -32,15 +31,19 @@ from .errors import (
     InvalidArgumentError,
     NoSuchMethodError,
     RecipientUnreachableError,
-    RpcError,
-    RpcTimeoutError,
 )
-from .gateway import G, RpcGateway, gateway_methods, implemented_gateways
+from .gateway import (
+    G,
+    GatewayImplementation,
+    RpcGateway,
+    gateway_methods,
+    implemented_gateways,
+)
 from .protocol import show
+from .ratelimit import LogLimiter
+from .reply import Reply, answer
 from .timeouts import Timeouts
-
-if TYPE_CHECKING:
-    from .service import RpcService
+from .tracing import Tracer
 
 T = TypeVar("T")
 log = logging.getLogger("minicluster.rpc")
@@ -62,71 +65,49 @@ class NotInMainThreadError(AssertionError):
     """Endpoint state was touched from outside the endpoint's main thread."""
 
 
-class Reply:
-    """Where the outcome of one ask goes: wakes the waiting caller task (local calls).
+class EndpointHost(Protocol):
+    """What an endpoint needs of the RPC service it lives in (`RpcService` is the one there is).
 
-    Remote calls use a subclass that writes a reply frame instead. The value or error is kept
-    as is (no outcome object): this is on the path of every ask.
+    Named by shape so that this module does not import the service module, which imports this
+    one: the service holds endpoints, an endpoint only needs these few things of its service.
+    `connect` and `local_gateway` are here because endpoints reach their peers through
+    `rpc_service`.
     """
 
-    __slots__ = ("_done", "_error", "_task", "_value")
+    address: str
+    ask_timeout: float
+    mailbox_limit: int
+    timeouts: Timeouts
+    log_limiter: LogLimiter
+    tracer: Tracer | None
 
-    def __init__(self) -> None:
-        self._task: trio.lowlevel.Task | None = None
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._done = False
+    def new_endpoint_id(self, prefix: str) -> str: ...
 
-    def set_result(self, value: Any) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._value = value
-        task = self._task
-        if task is not None:
-            self._task = None
-            _reschedule(task)
+    def register_endpoint(self, endpoint: RpcEndpoint) -> None: ...
 
-    def set_error(self, error: BaseException) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._error = error
-        task = self._task
-        if task is not None:
-            self._task = None
-            _reschedule(task)
+    def unregister_endpoint(self, endpoint: RpcEndpoint) -> None: ...
 
-    def expire(self) -> None:
-        """Called by the service's timeouts when the deadline passed without an answer."""
-        self.set_error(_TIMED_OUT)
+    def record_fencing_rejection(self, endpoint: RpcEndpoint, token: UUID | None) -> None: ...
 
-    async def wait(
-        self, timeouts: Timeouts, timeout: float | None, describe: Callable[[], str]
-    ) -> Any:
-        """The outcome, or RpcTimeoutError (naming the call) after `timeout` seconds."""
-        if not self._done:
-            self._task = _current_task()
-            if timeout is not None and timeout != math.inf:
-                timeouts.add(self, timeout)
-            await _wait_rescheduled(self._abort)
-        else:
-            await trio.lowlevel.checkpoint()
-        error = self._error
-        if error is None:
-            return self._value
-        self._error = None  # no reference cycle through the traceback
-        if error is _TIMED_OUT:
-            raise _timeout_error(f"{describe()} timed out after {timeout:g} s")
-        raise error
+    def spawn_system_task(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
 
-    def _abort(self, raise_cancel: Any) -> _Abort:
-        self._task = None
-        self._done = True  # cancelled by the caller: a late answer is dropped
-        return _Abort.SUCCEEDED
+    def local_gateway(
+        self,
+        endpoint: RpcEndpoint,
+        gateway: type[G],
+        token: UUID | None,
+        caller: str | None = None,
+    ) -> G: ...
 
-
-_TIMED_OUT = RpcTimeoutError("timed out")  # a marker, never raised itself
+    async def connect(
+        self,
+        address: str,
+        gateway: type[G],
+        fencing_token: UUID | None = None,
+        *,
+        timeout: float | None = None,
+        caller: str | None = None,
+    ) -> G: ...
 
 
 class _Call:
@@ -187,7 +168,7 @@ class ScheduledRun:
         self.cancel_called = True
 
 
-class RpcEndpoint:
+class RpcEndpoint(GatewayImplementation):
     """Base of every endpoint. Subclass it together with the gateways it implements.
 
     The endpoint registers at `rpc_service` on construction; `start()` makes it take messages
@@ -195,7 +176,7 @@ class RpcEndpoint:
     thread; `close()` stops it, runs `on_stop`, and completes the termination result.
     """
 
-    def __init__(self, rpc_service: RpcService, endpoint_id: str | None = None) -> None:
+    def __init__(self, rpc_service: EndpointHost, endpoint_id: str | None = None) -> None:
         self._rpc_service = rpc_service
         self._endpoint_id = endpoint_id or rpc_service.new_endpoint_id(type(self).__name__)
         self._state = EndpointState.NEW
@@ -247,7 +228,7 @@ class RpcEndpoint:
         return f"{self._rpc_service.address}/{self._endpoint_id}"
 
     @property
-    def rpc_service(self) -> RpcService:
+    def rpc_service(self) -> EndpointHost:
         return self._rpc_service
 
     @property
@@ -454,7 +435,7 @@ class RpcEndpoint:
             if tracer is not None:
                 tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, exc)
             if reply is not None:
-                _answer(reply, None, exc)
+                answer(reply, None, exc)
             elif not isinstance(exc, FencingTokenError):
                 self._rpc_service.log_limiter.warning(
                     log, "tell %s.%s failed: %s", self._endpoint_id, call.method, show(exc)
@@ -463,7 +444,7 @@ class RpcEndpoint:
         if tracer is not None:
             tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, None)
         if reply is not None:
-            _answer(reply, result, None)
+            answer(reply, result, None)
 
     async def _handle_run(self, run: _Run) -> None:
         reply = run.reply
@@ -766,7 +747,7 @@ class FencedRpcEndpoint(RpcEndpoint):
     """
 
     def __init__(
-        self, rpc_service: RpcService, fencing_token: UUID, endpoint_id: str | None = None
+        self, rpc_service: EndpointHost, fencing_token: UUID, endpoint_id: str | None = None
     ) -> None:
         self._fencing_token = fencing_token
         super().__init__(rpc_service, endpoint_id)
@@ -801,30 +782,6 @@ def never_suspends(fn: Callable[..., Any]) -> bool:
     if code is None:
         return False
     return not any(op.opname in _SUSPENDING_OPS for op in dis.get_instructions(code))
-
-
-def _answer(reply: Reply, result: Any, error: BaseException | None) -> None:
-    """Deliver a result or an error; whatever goes wrong delivering it (a result that cannot be
-    encoded, an error that cannot even be printed) becomes an error for the caller, never a
-    failure of the endpoint."""
-    try:
-        if error is None:
-            reply.set_result(result)
-        else:
-            reply.set_error(error)
-    except Exception as problem:
-        log.warning("could not deliver a reply: %s", show(problem))
-        reply._done = False
-        reply.set_error(RpcError(f"the reply could not be delivered: {type(problem).__name__}"))
-
-
-def _timeout_error(message: str) -> RpcTimeoutError:
-    """An RpcTimeoutError that shows where the caller asked, as Flink's TimeoutCallStackTest."""
-    error = RpcTimeoutError(message)
-    stack = traceback.format_stack()[:-2]
-    error.caller_stack = "".join(stack)  # type: ignore[attr-defined]
-    error.add_note("Caller stack (most recent call last):\n" + error.caller_stack.rstrip())  # type: ignore[attr-defined]
-    return error
 
 
 async def _await(awaitable: Awaitable[T]) -> T:

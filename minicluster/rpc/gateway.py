@@ -12,7 +12,6 @@ of the gateway, so type checkers see the gateway's own signatures.
 from __future__ import annotations
 
 import inspect
-import sys
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
@@ -84,15 +83,12 @@ class Invoker(Protocol):
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
 
 
-def _is_endpoint_class(cls: type) -> bool:
-    """An endpoint (it implements gateways, and may have methods of any kind of its own).
+class GatewayImplementation:
+    """Marks a class that implements gateways (`RpcEndpoint` and its subclasses) rather than
+    declaring one, so this module tells the two apart without importing the endpoint module,
+    which imports this one."""
 
-    Looked up in sys.modules rather than imported: while this module is being imported no
-    endpoint class can exist yet, and importing `.endpoint` from here then would be circular.
-    """
-    endpoint_module = sys.modules.get(f"{__package__}.endpoint")
-    endpoint_cls = getattr(endpoint_module, "RpcEndpoint", None)
-    return endpoint_cls is not None and issubclass(cls, endpoint_cls)
+    __slots__ = ()
 
 
 _NO_ANNOTATION = object()
@@ -134,7 +130,7 @@ class RpcGateway:
         super().__init_subclass__(**kwargs)
         if "gateway_name" not in cls.__dict__:
             cls.gateway_name = cls.__name__
-        if not _proxy and not _is_endpoint_class(cls):
+        if not _proxy and not issubclass(cls, GatewayImplementation):
             _check_tells(cls)
 
     @property
@@ -156,9 +152,7 @@ _BASES = (RpcGateway, FencedRpcGateway)
 
 def is_interface(cls: type) -> bool:
     """A gateway interface class, as opposed to an endpoint that implements one."""
-    from .endpoint import RpcEndpoint
-
-    return issubclass(cls, RpcGateway) and not issubclass(cls, RpcEndpoint)
+    return issubclass(cls, RpcGateway) and not issubclass(cls, GatewayImplementation)
 
 
 _SPECS: dict[type, dict[str, MethodSpec]] = {}

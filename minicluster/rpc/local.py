@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import trio
 
 from . import serialization
-from .endpoint import EndpointState, Reply, RpcEndpoint
+from .endpoint import EndpointState, RpcEndpoint
+from .reply import Reply
+from .timeouts import Timeouts
+from .tracing import MessageFilter, Tracer
 
-if TYPE_CHECKING:
-    from .service import RpcService
+
+class LocalHost(Protocol):
+    """What a local invoker needs of its RPC service (`RpcService`), named by shape so that this
+    module does not import the service module, which imports it."""
+
+    ask_timeout: float
+    force_serialization: bool
+    timeouts: Timeouts
+    tracer: Tracer | None
+    message_filter: MessageFilter | None
+
+    def lookup_endpoint(self, endpoint_id: str) -> RpcEndpoint | None: ...
 
 
 class _SerializingReply(Reply):
@@ -49,7 +62,7 @@ class LocalInvoker:
 
     def __init__(
         self,
-        service: RpcService,
+        service: LocalHost,
         endpoint: RpcEndpoint,
         fencing_token: UUID | None,
         caller: str | None = None,

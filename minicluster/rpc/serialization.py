@@ -95,10 +95,6 @@ def wire_type(cls: type[T] | None = None, *, name: str | None = None) -> Any:
     return register if cls is None else register(cls)
 
 
-def is_wire_type(cls: type) -> bool:
-    return cls in _BY_CLASS
-
-
 def _encode_default(encoder: Any, value: Any) -> None:
     info = _BY_CLASS.get(type(value))
     if info is None:

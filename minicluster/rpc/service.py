@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 import trio
@@ -23,6 +23,7 @@ from .local import LocalInvoker
 from .ratelimit import LogLimiter
 from .timeouts import Timeouts
 from .tls import TlsConfig
+from .tracing import MessageFilter, Tracer
 from .transport import ClientConnection, RemoteInvoker, ServerConnection, accept_tls
 
 log = logging.getLogger("minicluster.rpc")
@@ -33,24 +34,6 @@ DEFAULT_IDLE_TIMEOUT = 300.0  # a server connection silent this long is closed
 _ADDRESS = re.compile(r"^(tcp|local)://([^/]+?)(?::(\d+))?(?:/(.*))?$")
 _service_names = itertools.count(1)
 _LOCAL_SERVICES: dict[str, RpcService] = {}
-
-
-class Tracer(Protocol):
-    """Sees every message an endpoint of the service handled."""
-
-    def message(
-        self,
-        sender: str | None,
-        receiver: str,
-        method: str,
-        is_ask: bool,
-        error: BaseException | None,
-    ) -> None: ...
-
-    def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None: ...
-
-    def latency(self, method: str, seconds: float) -> None:
-        """How long an ask took, seen by the caller, in the service's clock (virtual or real)."""
 
 
 class RpcStats:
@@ -116,10 +99,9 @@ class RpcService:
         self._connecting: dict[tuple[str, int], trio.Lock] = {}
         self._ids = itertools.count(1)
         self._closed = False
-        self.fencing_listeners: list[Callable[[RpcEndpoint, UUID | None], None]] = []
         # Hooks for a simulator; None costs one check per message.
         self.tracer: Tracer | None = None
-        self.message_filter: Callable[[str | None, str, str], bool] | None = None
+        self.message_filter: MessageFilter | None = None
         _LOCAL_SERVICES[self.name] = self
 
     # --- endpoints --------------------------------------------------------------------
@@ -168,8 +150,6 @@ class RpcService:
 
     def record_fencing_rejection(self, endpoint: RpcEndpoint, token: UUID | None) -> None:
         self.stats.fencing_rejections += 1
-        for listener in self.fencing_listeners:
-            listener(endpoint, token)
 
     def local_gateway(
         self,

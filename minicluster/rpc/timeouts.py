@@ -11,22 +11,28 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
-if TYPE_CHECKING:
-    from .endpoint import Reply
+
+class Expiring(Protocol):
+    """A pending ask as the timeouts see it (a `Reply`): named by shape, so that this module
+    needs nothing from the modules that use it."""
+
+    _done: bool
+
+    def expire(self) -> None: ...
 
 
 class Timeouts:
     def __init__(self) -> None:
-        self._queues: dict[float, deque[tuple[float, Reply]]] = {}
+        self._queues: dict[float, deque[tuple[float, Expiring]]] = {}
         self._next = math.inf
         self._scope: trio.CancelScope | None = None
         self._now: Callable[[], float] | None = None
 
-    def add(self, reply: Reply, timeout: float) -> None:
+    def add(self, reply: Expiring, timeout: float) -> None:
         now = self._now
         if now is None:  # the clock's own method: cheaper than trio.current_time()
             now = self._now = trio.lowlevel.current_clock().current_time

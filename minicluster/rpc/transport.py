@@ -10,13 +10,13 @@ import logging
 import os
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import trio
 
 from . import protocol
-from .endpoint import Reply, RpcEndpoint
+from .endpoint import RpcEndpoint
 from .errors import (
     AuthenticationError,
     EndpointNotFoundError,
@@ -28,9 +28,11 @@ from .errors import (
     SerializationError,
 )
 from .protocol import FrameDecoder, FrameTooLargeError
-
-if TYPE_CHECKING:
-    from .service import RpcService
+from .ratelimit import LogLimiter
+from .reply import Reply
+from .timeouts import Timeouts
+from .tls import TlsConfig
+from .tracing import MessageFilter, Tracer
 
 log = logging.getLogger("minicluster.rpc.transport")
 
@@ -205,6 +207,28 @@ def _coalesce(frames: list[bytes]) -> list[bytes]:
     return chunks
 
 
+class TransportHost(Protocol):
+    """What the connections need of their RPC service (`RpcService`), named by shape so that this
+    module does not import the service module, which imports it."""
+
+    max_frame_size: int
+    idle_timeout: float
+    secret: bytes | None
+    tls: TlsConfig | None
+    log_limiter: LogLimiter
+    timeouts: Timeouts
+    tracer: Tracer | None
+    message_filter: MessageFilter | None
+
+    def lookup_endpoint(self, endpoint_id: str) -> RpcEndpoint | None: ...
+
+    def not_found(self, endpoint_id: str) -> EndpointNotFoundError: ...
+
+    def check_handshake(self, endpoint_id: str, gateway_name: str, version: int) -> RpcEndpoint: ...
+
+    def forget_connection(self, conn: ClientConnection) -> None: ...
+
+
 # --- server side -------------------------------------------------------------------------
 
 
@@ -237,7 +261,7 @@ class _RemoteReply(Reply):
 class ServerConnection:
     """One accepted connection: set-up (hello, auth), then requests until either side closes."""
 
-    def __init__(self, service: RpcService, stream: trio.abc.Stream) -> None:
+    def __init__(self, service: TransportHost, stream: trio.abc.Stream) -> None:
         self.service = service
         self.stream = stream
         self.max_frame_size = service.max_frame_size
@@ -249,7 +273,6 @@ class ServerConnection:
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
         self.batching = False  # handling the requests of one read: hold replies back
-        self.last_endpoint: RpcEndpoint | None = None
 
     async def serve(self) -> None:
         try:
@@ -408,7 +431,6 @@ class ServerConnection:
                 return endpoint
             else:
                 self.in_progress += 1
-                self.last_endpoint = endpoint
                 endpoint.accept_call(
                     request.method,
                     request.args,
@@ -420,7 +442,6 @@ class ServerConnection:
             if endpoint is not None and endpoint.mailbox_full:
                 return endpoint
             if endpoint is not None:
-                self.last_endpoint = endpoint
                 sender = message.get("sender")
                 endpoint.accept_call(
                     request.method,
@@ -479,7 +500,6 @@ class ServerConnection:
             return True
         if endpoint.mailbox_full:
             return endpoint
-        self.last_endpoint = endpoint
         if is_tell:
             endpoint.accept_call(method, args, kwargs, message.get("token"), None, sender)
             return True
@@ -587,7 +607,7 @@ async def accept_tls(
 class ClientConnection:
     """The one connection from a service to a peer; carries every call to that peer."""
 
-    def __init__(self, service: RpcService, host: str, port: int) -> None:
+    def __init__(self, service: TransportHost, host: str, port: int) -> None:
         self.service = service
         self.host = host
         self.port = port
@@ -848,7 +868,3 @@ class RemoteInvoker:
         if self.caller is not None:
             message["sender"] = self.caller
         self.conn.send_tell(message)
-
-
-def not_found(endpoint_id: str, where: str) -> EndpointNotFoundError:
-    return EndpointNotFoundError(f"no endpoint {endpoint_id!r} at {where}")
