@@ -450,7 +450,9 @@ async def test_lost_task_executor_fires_when_tasks_outlive_the_loss(
         jm = watch.job_master(job_id)
         # the planted bug: the JobMaster ignores the ResourceManager's news of a lost
         # TaskExecutor, and the TaskExecutor does not stop its tasks when it loses the RM
-        jm._handlers["disconnect_task_manager"] = (lambda resource_id, cause: None, False)
+        ignore = (lambda resource_id, cause: None, False)
+        jm._handlers["disconnect_task_manager"] = ignore
+        jm._inline["disconnect_task_manager"] = ignore  # local tells may be handled inline
         te = cluster.task_executors["te-1"]
         te._release_everything = lambda cause: None  # type: ignore[method-assign]
         cluster.partition("te-1", "resource_manager", 30.0)
