@@ -461,6 +461,8 @@ class Attacker:
         elif gateway is JobMasterGateway:
             mine = f"jobmaster-{self.victims[-1].hex}"
             masters = sorted(self.leaders["job_masters"].items(), key=lambda kv: kv[0] != mine)
+            if not masters:  # every job ended since running_job() looked (a cancel did it)
+                raise RpcError("no JobMaster is elected right now")
             leader = masters[pick % len(masters)][1]
         elif gateway is TaskExecutorGateway:
             addresses = sorted(te.address for te in self.cluster.task_executors.values())
