@@ -110,7 +110,7 @@ class Case:
         return "ev" if self.case == "simulate" else "msg"
 
     def label(self) -> str:
-        if self.case == "simulate":
+        if self.case == "simulate" and self.span in SIMULATE_SHAPES:
             runs, duration = SIMULATE_SHAPES[self.span]
             return f"simulate {runs} x {duration}"
         return self.case
