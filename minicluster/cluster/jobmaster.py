@@ -102,6 +102,9 @@ class _Bulk:
 
     region: PipelinedRegion
     unfulfillable_since: float | None
+    # groups before this index have their slot: a bulk of 10,000 groups fed by thousands of
+    # offers is not scanned from the start each time (reset when a held slot is lost)
+    cursor: int = 0
 
 
 @dataclass
@@ -389,21 +392,30 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         if not self._live:
             return
         fulfilled: list[_Bulk] = []
+        group_slot, free = self._group_slot, self._free
         for bulk in self._pending.values():
-            for group in bulk.region.groups:
-                if group in self._group_slot:
-                    continue
-                if not self._free:
-                    break
-                slot = self._free.pop(next(iter(self._free)))
-                slot.group = group
-                self._group_slot[group] = slot
-            else:
-                fulfilled.append(bulk)
-                continue
-            break
+            groups = bulk.region.groups
+            index = bulk.cursor
+            while index < len(groups):
+                group = groups[index]
+                if group not in group_slot:
+                    if not free:
+                        break
+                    slot = free.pop(next(iter(free)))
+                    slot.group = group
+                    group_slot[group] = slot
+                index += 1
+            bulk.cursor = index
+            if index < len(groups):
+                break
+            fulfilled.append(bulk)
         for bulk in fulfilled:
             self._bulk_fulfilled(bulk)
+
+    def _rescan_bulks(self) -> None:
+        """A group lost its slot: waiting bulks look at all their groups again."""
+        for bulk in self._pending.values():
+            bulk.cursor = 0
 
     def _drop_pool_slot(self, slot: _PoolSlot, cause: str) -> None:
         """A slot we counted on is not ours any more: fail what ran in it, need another."""
@@ -414,6 +426,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._emit("slots", f"lost slot {slot.task_executor}/{slot.slot_index}: {cause}")
         if slot.group is not None and self._group_slot.get(slot.group) is slot:
             del self._group_slot[slot.group]
+            self._rescan_bulks()
         for execution in self._executions_in(slot.allocation_id):
             self._execution_failed(
                 execution, f"slot {slot.task_executor}/{slot.slot_index} was lost: {cause}"
@@ -818,6 +831,7 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
             self._free.pop(slot.allocation_id, None)
             if slot.group is not None and self._group_slot.get(slot.group) is slot:
                 del self._group_slot[slot.group]
+                self._rescan_bulks()
         for execution in [e for e in self._by_id.values() if e.task_executor == resource_id]:
             self._execution_failed(execution, f"TaskExecutor {resource_id} was lost: {cause}")
         self._declare()
