@@ -37,7 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from minicluster.limits import MAX_JOBS_PER_SCENARIO
+
 REPO = Path(__file__).resolve().parent.parent
+
 
 HOURS = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
 SHORT_TASK = 60  # seconds, the task duration of the `short` case
@@ -246,6 +249,12 @@ def main() -> None:
                     continue
                 if name in skipped:
                     case.note = skipped[name]
+                    continue
+                if name == "short" and HOURS[span] // SHORT_TASK > MAX_JOBS_PER_SCENARIO:
+                    skipped[name] = case.note = (
+                        f"skipped: {HOURS[span] // SHORT_TASK:,} jobs, a scenario submits at "
+                        f"most {MAX_JOBS_PER_SCENARIO:,}"
+                    )
                     continue
                 if name in previous and name != "simulate":
                     before, wall = previous[name]
