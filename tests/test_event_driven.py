@@ -92,3 +92,21 @@ def test_job_ids_never_equal_fencing_tokens() -> None:
         assert result.passed, result.failure
         assert observer.job_ids and len(observer.tokens) >= 3
         assert not observer.job_ids & observer.tokens, name
+
+
+def test_a_seeded_run_puts_trios_scheduler_back_as_it_was(monkeypatch: Any) -> None:
+    """trio's deterministic scheduling is process-wide and private: a seeded run switches it on
+    for itself only (under pytest, Hypothesis has switched it on already: start from off)."""
+    from trio._core import _run
+
+    monkeypatch.setattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING", False)
+    seen: list[bool] = []
+
+    class Peek(Observer):
+        def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
+            seen.append(_run._ALLOW_DETERMINISTIC_SCHEDULING)
+
+    result = run_scenario(load_scenario(SCENARIOS / "quickstart.yaml"), seed=9, observer=Peek())
+    assert result.passed
+    assert seen and all(seen)  # on while the seeded cluster runs
+    assert _run._ALLOW_DETERMINISTIC_SCHEDULING is False  # off again after it

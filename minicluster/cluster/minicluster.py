@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import trio
@@ -71,24 +71,41 @@ class _Tracer:
             events.emit(Event(events.now(), "dropped", sender, receiver, method, "dropped"))
 
 
-def _seed_trio_scheduler(seed: int) -> None:
-    """Make trio's scheduling repeatable for a seeded run on a virtual clock.
+@contextmanager
+def _seeded_trio_scheduler(seed: int | None) -> Iterator[None]:
+    """Make trio's scheduling repeatable for a seeded run on a virtual clock, for the run only.
 
     trio runs the tasks that became runnable together in an order that depends on memory
     addresses (timers due at the same instant) and on a random source. Its deterministic mode,
     the one Hypothesis switches on for trio tests, orders them by creation and shuffles with
-    that source, which we seed. Both are private to trio; without them a seeded run still works,
+    that source, which we seed. Both are private to trio and process-wide: they are set when
+    the seeded cluster starts and put back as they were when it stops, so a library user's
+    other trio code is not changed behind their back. Without them a seeded run still works,
     it just may not repeat to the event.
     """
     try:
         from trio._core import _run
     except ImportError:  # pragma: no cover
+        yield
         return
-    if hasattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING"):
-        _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    if seed is None:
+        yield
+        return
+    had_flag = hasattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING")
+    flag = getattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING", None)
     rng = getattr(_run, "_r", None)
+    state = rng.getstate() if isinstance(rng, random.Random) else None
+    if had_flag:
+        _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
     if isinstance(rng, random.Random):
         rng.seed(seed)
+    try:
+        yield
+    finally:
+        if had_flag:
+            _run._ALLOW_DETERMINISTIC_SCHEDULING = flag  # type: ignore[misc,assignment]
+        if isinstance(rng, random.Random) and state is not None:
+            rng.setstate(state)
 
 
 # The topology lists at most this many TaskExecutors and this many slots in all; past that a
@@ -174,10 +191,9 @@ class MiniCluster:
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[MiniCluster]:
-        if self.config.seed is not None:
-            _seed_trio_scheduler(self.config.seed)
         self.events.start = trio.current_time()
         async with AsyncExitStack() as stack:
+            stack.enter_context(_seeded_trio_scheduler(self.config.seed))
             nursery = await stack.enter_async_context(trio.open_nursery())
             self._nursery = nursery
             self.ha = HaServices(self.token_rng, nursery, self.config.leader_notification_delay)
