@@ -594,7 +594,9 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         else:
             self._execution_id_failed(tdd.execution_id, cause)
 
-    async def update_task_execution_state(self, state: TaskExecutionState) -> None:
+    async def update_task_execution_state(
+        self, state: TaskExecutionState, timeout: float = 10.0
+    ) -> None:
         execution = self._by_id.get(state.execution_id)
         if execution is None or execution.state.is_terminal:
             return

@@ -497,8 +497,8 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         final, error = ExecutionState.CANCELED, None
         with scope:
             try:
-                await self.call_async(lambda: self._report(tdd, ExecutionState.INITIALIZING, None))
-                await self.call_async(lambda: self._report(tdd, ExecutionState.RUNNING, None))
+                # initialization takes no simulated time: both reports in one main-thread turn
+                await self.call_async(lambda: self._report_started(tdd))
             except RecipientUnreachableError:
                 return  # the TaskExecutor is stopping: so is the task
             if tdd.fail_after is not None and tdd.fail_after < tdd.duration:
@@ -511,6 +511,10 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                 await trio.sleep(tdd.duration)
                 final = ExecutionState.FINISHED
         self.run_async(lambda: self._task_ended(tdd, final, error))
+
+    def _report_started(self, tdd: TaskDeploymentDescriptor) -> None:
+        self._report(tdd, ExecutionState.INITIALIZING, None)
+        self._report(tdd, ExecutionState.RUNNING, None)
 
     def _report(
         self, tdd: TaskDeploymentDescriptor, state: ExecutionState, error: str | None
@@ -531,9 +535,11 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         attempts = 1 if not update.state.is_terminal else UPDATE_ATTEMPTS
         for attempt in range(attempts):
             try:
-                with trio.move_on_after(self.config.heartbeat_interval * 2):
-                    await gateway.update_task_execution_state(update)
-                    return
+                # the ask's own timeout (shared timer, no cancel scope per update)
+                await gateway.update_task_execution_state(
+                    update, self.config.heartbeat_interval * 2
+                )
+                return
             except Exception:
                 pass
             connection = self.jobs.get(update.job_id)

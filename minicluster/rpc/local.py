@@ -97,9 +97,7 @@ class LocalInvoker:
         # a message filter (partitions, a killed peer) is a hook: a message it lets through
         # may still be answered inline, so a cluster keeps the fast path
         message_filter = service.message_filter
-        passes = message_filter is None or message_filter(
-            self.caller, endpoint.endpoint_id, method
-        )
+        passes = message_filter is None or message_filter(self.caller, endpoint.endpoint_id, method)
         if passes and not self.serialize:
             handled, result, error = endpoint.call_inline(
                 method, args, kwargs, self.fencing_token, self.caller
