@@ -1,4 +1,8 @@
-"""The JobMaster: one per job. Registers at the ResourceManager, declares the slots its job needs,
+"""The JobMaster: one per job. (This file is over 800 lines on purpose: it is one endpoint whose
+slot pool, region scheduling, failover and connections share one state machine, as Flink's
+JobMaster, DefaultScheduler and DeclarativeSlotPoolBridge do; it is cut into banner sections.)
+
+The JobMaster Registers at the ResourceManager, declares the slots its job needs,
 keeps the slots TaskExecutors offer in its slot pool, schedules the job by pipelined region (each
 region's slots as one bulk), reuses a slot once its tasks are done, follows task states and
 restarts failed regions with a fixed delay (Flink's JobMaster, DefaultScheduler,
