@@ -2,7 +2,7 @@
 slot pool, region scheduling, failover and connections share one state machine, as Flink's
 JobMaster, DefaultScheduler and DeclarativeSlotPoolBridge do; it is cut into banner sections.)
 
-The JobMaster Registers at the ResourceManager, declares the slots its job needs,
+The JobMaster registers at the ResourceManager, declares the slots its job needs,
 keeps the slots TaskExecutors offer in its slot pool, schedules the job by pipelined region (each
 region's slots as one bulk), reuses a slot once its tasks are done, follows task states and
 restarts failed regions with a fixed delay (Flink's JobMaster, DefaultScheduler,
