@@ -110,3 +110,18 @@ def test_a_seeded_run_puts_trios_scheduler_back_as_it_was(monkeypatch: Any) -> N
     assert result.passed
     assert seen and all(seen)  # on while the seeded cluster runs
     assert _run._ALLOW_DETERMINISTIC_SCHEDULING is False  # off again after it
+
+
+def test_a_paced_run_writes_the_same_trace_as_a_flat_out_one_and_takes_its_time() -> None:
+    """The live view's pacing slows the autojump run down without changing it: time stands still
+    while anything runs and lands exactly on each deadline."""
+    import time
+
+    scenario = load_scenario(SCENARIOS / "taskexecutor-crash.yaml")
+    flat, paced = io.StringIO(), io.StringIO()
+    result = run_scenario(scenario, seed=5, trace=flat)
+    started = time.perf_counter()
+    run_scenario(scenario, seed=5, trace=paced, speed=200.0)
+    took = time.perf_counter() - started
+    assert flat.getvalue() == paced.getvalue()
+    assert took >= result.virtual_time / 200.0 * 0.9

@@ -21,6 +21,7 @@ from minicluster.cluster import ClusterConfig, JobStatus, MiniCluster
 from minicluster.cluster.context import Event
 from minicluster.cluster.minicluster import stream
 
+from .clock import PacedClock
 from .loader import (
     AddTaskExecutorStep,
     CancelStep,
@@ -411,7 +412,8 @@ def run_scenario(
             threshold = 0.002 if scenario.cluster.rpc == "dedicated" else 0.0
             trio_clock = trio.testing.MockClock(autojump_threshold=threshold)
         else:
-            trio_clock = trio.testing.MockClock(rate=speed, autojump_threshold=0.05)
+            # paced for a person: the autojump run, slowed down (same trace at any speed)
+            trio_clock = PacedClock(speed)
     return trio.run(_run_until_signal, run, tuple(stop_signals), clock=trio_clock)
 
 
