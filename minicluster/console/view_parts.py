@@ -1,0 +1,28 @@
+"""What every panel of the console shares: the shape of the data it draws, the border style,
+and a renderable that picks a wide or a narrow form by the width it gets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.measure import Measurement
+
+_BORDER_STYLE = "bright_black"
+
+Data = Mapping[str, Any]
+
+
+class _ByWidth:
+    """Draws ``wide`` when it has at least ``min_width`` columns, else ``narrow``."""
+
+    def __init__(self, wide: RenderableType, narrow: RenderableType, min_width: int) -> None:
+        self.wide, self.narrow, self.min_width = wide, narrow, min_width
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.wide if options.max_width >= self.min_width else self.narrow
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        chosen = self.wide if options.max_width >= self.min_width else self.narrow
+        return Measurement.get(console, options, chosen)

@@ -1,0 +1,295 @@
+"""The client side of a connection: one per peer, carrying every call to it, and the invoker
+a proxy uses to call through it.
+
+Many calls are in flight at once on a `ClientConnection` and replies come back in any order;
+`RemoteInvoker` is a remote proxy's route to one endpoint behind the connection.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import trio
+
+from . import protocol
+from .errors import (
+    AuthenticationError,
+    HandshakeError,
+    MessageTooLargeError,
+    ProtocolError,
+    RecipientUnreachableError,
+    RpcConnectionError,
+)
+from .frame_writer import FrameWriter
+from .protocol import FrameDecoder, FrameTooLargeError
+from .reply import Reply
+from .transport_host import TransportHost
+
+
+class ClientConnection:
+    """The one connection from a service to a peer; carries every call to that peer."""
+
+    def __init__(self, service: TransportHost, host: str, port: int) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.peer = f"tcp://{host}:{port}"
+        self.max_frame_size = service.max_frame_size
+        self.peer_max_frame_size = service.max_frame_size
+        self.stream: trio.abc.Stream | None = None
+        self.writer: FrameWriter | None = None
+        self.decoder = FrameDecoder(self.max_frame_size)
+        self.pending: dict[int, Reply] = {}
+        self.next_id = 0
+        self.closed = False
+        self.close_reason = "connection closed"
+        self._cancel = trio.CancelScope()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Open, set up, report started, then read replies until the connection ends."""
+        with self._cancel:
+            try:
+                await self._open()
+            except BaseException:
+                self.closed = True
+                if self.stream is not None:
+                    with trio.CancelScope(shield=True):
+                        await trio.aclose_forcefully(self.stream)
+                raise
+            assert self.stream is not None and self.writer is not None
+            task_status.started(self)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.writer.run)
+                    await self._read_replies()
+                    nursery.cancel_scope.cancel()
+            except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+                self.close_reason = f"connection lost: {group.exceptions[0]}"
+            finally:
+                self._shut(self.close_reason)
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(self.stream)
+
+    async def _open(self) -> None:
+        try:
+            self.stream = stream = await trio.open_tcp_stream(self.host, self.port)
+        except OSError as exc:
+            raise RpcConnectionError(
+                f"cannot connect to {self.peer}: {exc.strerror or exc}"
+            ) from None
+        tls = self.service.tls
+        context = tls.client_context() if tls is not None else None
+        if context is not None:
+            tls_stream = trio.SSLStream(stream, context, server_hostname=self.host)
+            try:
+                await tls_stream.do_handshake()
+            except (trio.BrokenResourceError, ssl.SSLError) as exc:
+                cause = exc.__cause__ or exc
+                raise RpcConnectionError(
+                    f"TLS handshake with {self.peer} failed ({cause}); does it serve TLS, "
+                    "and is its certificate signed by the CA given?"
+                ) from None
+            self.stream = stream = tls_stream  # type: ignore[assignment]
+        self.writer = FrameWriter(stream)
+        await stream.send_all(protocol.encode_frame(protocol.hello(self.max_frame_size)))
+        message = await self._receive_setup()
+        challenge = message.get("challenge")
+        if challenge is not None:
+            secret = self.service.secret
+            if secret is None:
+                raise AuthenticationError(f"{self.peer} requires a shared secret and none is set")
+            if not isinstance(challenge, bytes):
+                raise ProtocolError(f"{self.peer} sent a malformed challenge")
+            proof = protocol.auth_proof(secret, challenge)
+            await stream.send_all(protocol.encode_frame(protocol.auth(proof)))
+            message = await self._receive_setup()
+        limit = message.get("max_frame_size")
+        if type(limit) is int and limit > 0:
+            self.peer_max_frame_size = limit
+
+    async def _receive_setup(self) -> dict[str, Any]:
+        assert self.stream is not None
+        while True:
+            payload = self.decoder.next_frame()
+            if payload is not None:
+                break
+            try:
+                data = await self.stream.receive_some(self.decoder.receive_size())
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise RpcConnectionError(f"{self.peer} closed the connection: {exc}") from None
+            if not data:
+                raise RpcConnectionError(f"{self.peer} closed the connection during set-up")
+            self.decoder.feed(data)
+        message = protocol.decode_message(payload)
+        kind = message.get("type")
+        if kind == "goodbye":
+            reason = str(message.get("reason", ""))
+            if "authentication" in reason:
+                raise AuthenticationError(f"{self.peer} refused us: {reason}")
+            raise HandshakeError(f"{self.peer} refused us: {reason}")
+        if kind != "welcome":
+            raise ProtocolError(f"{self.peer} answered hello with {kind!r}")
+        return message
+
+    async def _read_replies(self) -> None:
+        assert self.stream is not None
+        stream, decoder, pending = self.stream, self.decoder, self.pending
+        while True:
+            try:
+                data = await stream.receive_some(decoder.receive_size())
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.close_reason = f"connection to {self.peer} lost: {exc}"
+                return
+            if not data:
+                self.close_reason = f"{self.peer} closed the connection"
+                return
+            try:
+                decoder.feed(data)
+                for payload in decoder:
+                    message = protocol.decode_message(payload)
+                    kind = message.get("type")
+                    if kind == "reply":
+                        reply = pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+                        if reply is None:
+                            continue
+                        if "error" in message:
+                            reply.set_error(protocol.error_from_wire(message["error"]))
+                        else:
+                            reply.set_result(message.get("value"))
+                    elif kind == "goodbye":
+                        self.close_reason = f"{self.peer} said goodbye: {message.get('reason')}"
+                        return
+            except FrameTooLargeError as exc:
+                self.close_reason = f"{self.peer} sent a frame over our limit: {exc}"
+                return
+            except ProtocolError as exc:
+                request_id = exc.request_id
+                reply = pending.pop(request_id, None) if request_id is not None else None
+                if reply is not None:
+                    reply.set_error(exc)
+                    continue
+                self.close_reason = f"{self.peer} sent a bad frame: {exc}"
+                return
+
+    def _shut(self, reason: str) -> None:
+        self.closed = True
+        self.close_reason = reason
+        self.service.forget_connection(self)
+        pending, self.pending = self.pending, {}
+        for reply in pending.values():
+            reply.set_error(RecipientUnreachableError(reason))
+
+    def close(self) -> None:
+        self.close_reason = "connection closed by this side"
+        self._cancel.cancel()
+
+    def _encode(self, message: dict[str, Any]) -> bytes:
+        payload = protocol.encode_message(message)
+        if len(payload) > self.peer_max_frame_size:
+            raise MessageTooLargeError(
+                f"{message['type']} {message.get('method', '')} of {len(payload)} bytes exceeds "
+                f"the frame limit of {self.peer_max_frame_size} bytes; not sent"
+            )
+        return protocol.frame_bytes(payload)
+
+    async def request(
+        self, message: dict[str, Any], timeout: float, what: Callable[[], str]
+    ) -> Any:
+        if self.closed:
+            raise RecipientUnreachableError(f"{what()}: {self.close_reason}")
+        self.next_id = request_id = self.next_id + 1
+        message["id"] = request_id
+        frame = self._encode(message)
+        reply = Reply()
+        pending = self.pending
+        alone = not pending
+        pending[request_id] = reply
+        assert self.writer is not None
+        self.writer.send(frame, alone)
+        try:
+            return await reply.wait(self.service.timeouts, timeout, what)
+        finally:
+            self.pending.pop(request_id, None)
+
+    def send_tell(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        frame = self._encode(message)
+        assert self.writer is not None
+        self.writer.send(frame)
+
+
+class RemoteInvoker:
+    """A proxy's route to an endpoint behind a client connection."""
+
+    __slots__ = ("address", "caller", "conn", "default_timeout", "endpoint_id", "fencing_token")
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        endpoint_id: str,
+        fencing_token: UUID | None,
+        default_timeout: float,
+        caller: str | None = None,
+    ) -> None:
+        self.caller = caller
+        self.conn = conn
+        self.endpoint_id = endpoint_id
+        self.address = f"{conn.peer}/{endpoint_id}"
+        self.fencing_token = fencing_token
+        self.default_timeout = default_timeout
+
+    async def ask(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        # ClientConnection.request, inlined: this is the hottest path of a remote ask.
+        conn = self.conn
+        if conn.closed:
+            raise RecipientUnreachableError(f"ask {method} to {self.address}: {conn.close_reason}")
+        conn.next_id = request_id = conn.next_id + 1
+        message = {
+            "type": "call",
+            "id": request_id,
+            "endpoint": self.endpoint_id,
+            "method": method,
+            "args": args,
+            "kwargs": kwargs,
+        }
+        if self.fencing_token is not None:
+            message["token"] = self.fencing_token
+        if self.caller is not None:
+            message["sender"] = self.caller
+        frame = conn._encode(message)
+        reply = Reply()
+        pending = conn.pending
+        alone = not pending
+        pending[request_id] = reply
+        message_filter = conn.service.message_filter
+        if message_filter is None or message_filter(self.caller, self.endpoint_id, method):
+            conn.writer.send(frame, alone)  # type: ignore[union-attr]
+        elif conn.service.tracer is not None:
+            conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
+        tracer = conn.service.tracer
+        started = trio.current_time() if tracer is not None else 0.0
+        try:
+            return await reply.wait(
+                conn.service.timeouts,
+                self.default_timeout if timeout is None else timeout,
+                lambda: f"ask {method} to {self.address}",
+            )
+        finally:
+            pending.pop(request_id, None)
+            if tracer is not None:
+                tracer.latency(method, trio.current_time() - started)
+
+    def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        message_filter = self.conn.service.message_filter
+        if message_filter is not None and not message_filter(self.caller, self.endpoint_id, method):
+            return
+        message = protocol.tell(self.endpoint_id, method, args, kwargs, self.fencing_token)
+        if self.caller is not None:
+            message["sender"] = self.caller
+        self.conn.send_tell(message)
