@@ -11,14 +11,11 @@ calling B calling A never deadlocks.
 
 from __future__ import annotations
 
-import dis
 import enum
-import functools
 import heapq
 import inspect
 import logging
 import math
-import types
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -44,6 +41,7 @@ from .gateway import (
 from .protocol import show
 from .ratelimit import LogLimiter
 from .reply import Reply, answer
+from .suspends import never_suspends
 from .timeouts import Timeouts
 from .tracing import Tracer
 
@@ -770,27 +768,6 @@ class FencedRpcEndpoint(RpcEndpoint):
                 f"endpoint {self._endpoint_id} is fenced with token {self._fencing_token} "
                 f"but the message carried {token if isinstance(token, UUID) else show(token)}"
             )
-
-
-_SUSPENDING_OPS = frozenset(
-    {"GET_AWAITABLE", "YIELD_VALUE", "SEND", "BEFORE_ASYNC_WITH", "GET_AITER", "GET_ANEXT"}
-)
-
-
-def never_suspends(fn: Callable[..., Any]) -> bool:
-    """Whether an async function contains no await, async for or async with (so that calling
-    it and sending None runs it to its end)."""
-    code = getattr(inspect.unwrap(fn), "__code__", None)
-    if code is None:
-        return False
-    return _code_never_suspends(code)
-
-
-@functools.cache
-def _code_never_suspends(code: types.CodeType) -> bool:
-    # once per function, not once per endpoint: a cluster of 2,500 TaskExecutors built each
-    # one's table by disassembling the same methods again (a third of its set-up time)
-    return not any(op.opname in _SUSPENDING_OPS for op in dis.get_instructions(code))
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
