@@ -1,12 +1,18 @@
 """A virtual clock paced in real time, for a person watching a run.
 
-trio's MockClock either jumps straight to the next deadline (autojump: as fast as the run goes)
-or runs at a fixed rate, in which case timers fire a little after their deadlines and the run's
-trace depends on how busy the machine was. `PacedClock` does what a discrete-event simulator
-shown to a person does: time stands still while anything can run, and when everything waits it
-jumps to the next deadline exactly, after waiting (deadline - now) / rate seconds of real time.
-So a paced run is the autojump run, slowed down: the same seed writes the same trace at any
-speed, and nothing in the cluster has to tick for the pacing to hold.
+trio's MockClock either jumps straight to the next deadline as soon as every task waits
+(autojump: as fast as the run goes) or runs at a fixed rate, in which case timers fire a little
+after their deadlines and the run's trace depends on how busy the machine was. `paced_clock`
+is the autojump clock with a pause before each jump: when trio would jump to the next deadline
+it first lets (deadline - now) / speed seconds of real time pass. Jumps happen exactly when and
+where the autojump clock makes them (only when every task waits, after wait_all_tasks_blocked
+waiters), so a paced run is the flat-out run slowed down: same seed, same trace, at any speed.
+
+The pause is taken in slices of at most `_SLICE` seconds: between slices trio goes back to its
+loop, so signals (Ctrl-C) and I/O are still served. MockClock cannot be subclassed; the clock's
+`_autojump`, the hook trio's run loop calls to jump it, is replaced on the one instance. That
+hook is private to trio, like the deterministic-scheduling flag a seeded run uses: should trio
+change it, the pacing is lost, not the run.
 """
 
 from __future__ import annotations
@@ -15,43 +21,33 @@ import math
 import time
 
 import trio
+import trio.testing
 
-# when nothing at all is scheduled, trio still wakes up now and then (it polls for I/O)
-_IDLE_SLEEP = 3600.0
+_SLICE = 0.05  # seconds of real time the run loop may be held at once
 
 
-class PacedClock(trio.abc.Clock):
-    def __init__(self, rate: float) -> None:
-        if not (math.isfinite(rate) and rate > 0):
-            raise ValueError(f"a clock rate must be a positive finite number, not {rate}")
-        self._rate = rate
-        self._now = 0.0
-        self._target: float | None = None  # the deadline the run is waiting for
-        self._target_at = 0.0  # when (real time) the clock reaches it
+def paced_clock(speed: float) -> trio.testing.MockClock:
+    """An autojump MockClock that waits (gap / speed) real seconds before each jump."""
+    if not (math.isfinite(speed) and speed > 0):
+        raise ValueError(f"a pace must be a positive finite number, not {speed}")
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    pending: list[float] = []  # [deadline, real time when the clock may jump to it]
 
-    def start_clock(self) -> None:
-        pass
-
-    def current_time(self) -> float:
-        # time moves only in deadline_to_sleep_time, when nothing can run: a task that reads
-        # the clock while others still run at this instant always sees this instant
-        return self._now
-
-    def deadline_to_sleep_time(self, deadline: float) -> float:
-        """trio asks only when no task can run. The first time for a deadline, wait its share
-        of real time (wait_all_tasks_blocked waiters are woken in that wait, as they are
-        before an autojump); once that has passed, jump exactly to the deadline."""
-        now = self._now
-        if deadline <= now:
-            return 0.0
-        if math.isinf(deadline):
-            self._target = None
-            return _IDLE_SLEEP
+    def autojump() -> None:
+        jump = trio.lowlevel.current_statistics().seconds_to_next_deadline
+        if not 0 < jump < math.inf:
+            return
+        target = clock.current_time() + jump
         real = time.perf_counter()
-        if self._target != deadline:
-            self._target = deadline
-            self._target_at = real + (deadline - now) / self._rate
-        if real >= self._target_at:
-            self._now, self._target = deadline, None
-            return 0.0
-        return self._target_at - real
+        if not pending or pending[0] != target:
+            pending[:] = [target, real + jump / speed]
+        remaining = pending[1] - real
+        if remaining > 0:
+            time.sleep(min(remaining, _SLICE))
+            if time.perf_counter() < pending[1]:
+                return  # not yet: trio's loop comes back here once it has looked around
+        pending.clear()
+        clock.jump(jump)
+
+    clock._autojump = autojump  # type: ignore[method-assign]
+    return clock

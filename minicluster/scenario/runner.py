@@ -21,7 +21,7 @@ from minicluster.cluster import ClusterConfig, JobStatus, MiniCluster
 from minicluster.cluster.context import Event
 from minicluster.cluster.minicluster import stream
 
-from .clock import PacedClock
+from .clock import paced_clock
 from .loader import (
     AddTaskExecutorStep,
     CancelStep,
@@ -413,7 +413,7 @@ def run_scenario(
             trio_clock = trio.testing.MockClock(autojump_threshold=threshold)
         else:
             # paced for a person: the autojump run, slowed down (same trace at any speed)
-            trio_clock = PacedClock(speed)
+            trio_clock = paced_clock(speed)
     return trio.run(_run_until_signal, run, tuple(stop_signals), clock=trio_clock)
 
 
