@@ -25,6 +25,7 @@ from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.limits import CLUSTER_DURATIONS, MAX_TASK_EXECUTORS
 from minicluster.scenario import format_duration
 
+from .allocator import tune_allocator
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
 from .lines import LinePrinter
 from .options import (
@@ -115,6 +116,7 @@ def start(ctx: click.Context, /, **options: Any) -> None:
     Example:
       minicluster start --port 6123 --task-executors 3 --heartbeat-timeout 5s
     """
+    tune_allocator()  # this process is the command's own: see cli/allocator.py
     with reported():
         settings = _start_settings(ctx, options)
         secret = read_secret(options["secret_file"])
@@ -268,6 +270,7 @@ def task_executor(
     Example:
       minicluster task-executor --join tcp://127.0.0.1:6123 --slots 4 --id te-extra
     """
+    tune_allocator()  # this process is the command's own: see cli/allocator.py
     with reported():
         secret = read_secret(secret_file)
         resource_id = resource_id or f"te-{uuid.uuid4().hex[:6]}"

@@ -447,3 +447,20 @@ async def _read_eof(stream: trio.SocketStream) -> bool:
 def test_protocol_error_is_the_name_used_on_the_wire() -> None:
     assert protocol.error_to_wire(ProtocolError("x"))["type"] == "ProtocolError"
     assert protocol.error_to_wire(NoSuchMethodError("x"))["type"] == "NoSuchMethodError"
+
+
+async def test_opening_a_service_leaves_the_process_allocator_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library never changes process-wide settings behind its user's back: no mallopt (nor
+    any other C library call) when a service opens, serves and closes."""
+    import ctypes
+
+    loaded: list[object] = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda *args, **kwargs: loaded.append(args))
+    async with open_rpc_service("127.0.0.1") as server, open_rpc_service() as client:
+        calc = Calc(server, "calc")
+        calc.start()
+        gateway = await client.connect(calc.address, CalcGateway)
+        assert await gateway.add(1, 2) == 3
+    assert loaded == []

@@ -15,7 +15,6 @@ from uuid import UUID
 import trio
 
 from . import protocol
-from ._alloc import tune_allocator
 from .endpoint import RpcEndpoint
 from .errors import EndpointNotFoundError, HandshakeError, RpcConnectionError
 from .gateway import G, make_proxy
@@ -312,7 +311,6 @@ async def open_rpc_service(
         raise ValueError(
             f"max_frame_size must be an integer of at least {protocol.MIN_FRAME_SIZE} bytes"
         )
-    tune_allocator()
     try:
         async with trio.open_nursery() as nursery:
             service = RpcService(

@@ -3,7 +3,10 @@
 glibc serves big allocations with fresh mmap'd pages, so every 1 MiB frame costs hundreds of
 page faults to encode and again to decode (measured here: 1.07 ms to `cbor2.dumps` 1 MiB, 0.23
 ms with this). Raising the mmap and trim thresholds makes the heap reuse those pages.
-Set MINICLUSTER_NO_MALLOPT=1 to leave the allocator alone.
+
+This is a setting of the whole process, so the library never makes it: only the `minicluster`
+command's own server processes (`start`, `task-executor`) do, for themselves. Set
+MINICLUSTER_NO_MALLOPT=1 to leave the allocator alone there too.
 """
 
 from __future__ import annotations
