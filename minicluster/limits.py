@@ -246,12 +246,16 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def check_address(address: str) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` (a trailing ``/`` is fine) as its host and port."""
+    """``tcp://HOST:PORT`` or ``HOST:PORT`` (tcp is the only scheme; a trailing ``/`` is
+    fine) as its host and port."""
     text = address.strip()
     scheme = _SCHEME.match(text)
     if scheme is None:
-        hint = f"; did you mean 'tcp://{text}'?" if ":" in text and "/" not in text else ""
-        raise LimitError(f"expected tcp://HOST:PORT, got {_shown(address)}{hint}")
+        if "/" in text or ":" not in text:
+            raise LimitError(f"expected tcp://HOST:PORT or HOST:PORT, got {_shown(address)}")
+        text = "tcp://" + text
+        scheme = _SCHEME.match(text)
+        assert scheme is not None
     if scheme.group(1) != "tcp":
         raise LimitError(
             f"expected tcp://HOST:PORT, got the scheme {scheme.group(1)!r}; the cluster "

@@ -131,17 +131,16 @@ BAD_FLAGS = [
     (["start", "--rpc-timeout", "0s"], "--rpc-timeout: expected a duration of at least 1ms, got '0s'."),
     (["start", "--task-executors", "20000"], "--task-executors: expected a number of TaskExecutors from 0 to 1,000, got 20000."),
     (["start", "--slots-per-executor", str(10**9)], "--slots-per-executor: expected a number of slots from 1 to 1,024, got 1000000000."),
+    (["list-jobs", "--address", "127.0.0.1"], "--address: expected tcp://HOST:PORT or HOST:PORT, got '127.0.0.1'."),
     (["list-jobs", "--address", "http://127.0.0.1:6123"], "--address: expected tcp://HOST:PORT, got the scheme 'http'; the cluster speaks only tcp."),
     (["list-jobs", "--address", "tcp://h:-5"], "--address: expected tcp://HOST:PORT with a port from 1 to 65535, got 'tcp://h:-5'."),
     (["list-jobs", "--address", "tcp://h"], "--address: expected tcp://HOST:PORT with a port, got 'tcp://h'."),
-    (["list-jobs", "--address", "127.0.0.1:6123"], "--address: expected tcp://HOST:PORT, got '127.0.0.1:6123'; did you mean 'tcp://127.0.0.1:6123'?"),
     (["list-jobs", "--address", f"tcp://{LONG_HOST}:6123"], "--address: a host name has at most 253 characters, got 100,000."),
     (["list-jobs", "--timeout", "0s"], "--timeout: expected a duration of at least 1ms, got '0s'."),
     (["submit-job", "--parallelism", str(10**12)], "--parallelism: expected a parallelism from 1 to 32,768, got 1000000000000."),
     (["submit-job", "--name", "n" * 201], "--name: expected at most 200 characters, got 201."),
     (["task-executor", "--join", "tcp://127.0.0.1:1", "--slots", "1025"], "--slots: expected a number of slots from 1 to 1,024, got 1025."),
     (["task-executor", "--join", "tcp://127.0.0.1:1", "--id", "te/1"], "--id: a TaskExecutor id holds only letters, digits, '.', '_' and '-', got 'te/1'."),
-    (["task-executor", "--join", "127.0.0.1:1"], "--join: expected tcp://HOST:PORT, got '127.0.0.1:1'; did you mean 'tcp://127.0.0.1:1'?"),
     (["task-executor", "--join", "tcp://127.0.0.1:1", "--port", "65536"], "--port: expected a port from 0 to 65535, got 65536."),
     (["run-scenario", "scenarios/quickstart.yaml", "--speed", "nan"], "--speed: expected a number from 0.01 to 10,000 or 'max', got 'nan'."),
     (["run-scenario", "scenarios/quickstart.yaml", "--speed", "inf"], "--speed: expected a number from 0.01 to 10,000 or 'max', got 'inf'."),
@@ -163,12 +162,12 @@ def test_a_bad_flag_exits_2_with_one_sentence_naming_the_flag_and_the_limit(
 def test_a_bad_address_in_the_environment_is_refused_like_the_flag(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("MINICLUSTER_ADDRESS", "localhost:6123")
+    monkeypatch.setenv("MINICLUSTER_ADDRESS", "http://localhost:6123")
     code, stderr = run("list-jobs")
     assert code == 2
     assert assert_one_sentence(stderr) == (
-        "minicluster: --address: expected tcp://HOST:PORT, got 'localhost:6123'; "
-        "did you mean 'tcp://localhost:6123'?"
+        "minicluster: --address: expected tcp://HOST:PORT, got the scheme 'http'; the cluster "
+        "speaks only tcp."
     )
 
 
@@ -496,3 +495,12 @@ def test_start_takes_its_durations_from_a_config_file_and_checks_them(tmp_path: 
         "minicluster: the heartbeat timeout (20s) must be longer than the interval (20s); "
         "see --heartbeat-timeout."
     )
+
+
+def test_an_address_without_a_scheme_is_a_tcp_address() -> None:
+    """Addresses are tcp://HOST:PORT or HOST:PORT: the second is the first without its scheme."""
+    from minicluster.limits import check_address
+
+    assert check_address("127.0.0.1:6123") == ("127.0.0.1", 6123)
+    assert check_address("tcp://127.0.0.1:6123/") == ("127.0.0.1", 6123)
+    assert check_address("localhost:1") == ("localhost", 1)
