@@ -1,6 +1,9 @@
-"""The JobMaster: one per job. (This file is over 800 lines on purpose: it is one endpoint whose
-slot pool, region scheduling, failover and connections share one state machine, as Flink's
-JobMaster, DefaultScheduler and DeclarativeSlotPoolBridge do; it is cut into banner sections.)
+"""The JobMaster: one per job. Its slot pool, region scheduling, failover and connections share
+one state machine, as Flink's JobMaster, DefaultScheduler and DeclarativeSlotPoolBridge do; the
+pieces live in modules of their own: the state records and constants in jobmaster_state.py, the
+slot pool and scheduling by pipelined region in slot_pool.py (SlotPoolMixin), failures and
+restarts in failover.py (FailoverMixin); this module keeps the endpoint itself: its lifecycle, the
+ResourceManager connection, TaskExecutors, ending and queries.
 
 The JobMaster registers at the ResourceManager, declares the slots its job needs,
 keeps the slots TaskExecutors offer in its slot pool, schedules the job by pipelined region (each
@@ -25,10 +28,8 @@ How slots flow, as in Flink:
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -37,8 +38,21 @@ from minicluster.rpc import FencedRpcEndpoint
 from minicluster.rpc.endpoint import EndpointHost
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
+from .failover import FailoverMixin
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .heartbeat import HeartbeatSender
+from .jobmaster_state import (
+    _HOLDS_SLOT,
+    _REPORTED_FROM,
+    BULK_TIMEOUT,
+    MAX_LISTED_TASKS,
+    NOT_ENOUGH_RESOURCES,
+    Execution,
+    _Bulk,
+    _PendingRestart,
+    _PoolSlot,
+    _TaskManager,
+)
 from .model import (
     AllocatedSlotInfo,
     AllocatedSlotReport,
@@ -47,86 +61,28 @@ from .model import (
     JobNotFoundError,
     JobStatus,
     RegistrationResponse,
-    SlotOffer,
-    TaskDeploymentDescriptor,
-    TaskExecutionState,
     TaskExecutorToJobManagerHeartbeatPayload,
-    TaskSubmissionError,
 )
-from .topology import ExecutionVertexId, PipelinedRegion, build_topology
+from .slot_pool import SlotPoolMixin
+from .topology import ExecutionVertexId, build_topology
 
-# states in which an execution occupies its slot
-_HOLDS_SLOT = frozenset(
-    {
-        ExecutionState.DEPLOYING,
-        ExecutionState.INITIALIZING,
-        ExecutionState.RUNNING,
-        ExecutionState.CANCELING,
-    }
-)
-# the states a TaskExecutor may report, and from which state each is a step forward
-_REPORTED_FROM = {
-    ExecutionState.INITIALIZING: frozenset({ExecutionState.DEPLOYING}),
-    ExecutionState.RUNNING: frozenset({ExecutionState.DEPLOYING, ExecutionState.INITIALIZING}),
-}
-
-# the tasks a reply of request_job_details lists at most (beside their total)
-MAX_LISTED_TASKS = 1_000
-NOT_ENOUGH_RESOURCES = "Could not acquire the minimum required resources."
-BULK_TIMEOUT = (
-    "Slot request bulk is not fulfillable! Could not allocate the required slots within the "
-    "slot request timeout of {timeout:g} s"
-)
+# names that tests and the simulator import from here, where they lived before the split
+__all__ = [
+    "BULK_TIMEOUT",
+    "MAX_LISTED_TASKS",
+    "NOT_ENOUGH_RESOURCES",
+    "_HOLDS_SLOT",
+    "_REPORTED_FROM",
+    "Execution",
+    "JobMaster",
+    "_Bulk",
+    "_PendingRestart",
+    "_PoolSlot",
+    "_TaskManager",
+]
 
 
-@dataclass
-class _PoolSlot:
-    allocation_id: uuid.UUID
-    task_executor: str
-    slot_index: int
-    group: int | None = None  # the slot sharing group (subtask index) using it; None: free
-    free_since: float = 0.0
-
-
-@dataclass
-class Execution:
-    vertex: str
-    subtask: int
-    attempt: int
-    region: int
-    execution_id: uuid.UUID | None = None
-    state: ExecutionState = ExecutionState.CREATED
-    task_executor: str | None = None
-    allocation_id: uuid.UUID | None = None
-
-
-@dataclass
-class _Bulk:
-    """A region waiting for its slots (Flink's PhysicalSlotRequestBulk)."""
-
-    region: PipelinedRegion
-    unfulfillable_since: float | None
-    # groups before this index have their slot: a bulk of 10,000 groups fed by thousands of
-    # offers is not scanned from the start each time (reset when a held slot is lost)
-    cursor: int = 0
-
-
-@dataclass
-class _PendingRestart:
-    regions: set[int]
-    due: bool = False
-
-
-@dataclass
-class _TaskManager:
-    resource_id: str
-    address: str
-    session_id: uuid.UUID
-    gateway: TaskExecutorGateway
-    executions: set[uuid.UUID] = field(default_factory=set)
-
-
-class JobMaster(FencedRpcEndpoint, JobMasterGateway):
+class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGateway):
     def __init__(
         self,
         service: EndpointHost,  # the Dispatcher's service: JobMasters live where it lives
@@ -340,417 +296,6 @@ class JobMaster(FencedRpcEndpoint, JobMasterGateway):
         self._emit("slots", f"the ResourceManager has {acquired} of the {required} slots needed")
         if self._pending and self._live:
             self._fail_bulks(list(self._pending.values()), NOT_ENOUGH_RESOURCES)
-
-    # --- the slot pool ------------------------------------------------------------------
-
-    def _use_group(self, group: int) -> None:
-        self._group_users[group] = self._group_users.get(group, 0) + 1
-
-    def _unuse_group(self, group: int) -> None:
-        users = self._group_users[group] - 1
-        if users > 0:
-            self._group_users[group] = users
-            return
-        del self._group_users[group]
-        slot = self._group_slot.pop(group, None)
-        if slot is not None and slot.allocation_id in self.pool:
-            slot.group = None
-            slot.free_since = trio.current_time()
-            self._free[slot.allocation_id] = slot
-            self._assign_free_slots()
-        self._declare()
-        self._schedule_idle_check()
-
-    async def offer_slots(
-        self, resource_id: str, offers: list[SlotOffer], timeout: float = 10.0
-    ) -> list[SlotOffer]:
-        if resource_id not in self.task_managers or self.status.is_globally_terminal:
-            return []
-        accepted: list[SlotOffer] = []
-        now = trio.current_time()
-        for offer in offers:
-            if offer.allocation_id in self.pool:
-                accepted.append(offer)
-                continue
-            stale = self._pool_slot_at(resource_id, offer.slot_index)
-            if stale is not None:
-                # the TaskExecutor freed that allocation behind our back: it is gone
-                self._drop_pool_slot(stale, "its slot came back under a new allocation")
-            if len(self.pool) >= self.required:
-                continue  # more than the job asked for: the TaskExecutor frees it
-            slot = _PoolSlot(offer.allocation_id, resource_id, offer.slot_index, None, now)
-            self.pool[offer.allocation_id] = slot
-            self._pool_by_place[(resource_id, offer.slot_index)] = slot
-            self._free[offer.allocation_id] = slot
-            accepted.append(offer)
-        if accepted:
-            self._assign_free_slots()
-        return accepted
-
-    def _pool_slot_at(self, resource_id: str, slot_index: int) -> _PoolSlot | None:
-        slot = self._pool_by_place.get((resource_id, slot_index))
-        return slot if slot is not None and slot.allocation_id in self.pool else None
-
-    def _assign_free_slots(self) -> None:
-        """Give free pool slots to the oldest waiting bulks; deploy the bulks that are whole."""
-        if not self._live:
-            return
-        fulfilled: list[_Bulk] = []
-        group_slot, free = self._group_slot, self._free
-        for bulk in self._pending.values():
-            groups = bulk.region.groups
-            index = bulk.cursor
-            while index < len(groups):
-                group = groups[index]
-                if group not in group_slot:
-                    if not free:
-                        break
-                    slot = free.pop(next(iter(free)))
-                    slot.group = group
-                    group_slot[group] = slot
-                index += 1
-            bulk.cursor = index
-            if index < len(groups):
-                break
-            fulfilled.append(bulk)
-        for bulk in fulfilled:
-            self._bulk_fulfilled(bulk)
-
-    def _rescan_bulks(self) -> None:
-        """A group lost its slot: waiting bulks look at all their groups again."""
-        for bulk in self._pending.values():
-            bulk.cursor = 0
-
-    def _drop_pool_slot(self, slot: _PoolSlot, cause: str) -> None:
-        """A slot we counted on is not ours any more: fail what ran in it, need another."""
-        if self.pool.pop(slot.allocation_id, None) is None:
-            return
-        self._pool_by_place.pop((slot.task_executor, slot.slot_index), None)
-        self._free.pop(slot.allocation_id, None)
-        self._emit("slots", f"lost slot {slot.task_executor}/{slot.slot_index}: {cause}")
-        if slot.group is not None and self._group_slot.get(slot.group) is slot:
-            del self._group_slot[slot.group]
-            self._rescan_bulks()
-        for execution in self._executions_in(slot.allocation_id):
-            self._execution_failed(
-                execution, f"slot {slot.task_executor}/{slot.slot_index} was lost: {cause}"
-            )
-        self._declare()
-
-    def _executions_in(self, allocation_id: uuid.UUID) -> list[Execution]:
-        return [e for e in list(self._by_id.values()) if e.allocation_id == allocation_id]
-
-    def _schedule_idle_check(self) -> None:
-        if not self._idle_check_scheduled and len(self.pool) > self.required:
-            self._idle_check_scheduled = True
-            self.schedule_run_async(self._release_idle_slots, self.config.slot_idle_timeout)
-
-    def _release_idle_slots(self) -> None:
-        """Flink's slot.idle.timeout: free slots the job has not needed for that long go back
-        to their TaskExecutors (and so to the ResourceManager)."""
-        self._idle_check_scheduled = False
-        if self.status.is_globally_terminal:
-            return
-        now = trio.current_time()
-        excess = len(self.pool) - self.required
-        idle = [
-            s for s in self._free.values() if now - s.free_since >= self.config.slot_idle_timeout
-        ]
-        release = idle[: max(0, excess)]
-        for slot in release:
-            del self.pool[slot.allocation_id]
-            del self._free[slot.allocation_id]
-            self._pool_by_place.pop((slot.task_executor, slot.slot_index), None)
-        if release:
-            self._emit("slots", f"released {len(release)} idle slot(s)")
-            self._free_slots(release, "slot no longer needed by the job")
-        self._schedule_idle_check()
-
-    def _free_slots(self, slots: list[_PoolSlot], cause: str) -> None:
-        for slot in slots:
-            manager = self.task_managers.get(slot.task_executor)
-            if manager is not None:
-                manager.gateway.free_slot(slot.allocation_id, cause)
-
-    # --- scheduling by pipelined region --------------------------------------------------
-
-    def _schedule_regions(self, regions: Iterable[PipelinedRegion]) -> None:
-        """Each region asks for its slots as one bulk (PipelinedRegionSchedulingStrategy)."""
-        now = trio.current_time()
-        new: list[_Bulk] = []
-        for region in regions:
-            for vertex_id in region.vertices:
-                execution = self.executions[vertex_id]
-                if execution.state is ExecutionState.CREATED:
-                    self._transition(execution, ExecutionState.SCHEDULED)
-            bulk = _Bulk(region, now)
-            self._pending[region.index] = bulk
-            for group in region.groups:
-                self._use_group(group)
-            new.append(bulk)
-        self._assign_free_slots()
-        waiting = [b for b in new if self._pending.get(b.region.index) is b]
-        if waiting:
-            # one timer per scheduling round, not one per bulk (thousands of regions at scale)
-            self.schedule_run_async(
-                functools.partial(self._check_bulks, waiting), self.config.slot_request_timeout
-            )
-        self._declare()
-
-    def _check_bulks(self, bulks: list[_Bulk]) -> None:
-        """Flink's PhysicalSlotRequestBulkChecker: a bulk that cannot be fulfilled even with
-        every slot of the pool, for a whole timeout, fails."""
-        if not self._live:
-            return
-        now = trio.current_time()
-        timeout = self.config.slot_request_timeout
-        still: list[_Bulk] = []
-        timed_out: list[_Bulk] = []
-        for bulk in bulks:
-            if self._pending.get(bulk.region.index) is not bulk:
-                continue
-            if bulk.region.slots <= len(self.pool):
-                bulk.unfulfillable_since = None
-            elif bulk.unfulfillable_since is None:
-                bulk.unfulfillable_since = now
-            elif now - bulk.unfulfillable_since >= timeout:
-                timed_out.append(bulk)
-                continue
-            still.append(bulk)
-        if timed_out:
-            self._fail_bulks(timed_out, BULK_TIMEOUT.format(timeout=timeout))
-        still = [b for b in still if self._pending.get(b.region.index) is b]
-        if still and self._live:
-            self.schedule_run_async(functools.partial(self._check_bulks, still), timeout)
-
-    def _remove_bulk(self, bulk: _Bulk) -> None:
-        if self._pending.get(bulk.region.index) is not bulk:
-            return
-        del self._pending[bulk.region.index]
-        for group in bulk.region.groups:
-            self._unuse_group(group)
-
-    def _fail_bulks(self, bulks: list[_Bulk], cause: str) -> None:
-        """Waiting bulks whose slots will not come: each fails its region's first task with
-        NoResourceAvailableError, a failure like any other for the restart strategy."""
-        self._emit("slots", f"NoResourceAvailableException: {cause}")
-        for bulk in bulks:
-            if self._pending.get(bulk.region.index) is not bulk:
-                continue
-            self._remove_bulk(bulk)
-            first = self.executions[bulk.region.vertices[0]]
-            if not first.state.is_terminal:
-                self._execution_failed(first, f"NoResourceAvailableException: {cause}")
-
-    def _bulk_fulfilled(self, bulk: _Bulk) -> None:
-        """Every group of the region has its slot: deploy the region's tasks."""
-        if self._pending.get(bulk.region.index) is not bulk:
-            return
-        for vertex_id in bulk.region.vertices:
-            execution = self.executions[vertex_id]
-            slot = self._group_slot.get(execution.subtask)
-            if execution.state is ExecutionState.SCHEDULED and slot is not None:
-                self._deploy(execution, slot)
-        self._remove_bulk(bulk)
-
-    def _deploy(self, execution: Execution, slot: _PoolSlot) -> None:
-        manager = self.task_managers.get(slot.task_executor)
-        execution.execution_id = self.context.new_id()
-        execution.task_executor = slot.task_executor
-        execution.allocation_id = slot.allocation_id
-        self._by_id[execution.execution_id] = execution
-        self._transition(execution, ExecutionState.DEPLOYING)
-        vertex = next(v for v in self.job.vertices if v.name == execution.vertex)
-        fails = (
-            execution.subtask in vertex.fail_subtasks and execution.attempt < vertex.fail_attempts
-        )
-        tdd = TaskDeploymentDescriptor(
-            self.job_id,
-            execution.execution_id,
-            execution.vertex,
-            execution.subtask,
-            execution.attempt,
-            slot.allocation_id,
-            vertex.task_duration,
-            vertex.fail_after if fails else None,
-        )
-        if manager is None:
-            self._execution_failed(execution, f"{slot.task_executor} is not registered")
-            return
-        manager.executions.add(execution.execution_id)
-        self.start_background_in_order(manager.resource_id, self._submit, manager.gateway, tdd)
-
-    async def _submit(self, gateway: TaskExecutorGateway, tdd: TaskDeploymentDescriptor) -> None:
-        try:
-            await gateway.submit_task(tdd, self.fencing_token)
-        except TaskSubmissionError as exc:
-            # the TaskExecutor does not hold that slot for us (any more): drop it from the pool
-            cause = f"deploying {tdd.vertex}[{tdd.subtask}] was refused: {exc}"
-            self.run_async(lambda: self._submission_refused(tdd, cause))
-        except Exception as exc:
-            message = f"deploying {tdd.vertex}[{tdd.subtask}] failed: {exc}"
-            self.run_async(lambda: self._execution_id_failed(tdd.execution_id, message))
-
-    def _submission_refused(self, tdd: TaskDeploymentDescriptor, cause: str) -> None:
-        slot = self.pool.get(tdd.allocation_id)
-        if slot is not None:
-            self._drop_pool_slot(slot, cause)
-        else:
-            self._execution_id_failed(tdd.execution_id, cause)
-
-    async def update_task_execution_state(
-        self, state: TaskExecutionState, timeout: float = 10.0
-    ) -> None:
-        execution = self._by_id.get(state.execution_id)
-        if execution is None or execution.state.is_terminal:
-            return
-        new = state.state
-        if new in _REPORTED_FROM:
-            if execution.state in _REPORTED_FROM[new]:
-                self._transition(execution, new)
-        elif new is ExecutionState.FINISHED:
-            if execution.state is ExecutionState.CANCELING:
-                self._transition(execution, ExecutionState.CANCELED)
-            else:
-                self._transition(execution, ExecutionState.FINISHED)
-                self._maybe_finished()
-        elif new is ExecutionState.FAILED:
-            self._execution_failed(
-                execution, f"{execution.vertex}[{execution.subtask}] failed: {state.error}"
-            )
-        elif new is ExecutionState.CANCELED:
-            self._transition(execution, ExecutionState.CANCELED)
-            self._maybe_cancelled()
-
-    def _maybe_finished(self) -> None:
-        if self.status is JobStatus.RUNNING and self.state_counts[ExecutionState.FINISHED] == len(
-            self.executions
-        ):
-            self._job_reached_terminal_state(JobStatus.FINISHED)
-
-    # --- failures and restarts -----------------------------------------------------------
-
-    def _execution_id_failed(self, execution_id: uuid.UUID | None, message: str) -> None:
-        execution = self._by_id.get(execution_id) if execution_id else None
-        if execution is not None:
-            self._execution_failed(execution, message)
-
-    def _execution_failed(self, execution: Execution, cause: str) -> None:
-        """One task failed. A task already being cancelled (its region restarts anyway) just
-        ends; otherwise the failure goes to the restart strategy: restart the failed region (or
-        the whole job with the full strategy) after the delay, or fail the job."""
-        if execution.state.is_terminal:
-            return
-        if execution.state is ExecutionState.CANCELING or not self._live:
-            self._transition(
-                execution,
-                ExecutionState.CANCELED
-                if execution.state is ExecutionState.CANCELING
-                else ExecutionState.FAILED,
-            )
-            self._maybe_cancelled()
-            return
-        if self.executions.get((execution.vertex, execution.subtask)) is not execution:
-            return  # an earlier attempt (always terminal by the time it is replaced)
-        self._transition(execution, ExecutionState.FAILED)
-        self._emit("failure", cause)
-        self.failure_cause = cause
-        if self.restarts >= self.job.restart.attempts:
-            self._emit(
-                "failure",
-                f"recovery is suppressed by the fixed-delay restart strategy "
-                f"({self.job.restart.attempts} attempts, {self.job.restart.delay:g} s)",
-            )
-            self._set_status(JobStatus.FAILING)
-            self._job_reached_terminal_state(JobStatus.FAILED)
-            return
-        self.restarts += 1
-        if self.job.failover_strategy == "full":
-            regions = {r.index for r in self.topology.regions}
-        else:
-            regions = {execution.region}
-        self._restart_regions(regions)
-
-    def _restart_regions(self, regions: set[int]) -> None:
-        """Cancel the regions' tasks; once they are all down and the delay has passed, schedule
-        the regions again with new execution attempts."""
-        for index in sorted(regions):
-            bulk = self._pending.get(index)
-            if bulk is not None:
-                self._remove_bulk(bulk)
-        self._cancel_executions(
-            self.executions[v] for index in regions for v in self.topology.regions[index].vertices
-        )
-        # as Flink 2.3: the job is RESTARTING while a restart waits, whatever it restarts
-        self._set_status(JobStatus.RESTARTING)
-        restart = _PendingRestart(regions)
-        self._restarts_pending.append(restart)
-        self.schedule_run_async(
-            functools.partial(self._restart_due, restart), self.job.restart.delay
-        )
-
-    def _restart_due(self, restart: _PendingRestart) -> None:
-        restart.due = True
-        self._maybe_restart()
-
-    def _maybe_restart(self) -> None:
-        for restart in list(self._restarts_pending):
-            if not restart.due:
-                continue
-            if self.status not in (JobStatus.RUNNING, JobStatus.RESTARTING):
-                self._restarts_pending.remove(restart)
-                continue
-            vertices = [v for i in restart.regions for v in self.topology.regions[i].vertices]
-            if not all(self.executions[v].state.is_terminal for v in vertices):
-                continue  # Flink restarts once the cancellation is complete
-            self._restarts_pending.remove(restart)
-            for vertex_id in vertices:
-                old = self.executions[vertex_id]
-                fresh = Execution(old.vertex, old.subtask, old.attempt + 1, old.region)
-                self.state_counts[old.state] -= 1
-                self.state_counts[ExecutionState.CREATED] += 1
-                self.executions[vertex_id] = fresh
-            if not self._restarts_pending:
-                self._set_status(JobStatus.RUNNING)
-            self._schedule_regions(self.topology.regions[i] for i in sorted(restart.regions))
-
-    def _cancel_executions(self, executions: Iterable[Execution]) -> None:
-        cancels: list[tuple[TaskExecutorGateway, uuid.UUID]] = []
-        for execution in executions:
-            if execution.state.is_terminal or execution.state is ExecutionState.CANCELING:
-                continue
-            if execution.state not in _HOLDS_SLOT:
-                self._transition(execution, ExecutionState.CANCELED)
-                continue
-            self._transition(execution, ExecutionState.CANCELING)
-            manager = self.task_managers.get(execution.task_executor or "")
-            if manager is not None and execution.execution_id is not None:
-                cancels.append((manager.gateway, execution.execution_id))
-            elif execution.execution_id is not None:
-                self._transition(execution, ExecutionState.CANCELED)
-        if cancels:
-            # one task sends them all: spawning a task per cancel dominated restarts at scale
-            self.start_background(self._cancel_tasks, cancels)
-
-    async def _cancel_tasks(self, cancels: list[tuple[TaskExecutorGateway, uuid.UUID]]) -> None:
-        for gateway, execution_id in cancels:
-            try:
-                await gateway.cancel_task(execution_id)
-            except Exception:
-                pass
-            self.run_async(functools.partial(self._cancel_done, execution_id))
-
-    def _cancel_done(self, execution_id: uuid.UUID) -> None:
-        execution = self._by_id.get(execution_id)
-        if execution is not None and execution.state is ExecutionState.CANCELING:
-            self._transition(execution, ExecutionState.CANCELED)
-        self._maybe_cancelled()
-
-    def _maybe_cancelled(self) -> None:
-        if self.status is JobStatus.CANCELLING and all(
-            e.state.is_terminal for e in self.executions.values()
-        ):
-            self._job_reached_terminal_state(JobStatus.CANCELED)
 
     # --- TaskExecutors ------------------------------------------------------------------
 
