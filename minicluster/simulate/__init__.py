@@ -66,10 +66,12 @@ The invariants (each violation names one):
     a step of the scenario failed for another reason, or the run raised.
 
 The package: ``common`` (fault kinds, invariant names, results), ``generator`` (the scenario of
-a seed), ``checker`` (InvariantChecker) and, here, the runs (``check_scenario``, ``run_one``,
-``simulate``). The runs live in this module so that ``minicluster.simulate.run_one`` and
-``minicluster.simulate.run_scenario`` are the very names they call: replacing either on this
-module (as the tests do to plant a failing run) takes effect.
+a seed), ``checker`` (InvariantChecker; its state in ``checker_state``, its checks in
+``slot_checks``, ``scheduling_checks`` and ``liveness_checks``) and, here, the runs
+(``check_scenario``, ``run_one``, ``simulate``). The runs live in this module so that
+``minicluster.simulate.run_one`` and ``minicluster.simulate.run_scenario`` are the very names
+they call: replacing either on this module (as the tests do to plant a failing run) takes
+effect.
 """
 
 from __future__ import annotations
