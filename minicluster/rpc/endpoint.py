@@ -27,8 +27,8 @@ import trio
 from .errors import (
     EndpointNotStartedError,
     FencingTokenError,
+    InvalidArgumentError,
     NoSuchMethodError,
-    ProtocolError,
     RecipientUnreachableError,
 )
 from .gateway import (
@@ -621,7 +621,7 @@ class RpcEndpoint(GatewayImplementation):
 
     def check_remote_arguments(
         self, method: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
-    ) -> ProtocolError | None:
+    ) -> InvalidArgumentError | None:
         """For a call that came over the wire: an error if an argument does not fit the type
         its gateway method declares (checked before anything runs; local calls are typed code
         and are not checked)."""
@@ -631,8 +631,7 @@ class RpcEndpoint(GatewayImplementation):
         problem = checker.problem(args, kwargs)
         if problem is None:
             return None
-        # a malformed request, as the wire protocol names it
-        return ProtocolError(f"{self._endpoint_id}.{method}: {problem}")
+        return InvalidArgumentError(f"{self._endpoint_id}.{method}: {problem}")
 
     def call_inline(
         self,

@@ -25,6 +25,10 @@ class NoSuchMethodError(RpcError):
     """The method is not part of any gateway the endpoint implements."""
 
 
+class InvalidArgumentError(RpcError):
+    """A remote call's argument does not fit the type its gateway method declares."""
+
+
 class FencingTokenError(RpcError):
     """A fenced endpoint got a message with a missing or stale fencing token."""
 
@@ -100,6 +104,7 @@ for _cls in (
     EndpointNotFoundError,
     EndpointNotStartedError,
     NoSuchMethodError,
+    InvalidArgumentError,
     FencingTokenError,
     MessageTooLargeError,
     ProtocolError,
