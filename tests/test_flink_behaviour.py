@@ -625,30 +625,55 @@ async def test_notify_slot_available_with_a_stale_instance_id_is_ignored(
 # --- heartbeat failure counting ---------------------------------------------------------
 
 
-async def _heartbeat_outcomes(outcomes: list[str]) -> list[str]:
+async def _heartbeat_outcomes(outcomes: list[str], later: bool = False) -> list[str]:
     """Run a HeartbeatSender (interval 1 s, timeout 100 s, threshold 2) on a live endpoint
-    against a target whose heartbeat requests go as `outcomes` says; return its losses."""
-    from minicluster.cluster.heartbeat import HeartbeatSender
+    against a target whose heartbeat requests go as `outcomes` says; return its losses.
+
+    The outcome is delivered at once (an answer given inline) or, with `later`, half an
+    interval later from another task (an answer from a connection's reader)."""
+    from minicluster.cluster.heartbeat import HeartbeatSender, OnDone
     from minicluster.rpc import RecipientUnreachableError
 
     lost: list[str] = []
     script = list(outcomes)
 
-    async def request(target: str) -> None:
-        outcome = script.pop(0) if script else "ok"
-        if outcome == "unreachable":
-            raise RecipientUnreachableError(f"{target} is not there")
-
     async with MiniCluster(0, 1, config=ClusterConfig(seed=40, **FAST)) as cluster:
         owner = cluster.resource_manager
-        sender = HeartbeatSender(owner, 1.0, 100.0, 2, request, lambda t, c: lost.append(c))
+        async with trio.open_nursery() as nursery:
 
-        def begin() -> None:
-            sender.monitor("x")
-            sender.start()
+            def request(target: str, timeout: float, on_done: OnDone) -> None:
+                outcome = script.pop(0) if script else "ok"
+                error = (
+                    RecipientUnreachableError(f"{target} is not there")
+                    if outcome == "unreachable"
+                    else None
+                )
+                if not later:
+                    on_done(None, error)
+                    return
 
-        await owner.call_async(begin)
-        await trio.sleep(len(outcomes) + 2.5)
+                async def deliver() -> None:
+                    await trio.sleep(0.5)
+                    assert not owner.in_main_thread()
+                    on_done(None, error)
+
+                nursery.start_soon(deliver)
+
+            def on_lost(target: str, cause: str) -> None:
+                # a loss is handled on the owner's main thread, whoever delivered the outcome
+                owner.validate_runs_in_main_thread()
+                lost.append(cause)
+
+            sender = HeartbeatSender(owner, 1.0, 100.0, 2, request, on_lost)
+
+            def begin() -> None:
+                sender.monitor("x")
+                sender.start()
+
+            await owner.call_async(begin)
+            await trio.sleep(len(outcomes) + 2.5)
+            nursery.cancel_scope.cancel()
+
     return lost
 
 
@@ -670,3 +695,14 @@ async def test_two_unreachable_heartbeats_in_a_row_lose_the_target(
 ) -> None:
     lost = await _heartbeat_outcomes(["ok", "unreachable", "unreachable"])
     assert lost == ["x was unreachable 2 times"]
+
+
+async def test_heartbeat_outcomes_that_arrive_on_another_task_count_the_same(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # the request's outcome arrives later, on a task that is not the owner's main thread
+    # (a remote answer, a timeout): it is handed to the main thread and counted the same
+    assert await _heartbeat_outcomes(["ok", "unreachable", "unreachable"], later=True) == [
+        "x was unreachable 2 times"
+    ]
+    assert await _heartbeat_outcomes(["unreachable", "ok", "unreachable"], later=True) == []

@@ -7,12 +7,15 @@ gets through resets that count (Flink's heartbeat.rpc-failure-threshold).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from minicluster.rpc import RecipientUnreachableError, RpcEndpoint
+
+OnDone = Callable[[Any, BaseException | None], None]
+"""Where a heartbeat request's outcome goes: (result, None) or (None, error)."""
 
 
 class _Target:
@@ -31,7 +34,7 @@ class HeartbeatSender:
         interval: float,
         timeout: float,
         failure_threshold: int,
-        request: Callable[[str], Awaitable[Any]],
+        request: Callable[[str, float, OnDone], None],
         on_lost: Callable[[str, str], None],
         on_payload: Callable[[str, Any], None] | None = None,
     ) -> None:
@@ -72,27 +75,32 @@ class HeartbeatSender:
     def _tick(self) -> None:
         now = trio.current_time()
         for target, state in list(self._targets.items()):
+            if self._targets.get(target) is not state:
+                continue  # lost while this tick ran
             if now - state.last > self._timeout:
                 del self._targets[target]
                 self._on_lost(target, f"heartbeat of {target} timed out after {self._timeout:g} s")
             elif not state.in_flight:
                 state.in_flight = True
-                self._owner.start_background(self._ask, target, state)
+                # a request that gets no answer within an interval is given up, so that the
+                # next tick asks again (a lost request must not blind us for a whole RPC
+                # timeout); no task waits for it (Flink: the request's future)
+                self._request(target, self._interval, self._on_done(target, state))
         self._owner.schedule_run_async(self._tick, self._interval)
 
-    async def _ask(self, target: str, state: _Target) -> None:
-        ok, unreachable = False, False
-        try:
-            # a request that gets no answer within an interval is given up, so that the next
-            # tick asks again (a lost request must not blind us for a whole RPC timeout)
-            with trio.move_on_after(self._interval):
-                await self._request(target)
-                ok = True
-        except RecipientUnreachableError:
-            unreachable = True
-        except Exception:  # timeouts and refusals: the timeout decides
-            pass
-        self._owner.run_async(lambda: self._answered(target, state, ok, unreachable))
+    def _on_done(self, target: str, state: _Target) -> OnDone:
+        owner = self._owner
+
+        def done(result: Any, error: BaseException | None) -> None:
+            ok = error is None
+            unreachable = isinstance(error, RecipientUnreachableError)
+            # timeouts and refusals count as neither: the heartbeat timeout decides
+            if owner.in_main_thread():
+                self._answered(target, state, ok, unreachable)
+            else:
+                owner.run_async(lambda: self._answered(target, state, ok, unreachable))
+
+        return done
 
     def _answered(self, target: str, state: _Target, ok: bool, unreachable: bool) -> None:
         state.in_flight = False

@@ -34,13 +34,13 @@ from typing import Any
 
 import trio
 
-from minicluster.rpc import FencedRpcEndpoint
+from minicluster.rpc import FencedRpcEndpoint, ask_with_callback
 from minicluster.rpc.endpoint import EndpointHost
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .failover import FailoverMixin
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
-from .heartbeat import HeartbeatSender
+from .heartbeat import HeartbeatSender, OnDone
 from .jobmaster_state import (
     _HOLDS_SLOT,
     _REPORTED_FROM,
@@ -327,9 +327,10 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
     def disconnect_task_manager(self, resource_id: str, cause: str) -> None:
         self._task_manager_lost(resource_id, cause)
 
-    async def _request_tm_heartbeat(self, resource_id: str) -> None:
+    def _request_tm_heartbeat(self, resource_id: str, timeout: float, on_done: OnDone) -> None:
         manager = self.task_managers.get(resource_id)
         if manager is None:
+            on_done(None, None)
             return
         report = AllocatedSlotReport(
             self.job_id,
@@ -339,13 +340,22 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
                 if s.task_executor == resource_id
             ],
         )
-        try:
-            await manager.gateway.heartbeat_from_job_manager(self.job_id, report)
-        except JobNotFoundError as refusal:
-            # it dropped the job (our heartbeats timed out there): its slots are gone
-            cause = str(refusal)
-            self.run_async(lambda: self._task_manager_lost(resource_id, cause))
-            raise
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if isinstance(error, JobNotFoundError):
+                # it dropped the job (our heartbeats timed out there): its slots are gone
+                cause = str(error)
+                self.run_async(lambda: self._task_manager_lost(resource_id, cause))
+            on_done(result, error)
+
+        ask_with_callback(
+            manager.gateway,
+            "heartbeat_from_job_manager",
+            self.job_id,
+            report,
+            timeout=timeout,
+            on_done=done,
+        )
 
     def heartbeat_from_task_manager(
         self, resource_id: str, payload: TaskExecutorToJobManagerHeartbeatPayload

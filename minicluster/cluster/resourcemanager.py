@@ -11,11 +11,11 @@ from typing import Any
 import trio
 
 from minicluster.limits import MAX_SLOTS_PER_TASK_EXECUTOR, MAX_TASKS_PER_JOB
-from minicluster.rpc import FencedRpcEndpoint, RpcService, RpcTimeoutError
+from minicluster.rpc import FencedRpcEndpoint, RpcService, RpcTimeoutError, ask_with_callback
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
-from .heartbeat import HeartbeatSender
+from .heartbeat import HeartbeatSender, OnDone
 from .model import (
     ClusterError,
     JobStatus,
@@ -231,10 +231,18 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
             )
             self._schedule_check()
 
-    async def _request_te_heartbeat(self, resource_id: str) -> None:
+    def _request_te_heartbeat(self, resource_id: str, timeout: float, on_done: OnDone) -> None:
         record = self.task_executors.get(resource_id)
-        if record is not None:
-            await record.gateway.heartbeat_from_resource_manager(self.fencing_token)
+        if record is None:
+            on_done(None, None)
+            return
+        ask_with_callback(
+            record.gateway,
+            "heartbeat_from_resource_manager",
+            self.fencing_token,
+            timeout=timeout,
+            on_done=on_done,
+        )
 
     def _task_executor_lost(self, resource_id: str, cause: str) -> None:
         self._emit("heartbeat", f"lost TaskExecutor {resource_id}: {cause}")
@@ -341,10 +349,14 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
     def heartbeat_from_job_manager(self, job_id: uuid.UUID) -> None:
         self._jm_heartbeats.receive_heartbeat(job_id.hex)
 
-    async def _request_jm_heartbeat(self, job_hex: str) -> None:
+    def _request_jm_heartbeat(self, job_hex: str, timeout: float, on_done: OnDone) -> None:
         record = self.job_masters.get(uuid.UUID(hex=job_hex))
-        if record is not None:
-            await record.gateway.heartbeat_from_resource_manager()
+        if record is None:
+            on_done(None, None)
+            return
+        ask_with_callback(
+            record.gateway, "heartbeat_from_resource_manager", timeout=timeout, on_done=on_done
+        )
 
     def _job_master_lost(self, job_hex: str, cause: str) -> None:
         """Its heartbeats stopped: keep the job's requirements and tell the JobMaster, which

@@ -18,7 +18,7 @@ from minicluster.rpc import (
     RpcTimeoutError,
     register_error,
 )
-from minicluster.rpc.endpoint import ScheduledRun
+from minicluster.rpc.scheduled import ScheduledRun
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway

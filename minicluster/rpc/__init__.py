@@ -28,7 +28,7 @@ from .errors import (
     SerializationError,
     register_error,
 )
-from .gateway import FencedRpcGateway, RpcGateway, RpcTimeout
+from .gateway import FencedRpcGateway, RpcGateway, RpcTimeout, ask_with_callback
 from .protocol import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION
 from .serialization import wire_type
 from .service import DEFAULT_ASK_TIMEOUT, RpcService, open_rpc_service, parse_address
@@ -59,6 +59,7 @@ __all__ = [
     "RpcTimeout",
     "RpcTimeoutError",
     "SerializationError",
+    "ask_with_callback",
     "open_rpc_service",
     "parse_address",
     "register_error",

@@ -7,6 +7,7 @@ Many calls are in flight at once on a `ClientConnection` and replies come back i
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,7 @@ from .errors import (
 )
 from .frame_writer import FrameWriter
 from .protocol import FrameDecoder, FrameTooLargeError
-from .reply import Reply
+from .reply import CallbackReply, Reply
 from .transport_host import TransportHost
 
 
@@ -284,6 +285,55 @@ class RemoteInvoker:
             pending.pop(request_id, None)
             if tracer is not None:
                 tracer.latency(method, trio.current_time() - started)
+
+    def ask_with_callback(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        on_done: Callable[[Any, BaseException | None], None],
+    ) -> None:
+        """An ask without a waiting task: the outcome goes to `on_done` from the connection's
+        reader (or the service's timeouts, or at once if the connection is closed)."""
+        conn = self.conn
+        if conn.closed:
+            on_done(
+                None,
+                RecipientUnreachableError(f"ask {method} to {self.address}: {conn.close_reason}"),
+            )
+            return
+        conn.next_id = request_id = conn.next_id + 1
+        message = {
+            "type": "call",
+            "id": request_id,
+            "endpoint": self.endpoint_id,
+            "method": method,
+            "args": args,
+            "kwargs": kwargs,
+        }
+        if self.fencing_token is not None:
+            message["token"] = self.fencing_token
+        if self.caller is not None:
+            message["sender"] = self.caller
+        frame = conn._encode(message)
+        pending = conn.pending
+
+        def done(value: Any, error: BaseException | None) -> None:
+            pending.pop(request_id, None)  # a timed-out ask leaves no entry behind
+            on_done(value, error)
+
+        reply = CallbackReply(done, lambda: f"ask {method} to {self.address}")
+        alone = not pending
+        pending[request_id] = reply
+        message_filter = conn.service.message_filter
+        if message_filter is None or message_filter(self.caller, self.endpoint_id, method):
+            conn.writer.send(frame, alone)  # type: ignore[union-attr]
+        elif conn.service.tracer is not None:
+            conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
+        limit = self.default_timeout if timeout is None else timeout
+        if limit != math.inf:
+            conn.service.timeouts.add(reply, limit)
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         message_filter = self.conn.service.message_filter

@@ -12,10 +12,8 @@ calling B calling A never deadlocks.
 from __future__ import annotations
 
 import enum
-import heapq
 import inspect
 import logging
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -41,6 +39,7 @@ from .gateway import (
 from .protocol import show
 from .ratelimit import LogLimiter
 from .reply import Reply, answer
+from .scheduled import ScheduledRun, ScheduledRuns
 from .suspends import never_suspends
 from .timeouts import Timeouts
 from .tracing import Tracer
@@ -78,6 +77,7 @@ class EndpointHost(Protocol):
     ask_timeout: float
     mailbox_limit: int
     timeouts: Timeouts
+    scheduled_runs: ScheduledRuns
     log_limiter: LogLimiter
     tracer: Tracer | None
 
@@ -155,19 +155,6 @@ class _Start:
     __slots__ = ()
 
 
-class ScheduledRun:
-    """What `RpcEndpoint.schedule_run_async` returns: `cancel()` drops the run."""
-
-    __slots__ = ("cancel_called", "fn")
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn = fn
-        self.cancel_called = False
-
-    def cancel(self) -> None:
-        self.cancel_called = True
-
-
 class RpcEndpoint(GatewayImplementation):
     """Base of every endpoint. Subclass it together with the gateways it implements.
 
@@ -190,11 +177,6 @@ class RpcEndpoint(GatewayImplementation):
         self._terminated = trio.Event()
         self._termination_error: BaseException | None = None
         self._background: trio.Nursery | None = None
-        # runs scheduled with schedule_run_async: one heap and one task per endpoint, not a
-        # task per run (heartbeats schedule thousands over a long simulated run)
-        self._timers: list[tuple[float, int, ScheduledRun]] = []
-        self._timer_seq = 0
-        self._timer_scope: trio.CancelScope | None = None
         self._ordered: dict[
             object, deque[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]]
         ] = {}
@@ -296,7 +278,6 @@ class RpcEndpoint(GatewayImplementation):
         try:
             async with trio.open_nursery() as background:
                 self._background = background
-                background.start_soon(self._run_timers)
                 async with trio.open_nursery() as work:
                     self._work = work
                     work.start_soon(self._main_loop)
@@ -468,6 +449,10 @@ class RpcEndpoint(GatewayImplementation):
     def _check_token(self, token: UUID | None) -> None:
         """Fenced endpoints override this; unfenced ones accept any token."""
 
+    def in_main_thread(self) -> bool:
+        """Whether the calling task holds this endpoint's main thread right now."""
+        return _current_task() is self._holder
+
     def validate_runs_in_main_thread(self) -> None:
         """Raise NotInMainThreadError unless the caller holds this endpoint's main thread."""
         if _current_task() is not self._holder:
@@ -543,33 +528,31 @@ class RpcEndpoint(GatewayImplementation):
         return run
 
     def _schedule(self, run: ScheduledRun, deadline: float) -> None:
+        if self._state is EndpointState.RUNNING:
+            self._rpc_service.scheduled_runs.add(deadline, self, run)
+
+    def fire_scheduled(self, fn: Callable[[], Any]) -> None:
+        """A scheduled run is due (called by the service's scheduled runs): run it right here
+        when the endpoint is idle, as `call_inline` does for a call, else queue it.
+
+        Dropped when the endpoint is not running any more."""
         if self._state is not EndpointState.RUNNING:
             return
-        if self._background is not None:
-            self._timer_seq += 1
-            heapq.heappush(self._timers, (deadline, self._timer_seq, run))
-            scope = self._timer_scope
-            if scope is not None and deadline < scope.deadline:
-                scope.deadline = deadline
-        else:
-            # started, but its task has not begun: there is no nursery yet. Schedule from the
-            # main thread once there is, with the same handle and deadline.
-            self._put(_Run(lambda: self._schedule(run, deadline), None))
-
-    async def _run_timers(self) -> None:
-        """The one task that sleeps until the earliest scheduled run and hands what is due to
-        the main thread, in deadline order (the order of scheduling among equal deadlines)."""
-        timers = self._timers
-        while True:
-            with trio.CancelScope(deadline=timers[0][0] if timers else math.inf) as scope:
-                self._timer_scope = scope
-                await trio.sleep_forever()
-            self._timer_scope = None
-            now = trio.current_time()
-            while timers and timers[0][0] <= now:
-                run = heapq.heappop(timers)[2]
-                if not run.cancel_called:
-                    self.run_async(run.fn)
+        waiter = self._loop_waiter
+        if waiter is None or self._holder is not waiter or self._queue:
+            self._put(_Run(fn, None))
+            return
+        self._holder = _current_task()
+        try:
+            result = fn()
+        except Exception as exc:
+            log.warning("scheduled run on %s failed: %r", self._endpoint_id, exc)
+            return
+        finally:
+            self._holder = waiter
+        if inspect.isawaitable(result):
+            # it must suspend: the rest runs on the main thread, in mailbox order
+            self._put(_Run(lambda: result, None))
 
     def start_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run an async function off the main thread for as long as the endpoint lives.

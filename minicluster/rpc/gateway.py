@@ -82,6 +82,39 @@ class Invoker(Protocol):
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
 
+    def ask_with_callback(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        on_done: Callable[[Any, BaseException | None], None],
+    ) -> None: ...
+
+
+def ask_with_callback(
+    gateway: RpcGateway,
+    method: str,
+    *args: Any,
+    timeout: float | None = None,
+    on_done: Callable[[Any, BaseException | None], None],
+) -> None:
+    """Ask `method` of `gateway` without a task waiting for the answer: `on_done(result, None)`
+    or `on_done(None, error)` is called once, when the outcome is known (a timeout after
+    `timeout` s, the service's ask timeout by default, is an RpcTimeoutError).
+
+    This is how Flink's components use a gateway's CompletableFuture (heartbeat requests:
+    `requestHeartbeat(...).whenCompleteAsync(...)`), and it costs no task: an idle local
+    endpoint whose handler never suspends answers before this returns. `on_done` runs on
+    whichever task delivers the outcome; an endpoint hands it to its main thread itself.
+    """
+    interface = getattr(type(gateway), "_gateway_interface", type(gateway))
+    spec = gateway_methods(interface).get(method)
+    if spec is None or not spec.is_ask:
+        raise TypeError(f"{type(gateway).__name__} has no ask {method!r}")
+    invoker: Invoker = gateway._invoker  # type: ignore[attr-defined]
+    invoker.ask_with_callback(method, args, {}, timeout, on_done)
+
 
 class GatewayImplementation:
     """Marks a class that implements gateways (`RpcEndpoint` and its subclasses) rather than
@@ -249,6 +282,7 @@ def make_proxy(gateway: type[G], invoker: Invoker) -> G:
             namespace[spec.name] = _make_ask(spec) if spec.is_ask else _make_tell(spec)
         proxy_cls = type(f"{gateway.__name__}Proxy", (gateway,), namespace, _proxy=True)
         proxy_cls.gateway_name = gateway.gateway_name  # type: ignore[attr-defined]
+        proxy_cls._gateway_interface = gateway  # type: ignore[attr-defined]
         _PROXY_CLASSES[gateway] = proxy_cls
     proxy: Any = object.__new__(proxy_cls)
     proxy._invoker = invoker

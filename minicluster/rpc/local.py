@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -9,7 +11,7 @@ import trio
 
 from . import serialization
 from .endpoint import EndpointState, RpcEndpoint
-from .reply import Reply
+from .reply import CallbackReply, Reply
 from .timeouts import Timeouts
 from .tracing import MessageFilter, Tracer
 
@@ -129,6 +131,51 @@ class LocalInvoker:
             )
         finally:
             tracer.latency(method, trio.current_time() - started)
+
+    def ask_with_callback(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        on_done: Callable[[Any, BaseException | None], None],
+    ) -> None:
+        """An ask without a waiting task: the outcome goes to `on_done` (see CallbackReply).
+        An idle endpoint whose handler never suspends answers right here, before this
+        returns; otherwise the call is queued and the timeout is a deadline of the service's
+        timeouts (no cancel scope, no task)."""
+        if self.serialize:
+            args, kwargs = serialization.roundtrip([args, kwargs])
+            done = on_done
+
+            def on_done(value: Any, error: BaseException | None) -> None:
+                if error is None:
+                    try:
+                        value = serialization.roundtrip(value)
+                    except Exception as exc:
+                        value, error = None, exc
+                done(value, error)
+
+        endpoint = self._target()
+        service = self.service
+        message_filter = service.message_filter
+        passes = message_filter is None or message_filter(self.caller, endpoint.endpoint_id, method)
+        if passes and not self.serialize:
+            handled, result, error = endpoint.call_inline(
+                method, args, kwargs, self.fencing_token, self.caller
+            )
+            if handled:
+                on_done(result, error)
+                return
+        reply = CallbackReply(on_done, lambda: f"ask {method} to {self.address}")
+        if passes:
+            endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
+        elif service.tracer is not None:
+            service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
+        if not reply._done:
+            limit = self.default_timeout if timeout is None else timeout
+            if limit != math.inf:
+                self.timeouts.add(reply, limit)
 
     def tell(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.serialize:

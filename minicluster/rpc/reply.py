@@ -94,6 +94,45 @@ class Reply:
 _TIMED_OUT = RpcTimeoutError("timed out")  # a marker, never raised itself
 
 
+class CallbackReply(Reply):
+    """An ask nobody waits on: its outcome goes to a callback, as a Flink gateway's
+    CompletableFuture goes to `whenComplete` (see `ask_with_callback`).
+
+    The callback gets (result, None) or (None, error) exactly once, on whichever task delivers
+    the outcome: the caller's own (an answer given inline), the answering endpoint's, a
+    connection's reader, or the service's timeouts.
+    """
+
+    __slots__ = ("_callback", "_describe")
+
+    def __init__(
+        self,
+        callback: Callable[[Any, BaseException | None], None],
+        describe: Callable[[], str],
+    ) -> None:
+        super().__init__()
+        self._callback: Callable[[Any, BaseException | None], None] | None = callback
+        self._describe = describe
+
+    def set_result(self, value: Any) -> None:
+        if self._done:
+            return
+        self._done = True
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(value, None)
+
+    def set_error(self, error: BaseException) -> None:
+        if self._done:
+            return
+        self._done = True
+        callback, self._callback = self._callback, None
+        if error is _TIMED_OUT:
+            error = RpcTimeoutError(f"{self._describe()} timed out")
+        if callback is not None:
+            callback(None, error)
+
+
 def answer(reply: Reply, result: Any, error: BaseException | None) -> None:
     """Deliver a result or an error; whatever goes wrong delivering it (a result that cannot be
     encoded, an error that cannot even be printed) becomes an error for the caller, never a

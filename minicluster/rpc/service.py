@@ -20,6 +20,7 @@ from .errors import EndpointNotFoundError, HandshakeError, RpcConnectionError
 from .gateway import G, make_proxy
 from .local import LocalInvoker
 from .ratelimit import LogLimiter
+from .scheduled import ScheduledRuns
 from .timeouts import Timeouts
 from .tls import TlsConfig
 from .tracing import MessageFilter, Tracer
@@ -93,6 +94,8 @@ class RpcService:
         self.log_limiter = LogLimiter()  # per-message problems: a few lines, then a count
         self.timeouts = Timeouts()
         nursery.start_soon(self.timeouts.run)
+        self.scheduled_runs = ScheduledRuns()
+        nursery.start_soon(self.scheduled_runs.run)
         self._endpoints: dict[str, RpcEndpoint] = {}
         self._connections: dict[tuple[str, int], ClientConnection] = {}
         self._connecting: dict[tuple[str, int], trio.Lock] = {}
