@@ -87,6 +87,37 @@ M = [
         "            if False:",
         "test_a_second_live_task_executor_under_a_taken_id_is_rejected",
     ),
+    (
+        "TE resets the ResourceManager heartbeat timeout on each heartbeat",
+        "minicluster/cluster/taskexecutor.py",
+        "        self.rm_last_heartbeat = trio.current_time()\n"
+        "        self._rm_heartbeat_timeout.reset()\n",
+        "        self.rm_last_heartbeat = trio.current_time()\n",
+        "test_heartbeats_keep_every_connection_alive_for_a_long_run",
+    ),
+    (
+        "TE resets the JobMaster heartbeat timeout on each heartbeat",
+        "minicluster/cluster/taskexecutor.py",
+        "        connection.last_heartbeat = now\n"
+        "        self._reset_jm_heartbeat_timeout(job_id, connection)\n",
+        "        connection.last_heartbeat = now\n",
+        "test_heartbeats_keep_every_connection_alive_for_a_long_run",
+    ),
+    (
+        "TE notices a silent ResourceManager",
+        "minicluster/cluster/taskexecutor.py",
+        '        if self.registration_state != "registered":\n            return\n        timeout',
+        "        return\n        timeout",
+        "test_a_task_executor_notices_a_silent_resource_manager_exactly_at_the_timeout",
+    ),
+    (
+        "JM notices a silent ResourceManager",
+        "minicluster/cluster/jobmaster.py",
+        "        if self.rm_gateway is not None:\n"
+        '            self._emit("heartbeat", "heartbeat of',
+        '        if False:\n            self._emit("heartbeat", "heartbeat of',
+        "test_silent_job_masters_and_resource_managers_are_noticed_by_heartbeat",
+    ),
 ]
 ok = True
 for what, path, old, new, test in M:

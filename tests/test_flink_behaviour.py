@@ -706,3 +706,76 @@ async def test_heartbeat_outcomes_that_arrive_on_another_task_count_the_same(
         "x was unreachable 2 times"
     ]
     assert await _heartbeat_outcomes(["unreachable", "ok", "unreachable"], later=True) == []
+
+
+# --- the receiving side of heartbeats -----------------------------------------------------
+
+
+def _heartbeat_events(cluster: MiniCluster, needle: str) -> list[float]:
+    return [e.time for e in cluster.events.recent if e.kind == "heartbeat" and needle in e.message]
+
+
+async def test_a_task_executor_notices_a_silent_resource_manager_exactly_at_the_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Flink's HeartbeatMonitorImpl: each heartbeat request re-schedules the timeout, which
+    # fires `timeout` seconds after the last one (not at the next periodic check)
+    async with MiniCluster(1, 1, config=ClusterConfig(seed=51, **FAST)) as cluster:
+        await cluster.wait_until(lambda: cluster.registered_task_executors() == 1, 10)
+        await trio.sleep(3.5)
+        te = cluster.task_executors["te-1"]
+        last = te.rm_last_heartbeat
+        cluster.partition("te-1", "resource_manager", 30.0)
+        await trio.sleep(20)
+        timed_out = _heartbeat_events(cluster, "heartbeat of the ResourceManager timed out")
+        assert timed_out and timed_out[0] - cluster.events.start == pytest.approx(
+            last - cluster.events.start + 5.0
+        )
+
+
+async def test_heartbeats_keep_every_connection_alive_for_a_long_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # each heartbeat resets the receiver's timeout: a healthy cluster running one job for many
+    # timeouts loses nobody (TaskExecutor <- ResourceManager, TaskExecutor <- JobMaster,
+    # JobMaster <- ResourceManager)
+    async with MiniCluster(2, 2, config=ClusterConfig(seed=52, **FAST)) as cluster:
+        job_id = await cluster.submit_job(sleep_job(parallelism=4, duration=120.0))
+        assert await cluster.wait_for_job(job_id, 200) is JobStatus.FINISHED
+        assert _heartbeat_events(cluster, "timed out") == []
+
+
+async def test_silent_job_masters_and_resource_managers_are_noticed_by_heartbeat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with MiniCluster(1, 2, config=ClusterConfig(seed=53, **FAST)) as cluster:
+        await cluster.submit_job(sleep_job(parallelism=2, duration=60.0))
+        await trio.sleep(3)
+        cluster.partition("job_master:sleep", "te-1", 20.0)
+        cluster.partition("job_master:sleep", "resource_manager", 20.0)
+        await trio.sleep(10)
+        assert _heartbeat_events(cluster, "heartbeat of jobmaster-")  # at the TaskExecutor
+        assert _heartbeat_events(
+            cluster, "heartbeat of the ResourceManager timed out; reconnecting"
+        )
+
+
+async def test_a_slot_no_job_master_takes_goes_back_after_the_slot_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = ClusterConfig(seed=54, slot_timeout=4.0, **FAST)
+    async with MiniCluster(1, 1, config=config) as cluster:
+        await cluster.wait_until(lambda: cluster.registered_task_executors() == 1, 10)
+        te = cluster.task_executors["te-1"]
+        rm = cluster.resource_manager
+        job_id, allocation_id = uuid.uuid4(), uuid.uuid4()
+        slot_id = SlotID("te-1", 0)
+        # an allocation for a job whose JobMaster never shows up (no leader: no offer)
+        await te.call_async(
+            lambda: te.request_slot(slot_id, job_id, allocation_id, "nowhere", rm.fencing_token)
+        )
+        await trio.sleep(3.9)
+        assert te.slots[0].allocation_id == allocation_id
+        await trio.sleep(0.2)
+        assert te.slots[0].allocation_id is None
+        assert any("not taken by a JobMaster in time" in e.message for e in cluster.events.recent)

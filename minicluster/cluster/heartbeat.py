@@ -13,18 +13,54 @@ from typing import Any
 import trio
 
 from minicluster.rpc import RecipientUnreachableError, RpcEndpoint
+from minicluster.rpc.scheduled import ScheduledRun
 
 OnDone = Callable[[Any, BaseException | None], None]
 """Where a heartbeat request's outcome goes: (result, None) or (None, error)."""
 
 
-class _Target:
-    __slots__ = ("failures", "in_flight", "last")
+class HeartbeatTimeout:
+    """The receiving side of a heartbeat (Flink's HeartbeatMonitorImpl): `on_timeout` runs on
+    the owner's main thread once `timeout` seconds pass without a `reset()`.
 
-    def __init__(self, now: float) -> None:
+    Each reset cancels the scheduled run and schedules a new one, as Flink cancels and
+    re-schedules its timeout future: that costs a heap entry, not a wake-up, so a peer that
+    keeps sending heartbeats never wakes anything, however long the run. (A check every
+    interval would wake once per interval and notice a silent peer up to an interval late.)
+    """
+
+    __slots__ = ("_on_timeout", "_owner", "_run", "_timeout")
+
+    def __init__(self, owner: RpcEndpoint, timeout: float, on_timeout: Callable[[], None]) -> None:
+        self._owner = owner
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._run: ScheduledRun | None = None
+
+    def reset(self) -> None:
+        """A heartbeat arrived (or the connection was just made): count from now."""
+        if self._run is not None:
+            self._run.cancel()
+        self._run = self._owner.schedule_run_async(self._fire, self._timeout)
+
+    def stop(self) -> None:
+        if self._run is not None:
+            self._run.cancel()
+            self._run = None
+
+    def _fire(self) -> None:
+        self._run = None
+        self._on_timeout()
+
+
+class _Target:
+    __slots__ = ("failures", "in_flight", "last", "timeout")
+
+    def __init__(self, now: float, timeout: HeartbeatTimeout) -> None:
         self.last = now
         self.failures = 0
         self.in_flight = False
+        self.timeout = timeout
 
 
 class HeartbeatSender:
@@ -54,10 +90,20 @@ class HeartbeatSender:
             self._owner.schedule_run_async(self._tick, self._interval)
 
     def monitor(self, target: str) -> None:
-        self._targets[target] = _Target(trio.current_time())
+        """Watch `target`: lost unless it answers within the timeout (counted from now)."""
+        self.unmonitor(target)
+        timeout = HeartbeatTimeout(self._owner, self._timeout, lambda: self._timed_out(target))
+        self._targets[target] = _Target(trio.current_time(), timeout)
+        timeout.reset()
 
     def unmonitor(self, target: str) -> None:
-        self._targets.pop(target, None)
+        state = self._targets.pop(target, None)
+        if state is not None:
+            state.timeout.stop()
+
+    def _timed_out(self, target: str) -> None:
+        if self._targets.pop(target, None) is not None:
+            self._on_lost(target, f"heartbeat of {target} timed out after {self._timeout:g} s")
 
     def receive_heartbeat(self, target: str, payload: Any = None) -> None:
         """The target's answer (on the main thread): it is alive; hand its payload over."""
@@ -65,6 +111,7 @@ class HeartbeatSender:
         if state is None:
             return
         state.last = trio.current_time()
+        state.timeout.reset()
         if self._on_payload is not None:
             self._on_payload(target, payload)
 
@@ -73,14 +120,12 @@ class HeartbeatSender:
         return state.last if state is not None else None
 
     def _tick(self) -> None:
-        now = trio.current_time()
+        """Request a heartbeat from every target (a timeout of its own notices the silent
+        ones: see HeartbeatTimeout)."""
         for target, state in list(self._targets.items()):
             if self._targets.get(target) is not state:
                 continue  # lost while this tick ran
-            if now - state.last > self._timeout:
-                del self._targets[target]
-                self._on_lost(target, f"heartbeat of {target} timed out after {self._timeout:g} s")
-            elif not state.in_flight:
+            if not state.in_flight:
                 state.in_flight = True
                 # a request that gets no answer within an interval is given up, so that the
                 # next tick asks again (a lost request must not blind us for a whole RPC
@@ -111,5 +156,5 @@ class HeartbeatSender:
         elif unreachable:
             state.failures += 1
             if state.failures >= self._threshold:
-                del self._targets[target]
+                self.unmonitor(target)
                 self._on_lost(target, f"{target} was unreachable {state.failures} times")

@@ -40,7 +40,7 @@ from minicluster.rpc.endpoint import EndpointHost
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .failover import FailoverMixin
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
-from .heartbeat import HeartbeatSender, OnDone
+from .heartbeat import HeartbeatSender, HeartbeatTimeout, OnDone
 from .jobmaster_state import (
     _HOLDS_SLOT,
     _REPORTED_FROM,
@@ -122,6 +122,9 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
         self.rm_gateway: ResourceManagerGateway | None = None
         self.rm_token: uuid.UUID | None = None
         self.rm_last_heartbeat = 0.0
+        self._rm_heartbeat_timeout = HeartbeatTimeout(
+            self, self.config.heartbeat_timeout, self._rm_heartbeat_timed_out
+        )
         self._declared: int | None = None
         self._declaring = False
         self._unwatch_rm: Any = None
@@ -201,7 +204,6 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
 
     async def on_start(self) -> None:
         self._tm_heartbeats.start()
-        self.schedule_run_async(self._check_rm_heartbeat, self.config.heartbeat_interval)
         self._unwatch_rm = self.context.ha.watch(RESOURCE_MANAGER, self._rm_leader_changed)
         # as Flink: the job is RUNNING before it has a slot; its tasks wait in SCHEDULED
         self._set_status(JobStatus.RUNNING)
@@ -234,6 +236,7 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
                 if response.success and self.rm_token == token:
                     self.rm_gateway = gateway
                     self.rm_last_heartbeat = trio.current_time()
+                    self._rm_heartbeat_timeout.reset()
                     self._declare()
                     return
             except Exception as exc:
@@ -273,17 +276,18 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
     async def heartbeat_from_resource_manager(self) -> None:
         self.rm_last_heartbeat = trio.current_time()
         if self.rm_gateway is not None:
+            self._rm_heartbeat_timeout.reset()
             self.rm_gateway.heartbeat_from_job_manager(self.job_id)
 
-    def _check_rm_heartbeat(self) -> None:
-        timeout = self.config.heartbeat_timeout
-        if self.rm_gateway is not None and trio.current_time() - self.rm_last_heartbeat > timeout:
+    def _rm_heartbeat_timed_out(self) -> None:
+        """No heartbeat request from the ResourceManager within the timeout (reset by each)."""
+        if self.rm_gateway is not None:
             self._emit("heartbeat", "heartbeat of the ResourceManager timed out; reconnecting")
             self.disconnect_resource_manager("heartbeat timed out")
-        self.schedule_run_async(self._check_rm_heartbeat, self.config.heartbeat_interval)
 
     def disconnect_resource_manager(self, cause: str) -> None:
         self._emit("registration", f"disconnected from the ResourceManager: {cause}")
+        self._rm_heartbeat_timeout.stop()
         self.rm_gateway, self.rm_token = None, None
         leader = self.context.ha.leader(RESOURCE_MANAGER)
         if leader is not None:

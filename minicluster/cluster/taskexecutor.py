@@ -22,6 +22,7 @@ from minicluster.rpc.scheduled import ScheduledRun
 
 from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
+from .heartbeat import HeartbeatTimeout
 from .model import (
     AllocatedSlotReport,
     ClusterError,
@@ -76,6 +77,7 @@ class _JobManagerConnection:
     gateway: JobMasterGateway | None = None
     registered: bool = False
     last_heartbeat: float = 0.0
+    heartbeat_timeout: HeartbeatTimeout | None = None
     unwatch: Any = None
     offering: bool = False  # an offer loop runs; others only ask it to go again
     offer_again: bool = False
@@ -109,6 +111,9 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self.rm_gateway: ResourceManagerGateway | None = None
         self.instance_id: uuid.UUID | None = None
         self.rm_last_heartbeat = 0.0
+        self._rm_heartbeat_timeout = HeartbeatTimeout(
+            self, self.config.heartbeat_timeout, self._rm_heartbeat_timed_out
+        )
         self._registration_epoch = 0
         self._unwatch_rm: Any = None
         self.jobs: dict[uuid.UUID, _JobManagerConnection] = {}
@@ -118,7 +123,6 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
     async def on_start(self) -> None:
         self._start_registration_timeout()
         self._unwatch_rm = self.context.ha.watch(RESOURCE_MANAGER, self._rm_leader_changed)
-        self.schedule_run_async(self._check_heartbeats, self.config.heartbeat_interval)
 
     def _start_registration_timeout(self) -> None:
         """Flink's taskmanager.registration.timeout: not registered at a ResourceManager for
@@ -231,6 +235,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                     self.instance_id = response.instance_id
                     self.registration_state = "registered"
                     self.rm_last_heartbeat = trio.current_time()
+                    self._rm_heartbeat_timeout.reset()
                     self._stop_registration_timeout()
                     self._emit(
                         "registration", f"registered at the ResourceManager ({attempt} attempts)"
@@ -270,22 +275,33 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             for s in self.slots
         ]
 
-    def _check_heartbeats(self) -> None:
-        """The TaskExecutor side of heartbeats: notice a silent ResourceManager or JobMaster."""
-        now = trio.current_time()
+    # The TaskExecutor side of heartbeats: a silent ResourceManager or JobMaster is noticed
+    # when its timeout passes (reset by each heartbeat), not by a check every interval.
+
+    def _rm_heartbeat_timed_out(self) -> None:
+        if self.registration_state != "registered":
+            return
         timeout = self.config.heartbeat_timeout
-        if self.registration_state == "registered" and now - self.rm_last_heartbeat > timeout:
-            self._emit(
-                "heartbeat", f"heartbeat of the ResourceManager timed out after {timeout:g} s"
+        self._emit("heartbeat", f"heartbeat of the ResourceManager timed out after {timeout:g} s")
+        self._release_everything("lost the ResourceManager")
+        self._rm_lost()
+
+    def _jm_heartbeat_timed_out(self, job_id: uuid.UUID, connection: _JobManagerConnection) -> None:
+        if self.jobs.get(job_id) is not connection or not connection.registered:
+            return
+        self._emit("heartbeat", f"heartbeat of jobmaster-{job_id.hex} timed out")
+        self._job_manager_lost(job_id, "heartbeat of the JobMaster timed out")
+
+    def _reset_jm_heartbeat_timeout(
+        self, job_id: uuid.UUID, connection: _JobManagerConnection
+    ) -> None:
+        if connection.heartbeat_timeout is None:
+            connection.heartbeat_timeout = HeartbeatTimeout(
+                self,
+                self.config.heartbeat_timeout,
+                lambda: self._jm_heartbeat_timed_out(job_id, connection),
             )
-            self._release_everything("lost the ResourceManager")
-            self._rm_lost()
-        self._check_slot_timeouts(now)
-        for job_id, connection in list(self.jobs.items()):
-            if connection.registered and now - connection.last_heartbeat > timeout:
-                self._emit("heartbeat", f"heartbeat of jobmaster-{job_id.hex} timed out")
-                self._job_manager_lost(job_id, "heartbeat of the JobMaster timed out")
-        self.schedule_run_async(self._check_heartbeats, self.config.heartbeat_interval)
+        connection.heartbeat_timeout.reset()
 
     def _release_everything(self, cause: str) -> None:
         """Cut off from the ResourceManager, which will soon count us lost: stop our tasks and
@@ -301,6 +317,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             return
         self.rm_gateway = None
         self.instance_id = None
+        self._rm_heartbeat_timeout.stop()
         self.registration_state = "registering"
         self._registration_epoch += 1
         self._start_registration_timeout()
@@ -331,7 +348,8 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         if slot.state is SlotState.FREE:
             slot.state, slot.job_id, slot.allocation_id = SlotState.ALLOCATED, job_id, allocation_id
             slot.offered = slot.accepted = False
-            slot.allocated_at = trio.current_time()  # see _check_slot_timeouts
+            slot.allocated_at = trio.current_time()
+            self._watch_slot_timeout(slot)
         self._connect_to_job(job_id)
         self._start_offering(job_id)
 
@@ -371,6 +389,8 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             return
         connection.address, connection.token = address, token
         connection.gateway, connection.registered = None, False
+        if connection.heartbeat_timeout is not None:
+            connection.heartbeat_timeout.stop()
         # A new JobMaster leader: the old one's tasks are failed, the slots offered anew.
         for task in list(self.tasks.values()):
             if task.tdd.job_id == job_id:
@@ -379,6 +399,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             if slot.job_id == job_id:
                 slot.offered = slot.accepted = False
                 slot.allocated_at = trio.current_time()
+                self._watch_slot_timeout(slot)
         self._start_offering(job_id)
 
     async def _offer_slots(self, job_id: uuid.UUID) -> None:
@@ -417,6 +438,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                         raise ClusterError(response.reason)
                     connection.gateway, connection.registered = gateway, True
                     connection.last_heartbeat = trio.current_time()
+                    self._reset_jm_heartbeat_timeout(job_id, connection)
                 offers = [
                     SlotOffer(s.allocation_id, s.index)
                     for s in self.slots
@@ -459,19 +481,28 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                         taken.accepted_at = trio.current_time()
             return
 
-    def _check_slot_timeouts(self, now: float) -> None:
-        """Flink's taskmanager.slot.timeout: a slot no JobMaster takes in time goes back (one
-        check per heartbeat tick, not a timer per slot)."""
+    def _watch_slot_timeout(self, slot: TaskSlot) -> None:
+        """Flink's taskmanager.slot.timeout: a slot no JobMaster takes within it goes back.
+        One scheduled run per allocation (Flink's TimerService), at its deadline."""
+        allocation_id = slot.allocation_id
         limit = self.config.slot_timeout
-        for slot in self.slots:
+
+        def check() -> None:
             if (
-                slot.allocation_id is not None
-                and not slot.accepted
-                and not slot.tasks
-                and now - slot.allocated_at > limit
+                slot.allocation_id != allocation_id
+                or allocation_id is None
+                or slot.accepted
+                or slot.tasks
             ):
-                self._emit("slots", f"slot {slot.index} was not taken by a JobMaster in time")
-                self._free_slot(slot.allocation_id, "slot timeout")
+                return
+            left = slot.allocated_at + limit - trio.current_time()
+            if left > 0:  # offered anew since (a new JobMaster leader): count from then
+                self.schedule_run_async(check, left)
+                return
+            self._emit("slots", f"slot {slot.index} was not taken by a JobMaster in time")
+            self._free_slot(allocation_id, "slot timeout")
+
+        self.schedule_run_async(check, limit)
 
     async def submit_task(self, tdd: TaskDeploymentDescriptor, jm_token: uuid.UUID) -> None:
         connection = self.jobs.get(tdd.job_id)
@@ -610,6 +641,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         if rm_token != self.rm_token or self.rm_gateway is None:
             return
         self.rm_last_heartbeat = trio.current_time()
+        self._rm_heartbeat_timeout.reset()
         payload = TaskExecutorHeartbeatPayload(self.slot_report())
         self.rm_gateway.heartbeat_from_task_manager(self.resource_id, payload)
 
@@ -623,6 +655,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
             raise JobNotFoundError(f"{self.resource_id} holds nothing for job {job_id.hex}")
         now = trio.current_time()
         connection.last_heartbeat = now
+        self._reset_jm_heartbeat_timeout(job_id, connection)
         self._free_no_longer_used_slots(job_id, report, now)
         if connection.gateway is not None:
             executions = [e for e, t in self.tasks.items() if t.tdd.job_id == job_id]
