@@ -356,7 +356,8 @@ def test_a_job_file_with_an_unknown_key_far_from_any_known_one_lists_the_keys() 
         parse_job("name: etl\nowner: me\n", "job.yaml")
     assert str(info.value) == (
         "job.yaml: owner (line 2): unknown key 'owner'; the keys here are name, parallelism, "
-        "task_duration, vertices, edges, restart, failover_strategy, fail"
+        "task_duration, vertices, edges, restart, failover_strategy, fail, or any key starting "
+        "with 'x-' for your own use"
     )
 
 

@@ -499,13 +499,14 @@ UNKNOWN_KEYS = {
     "top_level": (
         "name: t\nowner: team-a\nsteps:\n  - sleep: 1s\n",
         "owner (line 2): unknown key 'owner'; the keys here are name, description, seed, "
-        "cluster, steps",
+        "cluster, steps, or any key starting with 'x-' for your own use",
     ),
     "cluster": (
         "name: t\ncluster:\n  task_executors: 1\n  colour: blue\nsteps:\n  - sleep: 1s\n",
         "cluster.colour (line 4): unknown key 'colour'; the keys here are task_executors, "
         "slots_per_executor, rpc, clock, failover_strategy, heartbeat, rpc_timeout, "
-        "slot_request_timeout, registration_timeout, ha",
+        "slot_request_timeout, registration_timeout, ha, or any key starting with 'x-' for "
+        "your own use",
     ),
     "heartbeat": (
         "name: t\ncluster:\n  heartbeat: {intervall: 1s}\nsteps:\n  - sleep: 1s\n",
