@@ -493,8 +493,8 @@ def test_start_takes_its_durations_from_a_config_file_and_checks_them(tmp_path: 
         code, stderr = run("start", "--no-live", "--port", port, "--config", str(config))
     assert code == 2
     assert assert_one_sentence(stderr) == (
-        "minicluster: the heartbeat timeout (20s) must be longer than the interval (20s); "
-        "see --heartbeat-timeout."
+        f"minicluster: {config}: cluster.heartbeat (line 2): the heartbeat timeout (20s) must be "
+        "longer than the interval (20s)."
     )
 
 

@@ -1116,7 +1116,14 @@ ERRORS = [
         scenario("- sleep: 1s", "heartbeat: {interval: 10s, timeout: 5s}"),
         "cluster.heartbeat",
         3,
-        "the heartbeat timeout (5s) must not be shorter than the interval (10s)",
+        "the heartbeat timeout (5s) must be longer than the interval (10s)",
+    ),
+    (
+        "heartbeat_timeout_equal_to_interval",
+        scenario("- sleep: 1s", "heartbeat: {interval: 10s, timeout: 10s}"),
+        "cluster.heartbeat",
+        3,
+        "the heartbeat timeout (10s) must be longer than the interval (10s)",
     ),
     (
         "unknown_yaml_tag",

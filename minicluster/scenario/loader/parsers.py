@@ -466,13 +466,13 @@ def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
         spec.failover_strategy = r.choice(
             n, m.at("failover_strategy"), ("region", "full"), "a failover strategy"
         )
-    if spec.heartbeat_timeout < spec.heartbeat_interval:
+    if spec.heartbeat_timeout <= spec.heartbeat_interval:  # as start and task-executor check
         n = m.get("heartbeat")
         raise r.error(
             m.at("heartbeat"),
             n,
-            f"the heartbeat timeout ({format_duration(spec.heartbeat_timeout)}) must not be "
-            f"shorter than the interval ({format_duration(spec.heartbeat_interval)})",
+            f"the heartbeat timeout ({format_duration(spec.heartbeat_timeout)}) must be longer "
+            f"than the interval ({format_duration(spec.heartbeat_interval)})",
         )
     m.refuse_unknown(CLUSTER_KEYS)
     return spec
