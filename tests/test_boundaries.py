@@ -437,10 +437,10 @@ def test_an_interrupt_however_wrapped_is_one_line_and_exit_130(
 
 
 def test_the_job_file_examples_in_the_docs_load() -> None:
-    text = (ROOT / "docs" / "job-files.md").read_text(encoding="utf-8")
-    examples = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
-    assert len(examples) == 2
-    single, pipeline = (parse_job(example, "job-files.md") for example in examples)
+    text = (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    examples = re.findall(r"```yaml job\n(.*?)```", text, flags=re.DOTALL)
+    jobs = {job.name: job for job in (parse_job(e, "scenarios.md") for e in examples)}
+    single, pipeline = jobs["wordcount"], jobs["orders"]
     assert (single.name, single.parallelism, single.task_count) == ("wordcount", 4, 4)
     assert [v.name for v in pipeline.vertices] == ["read", "transform", "write"]
     assert pipeline.vertices[2].fail_subtasks == [0]

@@ -71,10 +71,10 @@ steps:
   - partition: {between: [te-3, resource_manager], duration: 10s}
   - sleep: 2s
   - cancel: etl
-  - expect: {job: etl, status: FINISHED}
-  - expect: {free_slots: 6}
-  - expect: {registered_task_executors: 2}
-  - expect: {fencing_rejections: {min: 1}}
+  - expect: {job: etl, status: CANCELED}
+  - expect: {free_slots: 6}               # te-3 and te-9
+  - expect: {registered_task_executors: 1}  # te-3 cannot reach the new leader yet
+  - expect: {fencing_rejections: {max: 1}}  # a range: {min: N}, {max: M} or both
 """
 
 
