@@ -138,6 +138,18 @@ def submit_job(
 ) -> None:
     """Submit a job through the Dispatcher and print its id.
 
+    JOB_FILE is a YAML job file; every key is in docs/scenarios.md, and a key it does not know
+    is an error (exit 2), except keys starting with x-, which are yours.
+
+    \b
+    A job file, job.yaml:
+      name: etl
+      vertices:
+        - {name: read, parallelism: 4, task_duration: 3s}
+        - {name: write, parallelism: 2}
+      edges: [{from: read, to: write}]
+      restart: {attempts: 2, delay: 1s}
+
     \b
     Examples:
       minicluster submit-job --name etl --parallelism 4 --task-duration 3s --wait

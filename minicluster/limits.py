@@ -19,6 +19,7 @@ __all__ = [
     "FILE_SIZE_LIMITS",
     "MAX_DESCRIPTION_LENGTH",
     "MAX_EDGES_PER_JOB",
+    "MAX_FILE_DURATION",
     "MAX_HOST_LENGTH",
     "MAX_JOBS_PER_SCENARIO",
     "MAX_NAME_LENGTH",
@@ -83,6 +84,10 @@ FILE_SIZE_LIMITS: dict[str, int] = {
 # --- time ----------------------------------------------------------------------------------
 
 MIN_DURATION = 0.001  # an interval or timeout shorter than a millisecond only spins
+# Any duration a scenario, job or config file writes: a week of cluster time. The virtual clock
+# still works through every heartbeat of it (about 2 s of CPU per idle cluster day), so a
+# longer one (1e22s is finite) would run for ever rather than fail.
+MAX_FILE_DURATION = 7 * 24 * 3600.0
 MIN_SPEED = 0.01  # run-scenario --speed: virtual seconds per real second
 MAX_SPEED = 10_000.0
 MAX_WORKERS = 64  # simulate --workers: processes

@@ -17,9 +17,11 @@ from minicluster.cluster.model import (
 from minicluster.limits import (
     MAX_EDGES_PER_JOB,
     MAX_PARALLELISM,
+    MAX_RESTART_ATTEMPTS,
     MAX_TASKS_PER_JOB,
     MAX_VERTICES_PER_JOB,
 )
+from minicluster.scenario.loader.keys import EDGE_KEYS, FAIL_KEYS, RESTART_KEYS, VERTEX_KEYS
 from minicluster.scenario.loader.model import JobSpec, Source
 from minicluster.scenario.loader.reader import _did_you_mean, _Map, _Reader
 
@@ -31,10 +33,10 @@ def _parse_restart(r: _Reader, node: Node, path: str) -> RestartStrategy:
     m = r.mapping(node, path, "a map {attempts, delay}")
     restart = RestartStrategy()
     if (n := m.get("attempts")) is not None:
-        restart.attempts = r.integer(n, m.at("attempts"))
+        restart.attempts = r.integer(n, m.at("attempts"), maximum=MAX_RESTART_ATTEMPTS)
     if (n := m.get("delay")) is not None:
         restart.delay = r.duration(n, m.at("delay"))
-    m.refuse_unknown(("attempts", "delay"))
+    m.refuse_unknown(RESTART_KEYS)
     return restart
 
 
@@ -66,8 +68,10 @@ def _apply_failure(r: _Reader, node: Node, path: str, vertex: JobVertex) -> None
     if (n := m.get("after")) is not None:
         vertex.fail_after = r.duration(n, m.at("after"))
     if (n := m.get("attempts")) is not None:
-        vertex.fail_attempts = r.integer(n, m.at("attempts"), minimum=1)
-    m.refuse_unknown(("subtasks", "after", "attempts"))
+        vertex.fail_attempts = r.integer(
+            n, m.at("attempts"), minimum=1, maximum=MAX_RESTART_ATTEMPTS
+        )
+    m.refuse_unknown(FAIL_KEYS)
 
 
 def _no_such_subtask(index: int, vertex: JobVertex) -> str:
@@ -87,7 +91,7 @@ def _parse_vertex(r: _Reader, node: Node, path: str) -> tuple[JobVertex, Node]:
         vertex.task_duration = r.duration(n, m.at("task_duration"))
     if (n := m.get("fail")) is not None:
         _apply_failure(r, n, m.at("fail"), vertex)
-    m.refuse_unknown(("name", "parallelism", "task_duration", "fail"))
+    m.refuse_unknown(VERTEX_KEYS)
     return vertex, name_node
 
 
@@ -120,7 +124,7 @@ def _parse_edges(r: _Reader, node: Node, path: str, vertices: Collection[str]) -
         pattern = "all-to-all"
         if (n := m.get("pattern")) is not None:
             pattern = r.choice(n, m.at("pattern"), ("all-to-all", "pointwise"), "an edge pattern")
-        m.refuse_unknown(("from", "to", "pattern"))
+        m.refuse_unknown(EDGE_KEYS)
         edges.append(JobEdge(source, target, pattern))
     cycle = _find_cycle(vertices, edges)
     if cycle:
@@ -155,18 +159,11 @@ def _find_cycle(vertices: Collection[str], edges: list[JobEdge]) -> list[str]:
     return []
 
 
-_JOB_KEYS = (
-    "parallelism",
-    "task_duration",
-    "vertices",
-    "edges",
-    "restart",
-    "failover_strategy",
-    "fail",
-)
-
-
-def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Source) -> JobSpec:
+def _parse_job_body(
+    r: _Reader, m: _Map, name: str, known: tuple[str, ...], source: Source
+) -> JobSpec:
+    """The job's keys of ``m`` (a job file, or a submit step); ``known`` is every key that
+    ``m`` may hold, its name key included."""
     simple = [k for k in ("parallelism", "task_duration", "fail") if m.has(k)]
     vertices_node = m.get("vertices")
     if vertices_node is not None:
@@ -222,7 +219,7 @@ def _parse_job_body(r: _Reader, m: _Map, name: str, name_key: str, source: Sourc
     failover = None
     if (n := m.get("failover_strategy")) is not None:
         failover = r.choice(n, m.at("failover_strategy"), ("region", "full"), "a failover strategy")
-    m.refuse_unknown((name_key, *_JOB_KEYS))
+    m.refuse_unknown(known)
     spec = JobSpec(
         name=name,
         vertices=vertices,

@@ -313,9 +313,6 @@ Condition: TypeAlias = (
     | FencingRejectionsCondition
 )
 
-_CONDITION_KEYS = ("status", "restarts", "free_slots", "registered_task_executors",
-                   "fencing_rejections")  # fmt: skip
-
 
 # --------------------------------------------------------------------------------------------
 # Steps

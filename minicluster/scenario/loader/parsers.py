@@ -24,8 +24,23 @@ from minicluster.limits import (
 )
 from minicluster.scenario.durations import describe_value, format_duration
 from minicluster.scenario.loader.jobs import _no_such_subtask, _parse_job_body
+from minicluster.scenario.loader.keys import (
+    CANCEL_KEYS,
+    CLUSTER_DURATION_KEYS,
+    CLUSTER_KEYS,
+    CONDITION_KEYS,
+    EXPECT_KEYS,
+    FAIL_TASK_KEYS,
+    JOB_FILE_KEYS,
+    MEMBER_KEYS,
+    PARTITION_KEYS,
+    SCENARIO_KEYS,
+    SUBMIT_KEYS,
+    TASK_EXECUTOR_KEYS,
+    TASK_EXECUTOR_REFERENCE_KEYS,
+    WAIT_KEYS,
+)
 from minicluster.scenario.loader.model import (
-    _CONDITION_KEYS,
     DEFAULT_WAIT_TIMEOUT,
     DISPATCHER,
     JOB_MASTER_PREFIX,
@@ -101,9 +116,9 @@ _StepParser = Callable[[_Reader, Node, str, int, int | None, _State], Step]
 _CONDITION = "a condition such as {job: NAME, status: FINISHED} or {free_slots: N}"
 
 
-def _parse_condition(r: _Reader, m: _Map, st: _State, extra: Collection[str] = ()) -> Condition:
+def _parse_condition(r: _Reader, m: _Map, st: _State, known: Collection[str]) -> Condition:
     path, node = m.path, m.node
-    found = [k for k in _CONDITION_KEYS if m.has(k)]
+    found = [k for k in CONDITION_KEYS if m.has(k)]
     if not found:
         raise r.error(
             path,
@@ -139,7 +154,7 @@ def _parse_condition(r: _Reader, m: _Map, st: _State, extra: Collection[str] = (
             condition = RegisteredTaskExecutorsCondition(count)
         else:
             condition = FencingRejectionsCondition(count)
-    m.refuse_unknown((*_CONDITION_KEYS, "job", *extra))
+    m.refuse_unknown(known)
     return condition
 
 
@@ -178,7 +193,7 @@ def _parse_submit(
         )
     if len(st.jobs) >= MAX_JOBS_PER_SCENARIO:
         raise r.error(path, node, f"a scenario submits at most {MAX_JOBS_PER_SCENARIO:,} jobs")
-    spec = _parse_job_body(r, m, name, "job", Source(r.file, path, line))
+    spec = _parse_job_body(r, m, name, SUBMIT_KEYS, Source(r.file, path, line))
     step = SubmitStep(index=index, line=line, job=spec)
     st.jobs[name] = step
     return step
@@ -188,7 +203,7 @@ def _parse_wait(
     r: _Reader, node: Node, path: str, index: int, line: int | None, st: _State
 ) -> Step:
     m = r.mapping(node, path, _CONDITION)
-    condition = _parse_condition(r, m, st, extra=("timeout",))
+    condition = _parse_condition(r, m, st, WAIT_KEYS)
     timeout = DEFAULT_WAIT_TIMEOUT
     if (n := m.get("timeout")) is not None:
         timeout = r.duration(n, m.at("timeout"), positive=True)
@@ -198,7 +213,7 @@ def _parse_wait(
 def _parse_expect(
     r: _Reader, node: Node, path: str, index: int, line: int | None, st: _State
 ) -> Step:
-    condition = _parse_condition(r, r.mapping(node, path, _CONDITION), st)
+    condition = _parse_condition(r, r.mapping(node, path, _CONDITION), st, EXPECT_KEYS)
     return ExpectStep(index=index, line=line, condition=condition)
 
 
@@ -207,7 +222,7 @@ def _te_reference(r: _Reader, node: Node, path: str, st: _State) -> str:
     if isinstance(node, MappingNode):
         m = r.mapping(node, path)
         te = st.require_live(r, m.require("id"), m.at("id"))
-        m.refuse_unknown(("id",))
+        m.refuse_unknown(TASK_EXECUTOR_REFERENCE_KEYS)
         return te
     return st.require_live(r, node, path)
 
@@ -239,7 +254,7 @@ def _parse_add(r: _Reader, node: Node, path: str, index: int, line: int | None, 
         id_node, id_path = m.get("id"), m.at("id")
         if (n := m.get("slots")) is not None:
             slots = r.integer(n, m.at("slots"), minimum=1, maximum=MAX_SLOTS_PER_TASK_EXECUTOR)
-        m.refuse_unknown(("id", "slots"))
+        m.refuse_unknown(TASK_EXECUTOR_KEYS)
     if r.is_null(id_node):
         number = 1
         while f"te-{number}" in st.live or f"te-{number}" in st.gone:
@@ -284,7 +299,7 @@ def _parse_fail_task(
         raise r.error(path, node, f"job {job.name!r} has several vertices ({listing}); name one")
     if subtask >= vertex.parallelism:
         raise r.error(m.at("subtask"), subtask_node, _no_such_subtask(subtask, vertex))
-    m.refuse_unknown(("job", "subtask", "vertex"))
+    m.refuse_unknown(FAIL_TASK_KEYS)
     return FailTaskStep(index=index, line=line, job=job.name, vertex=vertex.name, subtask=subtask)
 
 
@@ -295,7 +310,7 @@ def _component(r: _Reader, node: Node, path: str, st: _State, allow_te: bool = T
     expected = _MEMBERS if allow_te else "resource_manager, dispatcher or {job_master: JOB}"
     if isinstance(node, MappingNode):
         m = r.mapping(node, path, expected)
-        if list(m.entries) != ["job_master"]:
+        if list(m.entries) != list(MEMBER_KEYS):
             raise r.error(path, node, f"expected {expected}, got a map")
         job = st.require_job(r, m.require("job_master"), m.at("job_master"))
         return JOB_MASTER_PREFIX + job.name
@@ -347,7 +362,7 @@ def _parse_partition(
     if a == b:
         raise r.error(between_path, between_node, f"cannot partition {a!r} from itself")
     duration = r.duration(m.require("duration"), m.at("duration"), positive=True)
-    m.refuse_unknown(("between", "duration"))
+    m.refuse_unknown(PARTITION_KEYS)
     return PartitionStep(index=index, line=line, between=(a, b), duration=duration)
 
 
@@ -363,7 +378,7 @@ def _parse_cancel(
     if isinstance(node, MappingNode):
         m = r.mapping(node, path)
         job = st.require_job(r, m.require("job"), m.at("job"))
-        m.refuse_unknown(("job",))
+        m.refuse_unknown(CANCEL_KEYS)
     else:
         job = st.require_job(r, node, path)
     return CancelStep(index=index, line=line, job=job.name)
@@ -404,13 +419,10 @@ def _parse_step(r: _Reader, node: Node, index: int, st: _State) -> Step:
 # The cluster section and the file
 
 
-_DURATION_KEYS = tuple(dict.fromkeys(setting.key[0] for setting in CLUSTER_DURATIONS))
-
-
 def _parse_durations(r: _Reader, m: _Map, spec: ClusterSpec) -> None:
     """The durations of CLUSTER_DURATIONS, each at its key: ``rpc_timeout`` directly in the
     cluster section, ``heartbeat.interval`` in a sub-map whose other keys are refused."""
-    for section in _DURATION_KEYS:
+    for section in CLUSTER_DURATION_KEYS:
         node = m.get(section)
         if node is None:
             continue
@@ -454,24 +466,15 @@ def _parse_cluster(r: _Reader, node: Node | None, path: str) -> ClusterSpec:
         spec.failover_strategy = r.choice(
             n, m.at("failover_strategy"), ("region", "full"), "a failover strategy"
         )
-    if spec.heartbeat_timeout < spec.heartbeat_interval:
+    if spec.heartbeat_timeout <= spec.heartbeat_interval:  # as start and task-executor check
         n = m.get("heartbeat")
         raise r.error(
             m.at("heartbeat"),
             n,
-            f"the heartbeat timeout ({format_duration(spec.heartbeat_timeout)}) must not be "
-            f"shorter than the interval ({format_duration(spec.heartbeat_interval)})",
+            f"the heartbeat timeout ({format_duration(spec.heartbeat_timeout)}) must be longer "
+            f"than the interval ({format_duration(spec.heartbeat_interval)})",
         )
-    m.refuse_unknown(
-        (
-            "task_executors",
-            "slots_per_executor",
-            "rpc",
-            "clock",
-            "failover_strategy",
-            *_DURATION_KEYS,
-        )
-    )
+    m.refuse_unknown(CLUSTER_KEYS)
     return spec
 
 
@@ -496,7 +499,7 @@ def _parse_task_executors(
             te = f"te-{i + 1}" if id_node is None else r.task_executor_id(id_node, id_path)
             if (n := m.get("slots")) is not None:
                 slots = r.integer(n, m.at("slots"), minimum=1, maximum=MAX_SLOTS_PER_TASK_EXECUTOR)
-            m.refuse_unknown(("id", "slots"))
+            m.refuse_unknown(TASK_EXECUTOR_KEYS)
         else:
             id_node, id_path = item, item_path
             te = r.task_executor_id(item, item_path)
@@ -532,7 +535,7 @@ def _parse_scenario_root(r: _Reader, root: MappingNode) -> Scenario:
         raise r.error("steps", steps_node, "a scenario needs at least one step")
     st = _State(cluster, live={te.id: te.slots for te in cluster.task_executors})
     steps = [_parse_step(r, node, i, st) for i, node in enumerate(step_nodes)]
-    m.refuse_unknown(("name", "description", "seed", "cluster", "steps"))
+    m.refuse_unknown(SCENARIO_KEYS)
     return Scenario(
         name=name,
         description=description,
@@ -547,7 +550,7 @@ def _parse_scenario_root(r: _Reader, root: MappingNode) -> Scenario:
 def _parse_job_root(r: _Reader, root: MappingNode) -> JobSpec:
     m = r.mapping(root, "")
     name = r.text(m.require("name", " (the job's name)"), "name", "a job name (text)")
-    return _parse_job_body(r, m, name, "name", Source(r.file, "", r.line(root)))
+    return _parse_job_body(r, m, name, JOB_FILE_KEYS, Source(r.file, "", r.line(root)))
 
 
 def parse_scenario(text: str, file: str = "<string>") -> Scenario:
@@ -571,10 +574,16 @@ def load_job_file(path: str | Path) -> JobSpec:
 
 
 def parse_cluster_config(text: str, file: str = "<string>") -> ClusterSpec:
-    """The `cluster:` section of a file in the scenario format (for `start --config`)."""
+    """The `cluster:` section of a file in the scenario format (for `start --config`). A
+    scenario file serves as one: its other top-level keys are allowed and not read; any other
+    key is refused, and a cluster key at the top level is told to move under cluster:."""
 
     def parse(r: _Reader, root: MappingNode) -> ClusterSpec:
         m = r.mapping(root, "")
+        for key, (key_node, _) in m.entries.items():
+            if key in CLUSTER_KEYS and key not in SCENARIO_KEYS:
+                raise r.error(key, key_node, f"{key!r} belongs in the cluster: section")
+        m.refuse_unknown(SCENARIO_KEYS)
         return _parse_cluster(r, m.get("cluster"), "cluster")
 
     return _load(text, file, "a map with a cluster section", parse)

@@ -19,12 +19,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from minicluster.bounded_read import FileTooLargeError, read_bounded
 from minicluster.limits import (
+    MAX_FILE_DURATION,
     MAX_NAME_LENGTH,
     TASK_EXECUTOR_ID,
     LimitError,
     check_positive_duration,
 )
-from minicluster.scenario.durations import describe_value, parse_duration
+from minicluster.scenario.durations import describe_value, format_duration, parse_duration
+from minicluster.scenario.loader.keys import COUNT_KEYS, EXTENSION_PREFIX, is_extension
 from minicluster.scenario.loader.model import (
     _RESERVED_IDS,
     JOB_MASTER_PREFIX,
@@ -111,10 +113,14 @@ class _Map:
         return entry[1]
 
     def refuse_unknown(self, known: Collection[str]) -> None:
-        """An unknown key is an error: a typo must not quietly run with the default."""
+        """An unknown key is an error: a typo must not quietly run with the default. Keys of
+        the extension prefix never get here (`_Reader.mapping` leaves them out)."""
         for key, (key_node, _) in self.entries.items():
             if key not in known:
-                hint = _did_you_mean(key, known) or f"; the keys here are {', '.join(known)}"
+                hint = _did_you_mean(key, known) or (
+                    f"; the keys here are {', '.join(known)}, "
+                    f"or any key starting with {EXTENSION_PREFIX!r} for your own use"
+                )
                 raise self.reader.error(self.at(key), key_node, f"unknown key {key!r}{hint}")
 
 
@@ -170,7 +176,9 @@ class _Reader:
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
                 raise self.error(path, key_node, f"keys must be text, got {_kind_of(key_node)}")
-            result.entries[str(key_node.value)] = (key_node, value_node)
+            key = str(key_node.value)
+            if not is_extension(key):  # the user's own: never read, so never refused
+                result.entries[key] = (key_node, value_node)
         self.maps[id(node)] = result.entries
         return result
 
@@ -242,6 +250,13 @@ class _Reader:
             seconds = parse_duration(value)
         except ValueError as exc:
             raise self.error(path, node, str(exc)) from None
+        if seconds > MAX_FILE_DURATION:
+            raise self.error(
+                path,
+                node,
+                f"expected at most {format_duration(MAX_FILE_DURATION)} (a week of cluster "
+                f"time), got {describe_value(value)}",
+            )
         if positive:
             try:
                 check_positive_duration(seconds, value)
@@ -275,7 +290,7 @@ class _Reader:
                 raise self.error(path, node, "a range needs min, max or both")
             if low is not None and high is not None and low > high:
                 raise self.error(path, node, f"min {low} is larger than max {high}")
-            m.refuse_unknown(("min", "max"))
+            m.refuse_unknown(COUNT_KEYS)
             return Count(low, high)
         value = self.scalar(node, path, expected)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
