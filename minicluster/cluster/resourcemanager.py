@@ -204,19 +204,29 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         self._apply_slot_report(slots)
         self._schedule_check()
 
-    def _apply_slot_report(self, report: list[SlotStatus]) -> None:
+    def _apply_slot_report(self, report: list[SlotStatus]) -> bool:
+        """Take the TaskExecutor's word for its slots; whether that changed anything."""
+        changed = False
         for status in report:
             slot = self.slots.get(status.slot_id)
             if slot is None or slot.state == "PENDING":
                 continue
             if status.state is SlotState.FREE:
-                slot.state, slot.job_id, slot.allocation_id = "FREE", None, None
-            else:
+                if slot.state != "FREE":
+                    slot.state, slot.job_id, slot.allocation_id = "FREE", None, None
+                    changed = True
+            elif (
+                slot.state != "ALLOCATED"
+                or slot.job_id != status.job_id
+                or slot.allocation_id != status.allocation_id
+            ):
                 slot.state, slot.job_id, slot.allocation_id = (
                     "ALLOCATED",
                     status.job_id,
                     status.allocation_id,
                 )
+                changed = True
+        return changed
 
     def heartbeat_from_task_manager(
         self, resource_id: str, payload: TaskExecutorHeartbeatPayload
@@ -225,10 +235,15 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
 
     def _te_heartbeat_payload(self, resource_id: str, payload: Any) -> None:
         """The slot report in a heartbeat: reconcile what the slot manager thinks."""
-        if resource_id in self.task_executors and isinstance(payload, TaskExecutorHeartbeatPayload):
-            self._apply_slot_report(
-                [s for s in payload.slots if s.slot_id.task_executor == resource_id]
-            )
+        if resource_id not in self.task_executors or not isinstance(
+            payload, TaskExecutorHeartbeatPayload
+        ):
+            return
+        # as Flink's slot manager: requirements are checked again only if the report changed
+        # what it knew (reportSlotStatus returns whether it did)
+        if self._apply_slot_report(
+            [s for s in payload.slots if s.slot_id.task_executor == resource_id]
+        ):
             self._schedule_check()
 
     def _request_te_heartbeat(self, resource_id: str, timeout: float, on_done: OnDone) -> None:

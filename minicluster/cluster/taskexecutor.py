@@ -106,6 +106,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self.fatal_error: str | None = None
         self._registration_deadline: ScheduledRun | None = None
         self.slots = [TaskSlot(i) for i in range(slots)]
+        self._slot_ids = [SlotID(resource_id, i) for i in range(slots)]  # one each, reused
         self.tasks: dict[uuid.UUID, _Task] = {}
         self.registration_state = "registering"
         # the ResourceManager connection
@@ -273,10 +274,8 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self._rm_lost()
 
     def slot_report(self) -> list[SlotStatus]:
-        return [
-            SlotStatus(SlotID(self.resource_id, s.index), s.state, s.job_id, s.allocation_id)
-            for s in self.slots
-        ]
+        ids = self._slot_ids
+        return [SlotStatus(ids[s.index], s.state, s.job_id, s.allocation_id) for s in self.slots]
 
     # The TaskExecutor side of heartbeats: a silent ResourceManager or JobMaster is noticed
     # when its timeout passes (reset by each heartbeat), not by a check every interval.
