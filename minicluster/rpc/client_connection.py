@@ -243,13 +243,12 @@ class RemoteInvoker:
         self.fencing_token = fencing_token
         self.default_timeout = default_timeout
 
-    async def ask(
-        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
-    ) -> Any:
-        # ClientConnection.request, inlined: this is the hottest path of a remote ask.
+    def _send_call(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply
+    ) -> int:
+        """Send a call whose answer goes to `reply`; its request id. (ClientConnection.request,
+        inlined: this is the hottest path of a remote ask.)"""
         conn = self.conn
-        if conn.closed:
-            raise RecipientUnreachableError(f"ask {method} to {self.address}: {conn.close_reason}")
         conn.next_id = request_id = conn.next_id + 1
         message = {
             "type": "call",
@@ -264,7 +263,6 @@ class RemoteInvoker:
         if self.caller is not None:
             message["sender"] = self.caller
         frame = conn._encode(message)
-        reply = Reply()
         pending = conn.pending
         alone = not pending
         pending[request_id] = reply
@@ -273,6 +271,17 @@ class RemoteInvoker:
             conn.writer.send(frame, alone)  # type: ignore[union-attr]
         elif conn.service.tracer is not None:
             conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
+        return request_id
+
+    async def ask(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        conn = self.conn
+        if conn.closed:
+            raise RecipientUnreachableError(f"ask {method} to {self.address}: {conn.close_reason}")
+        reply = Reply()
+        request_id = self._send_call(method, args, kwargs, reply)
+        pending = conn.pending
         tracer = conn.service.tracer
         started = trio.current_time() if tracer is not None else 0.0
         try:
@@ -303,34 +312,15 @@ class RemoteInvoker:
                 RecipientUnreachableError(f"ask {method} to {self.address}: {conn.close_reason}"),
             )
             return
-        conn.next_id = request_id = conn.next_id + 1
-        message = {
-            "type": "call",
-            "id": request_id,
-            "endpoint": self.endpoint_id,
-            "method": method,
-            "args": args,
-            "kwargs": kwargs,
-        }
-        if self.fencing_token is not None:
-            message["token"] = self.fencing_token
-        if self.caller is not None:
-            message["sender"] = self.caller
-        frame = conn._encode(message)
         pending = conn.pending
+        request_id = 0
 
         def done(value: Any, error: BaseException | None) -> None:
             pending.pop(request_id, None)  # a timed-out ask leaves no entry behind
             on_done(value, error)
 
         reply = CallbackReply(done, lambda: f"ask {method} to {self.address}")
-        alone = not pending
-        pending[request_id] = reply
-        message_filter = conn.service.message_filter
-        if message_filter is None or message_filter(self.caller, self.endpoint_id, method):
-            conn.writer.send(frame, alone)  # type: ignore[union-attr]
-        elif conn.service.tracer is not None:
-            conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
+        request_id = self._send_call(method, args, kwargs, reply)
         limit = self.default_timeout if timeout is None else timeout
         if limit != math.inf:
             conn.service.timeouts.add(reply, limit)
