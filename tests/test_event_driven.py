@@ -81,10 +81,10 @@ class _Tokens(Observer):
 
     def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
         snapshot = cluster.snapshot()
-        self.tokens.add(snapshot["dispatcher"]["token"])
-        self.tokens.add(snapshot["resource_manager"]["token"])
-        self.tokens.update(jm["token"] for jm in snapshot["job_masters"])
-        self.job_ids.update(str(uuid.UUID(hex=job["job_id"])) for job in snapshot["jobs"])
+        self.tokens.add(str(snapshot.dispatcher.token))
+        self.tokens.add(str(snapshot.resource_manager.token))
+        self.tokens.update(str(jm.token) for jm in snapshot.job_masters)
+        self.job_ids.update(str(job.job_id) for job in snapshot.jobs)
 
 
 def test_job_ids_never_equal_fencing_tokens() -> None:
