@@ -5,7 +5,6 @@ ids and fencing tokens come from independent streams of the seed."""
 from __future__ import annotations
 
 import io
-import uuid
 from pathlib import Path
 from typing import Any
 

@@ -472,10 +472,21 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
         now = self.context.events.now()
         ended = self.status.is_globally_terminal
         tasks: tuple[ExecutionSnapshot, ...] = ()
-        pending: tuple[PendingRequestSnapshot, ...] = ()
         assignments: tuple[SlotAssignmentSnapshot, ...] = ()
         live: tuple[uuid.UUID, ...] = ()
-        restarting: tuple[int, ...] = ()
+        held = self._group_slot
+        pending = tuple(
+            PendingRequestSnapshot(
+                index,
+                bulk.region.slots,
+                bulk.request,
+                sum(1 for group in bulk.region.groups if group not in held),
+            )
+            for index, bulk in self._pending.items()
+        )
+        restarting = tuple(
+            sorted({index for restart in self._restarts_pending for index in restart.regions})
+        )
         if executions:
             tasks = tuple(
                 ExecutionSnapshot(
@@ -490,16 +501,6 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
                 )
                 for e in self.executions.values()
             )
-            held = self._group_slot
-            pending = tuple(
-                PendingRequestSnapshot(
-                    index,
-                    bulk.region.slots,
-                    bulk.request,
-                    sum(1 for group in bulk.region.groups if group not in held),
-                )
-                for index, bulk in self._pending.items()
-            )
             assignments = tuple(
                 SlotAssignmentSnapshot(
                     s.allocation_id, s.task_executor, s.slot_index, s.group, s.free_since
@@ -507,9 +508,6 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
                 for s in self.pool.values()
             )
             live = tuple(self._by_id)
-            restarting = tuple(
-                sorted({index for restart in self._restarts_pending for index in restart.regions})
-            )
         return JobSnapshot(
             job_id=self.job_id,
             name=self.name,
@@ -526,7 +524,7 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
             regions=len(self.topology.regions),
             slots_required=self._wanted(),
             slots_held=len(self.pool),
-            slots_pending=0 if ended else self.pending_slots,
+            slots_pending=0 if ended else sum(p.missing for p in pending),
             failure_cause=self.failure_cause,
             tasks=tasks,
             pending_requests=pending,

@@ -250,6 +250,11 @@ class MiniCluster:
         return await self._cm.__aexit__(*exc_info)
 
     @property
+    def services(self) -> tuple[RpcService, ...]:
+        """The RPC services the cluster opened, oldest first (for observers of asks)."""
+        return tuple(self._services)
+
+    @property
     def address(self) -> str:
         """Where clients find the cluster (the service hosting the `cluster` endpoint)."""
         return self.dispatcher_service.address
