@@ -94,7 +94,8 @@ class ResourceManagerGateway(FencedRpcGateway):
     async def request_overview(self) -> dict[str, Any]: ...
 
     async def request_resource_overview(self, detail: bool = True) -> ResourceOverview:
-        """Without `detail`, only the counts. An observer's query (views, clients): never traced, never dropped by a fault."""
+        """Without `detail`, only the counts. An observer's query (views, clients): never
+        traced, never dropped by a fault."""
 
 
 class JobMasterGateway(FencedRpcGateway):
@@ -125,7 +126,8 @@ class JobMasterGateway(FencedRpcGateway):
     async def request_job_details(self) -> dict[str, Any]: ...
 
     async def request_job_snapshot(self, executions: bool = True) -> JobSnapshot:
-        """Without `executions`, only the job's counts. An observer's query (views, clients): never traced, never dropped by a fault."""
+        """Without `executions`, only the job's counts and pending requests. An observer's
+        query (views, clients): never traced, never dropped by a fault."""
 
     async def cancel(self) -> None: ...
 
