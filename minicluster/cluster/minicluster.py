@@ -276,6 +276,7 @@ class MiniCluster:
             self.store,
             self.shutdown_requested.set,
             self,
+            lambda: self.resource_manager.resource_overview(detail=False),
         )
         self.dispatcher.start()
         self.ha.publish(DISPATCHER, self.dispatcher.address, token)
