@@ -253,8 +253,8 @@ def job_status(job_id: str, conn: Connection, as_json: bool) -> None:
 
         async def body(client: ClusterClient) -> dict[str, Any]:
             resolved = await client.find_job(job_id)
-            result: dict[str, Any] = await client.call(lambda d: d.request_job(resolved))
-            return result
+            snapshot = await client.job_snapshot(resolved)
+            return snapshot.as_dict()
 
         details = conn.run(body)
         tasks = [
@@ -336,9 +336,9 @@ def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
         if watch and as_json:
             fail("--watch and --json cannot be combined", EXIT_USAGE)
         if not watch:
-            snapshot = conn.run(lambda c: c.topology())
+            snapshot = conn.run(lambda c: c.cluster_snapshot())
             if as_json:
-                print_json(_inspect_json(snapshot))
+                print_json(_inspect_json(snapshot.as_dict()))
             else:
                 console, _ = make_console(False)
                 console.print(render_topology(snapshot, max_task_executors=50))
@@ -360,12 +360,12 @@ def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
 
                         nursery.start_soon(stop_on_signal)
                         while True:
-                            snapshot = await client.topology()
+                            snapshot = await client.cluster_snapshot()
                             if live is not None:
                                 live.update(
                                     snapshot,
-                                    snapshot.get("events", []),
-                                    snapshot.get("rpc"),
+                                    snapshot.events,
+                                    snapshot.rpc,
                                     {"scenario": conn.address, "clock": "real"},
                                 )
                             else:

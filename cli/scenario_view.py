@@ -11,7 +11,6 @@ import click
 
 from minicluster.cluster import MiniCluster
 from minicluster.cluster.context import Event
-from minicluster.cluster.stats import recent_events, rpc_statistics
 from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.scenario import Scenario, Step
 from minicluster.scenario.runner import Observer, ScenarioResult, StepResult, run_scenario
@@ -70,9 +69,9 @@ class _LiveObserver(Observer):
         self.tick(cluster)
 
     def tick(self, cluster: MiniCluster) -> None:
-        snapshot = cluster.snapshot()
-        snapshot["heartbeat_timeout"] = cluster.config.heartbeat_timeout
-        self.live.update(snapshot, recent_events(cluster), rpc_statistics(cluster), self.status)
+        # a synchronous refresh: the endpoints' public snapshot methods, read in-process
+        snapshot = cluster.snapshot(event_limit=60)
+        self.live.update(snapshot, snapshot.events, snapshot.rpc, self.status)
 
 
 def run_with_view(

@@ -20,7 +20,6 @@ import trio
 
 from minicluster.cluster import ClusterConfig, MiniCluster
 from minicluster.cluster.context import Event
-from minicluster.cluster.stats import recent_events, rpc_statistics
 from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.limits import CLUSTER_DURATIONS, MAX_TASK_EXECUTORS
 from minicluster.scenario import format_duration
@@ -137,7 +136,9 @@ def start(ctx: click.Context, /, **options: Any) -> None:
 
         def on_tick(cluster: MiniCluster) -> None:
             if live is not None:
-                live.update(_snapshot(cluster), _events(cluster), _rpc_stats(cluster), None)
+                # a synchronous refresh: the endpoints' public snapshot methods, in-process
+                snapshot = cluster.snapshot(event_limit=60)
+                live.update(snapshot, snapshot.events, snapshot.rpc, None)
 
         from minicluster.serve import serve_cluster
 
@@ -217,20 +218,6 @@ def _plain_event_printer(printer: LinePrinter) -> Any:
         printer.put(format_event_line(event.as_dict()))
 
     return show
-
-
-def _snapshot(cluster: MiniCluster) -> dict[str, Any]:
-    snapshot = cluster.snapshot()
-    snapshot["heartbeat_timeout"] = cluster.config.heartbeat_timeout
-    return snapshot
-
-
-def _events(cluster: MiniCluster) -> list[dict[str, Any]]:
-    return recent_events(cluster)
-
-
-def _rpc_stats(cluster: MiniCluster) -> dict[str, Any]:
-    return rpc_statistics(cluster)
 
 
 @click.command("task-executor", context_settings=CONTEXT)

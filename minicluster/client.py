@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import trio
 
 from minicluster.cluster.gateways import ClusterGateway, DispatcherGateway
+from minicluster.cluster.snapshot import ClusterSnapshot, JobSnapshot
 from minicluster.rpc import (
     FencingTokenError,
     RecipientUnreachableError,
@@ -84,6 +85,14 @@ class ClusterClient:
         cluster = await self.cluster()
         result: dict[str, Any] = await self._guard(cluster.topology())
         return result
+
+    async def cluster_snapshot(self) -> ClusterSnapshot:
+        """The typed ClusterSnapshot, asked of the Dispatcher leader through its gateway."""
+        return await self.call(lambda d: d.request_cluster_snapshot())
+
+    async def job_snapshot(self, job_id: uuid.UUID) -> JobSnapshot:
+        """One job with its tasks (bounded), asked of the Dispatcher leader."""
+        return await self.call(lambda d: d.request_job_snapshot(job_id))
 
     async def find_job(self, job_ref: str) -> uuid.UUID:
         """A job id from its hex id (or a unique prefix) or its name."""

@@ -12,7 +12,7 @@ import trio.testing
 
 from minicluster.cluster import ClusterConfig, JobGraph, JobStatus, JobVertex, MiniCluster
 from minicluster.cluster import dispatcher as dispatcher_module
-from minicluster.cluster import minicluster as minicluster_module
+from minicluster.cluster import snapshot as snapshot_module
 from minicluster.cluster.model import JobStateError
 from minicluster.console.plain import format_summary
 
@@ -64,12 +64,12 @@ async def test_a_job_with_more_tasks_than_listed_says_how_many_there_are(
 async def test_the_topology_sums_up_slots_past_its_listing_limit_and_counts_stay_true(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(minicluster_module, "MAX_LISTED_SLOTS", 4)
+    monkeypatch.setattr(snapshot_module, "MAX_LISTED_SLOTS", 4)
     async with MiniCluster(3, 2, config=ClusterConfig(seed=53, **FAST)) as cluster:
         await trio.sleep(1)
         snapshot = cluster.snapshot()
-        rows = snapshot["task_executors"]
-        assert [len(r["slots"]) for r in rows] == [2, 2, 0]
-        assert rows[2]["slots_total"] == 2 and rows[2]["slot_counts"] == {"FREE": 2}
-        assert snapshot["task_executors_total"] == 3
+        rows = snapshot.task_executors
+        assert [len(r.slots) for r in rows] == [2, 2, 0]
+        assert rows[2].slots_total == 2 and dict(rows[2].slot_counts) == {"FREE": 2}
+        assert snapshot.task_executors_total == 3
         assert "6 slots (6 free)" in format_summary(snapshot)[0]

@@ -121,9 +121,9 @@ async def test_a_region_too_big_for_the_slots_waits_until_a_task_executor_joins(
         job_id = await cluster.submit_job(graph)
         await trio.sleep(20)
         assert cluster.job_status(job_id) is JobStatus.RUNNING
-        details = cluster.store.jobs[job_id].job_master.details()  # type: ignore[union-attr]
-        assert details["task_states"] == {"SCHEDULED": 8}
-        assert details["slots_pending"] == 2
+        details = cluster.store.jobs[job_id].job_master.job_snapshot()  # type: ignore[union-attr]
+        assert dict(details.task_states) == {"SCHEDULED": 8}
+        assert details.slots_pending == 2
         assert any("not enough slots" in e.message for e in cluster.events.recent)
         await cluster.add_task_executor("te-9", 2)
         assert await cluster.wait_for_job(job_id, 30) is JobStatus.FINISHED
@@ -156,9 +156,9 @@ async def test_a_crashed_task_executor_is_detected_by_heartbeat_and_the_job_rest
         ]
         assert answers and answers[-1] + cluster.events.start <= killed_at
         assert lost[0].time - answers[-1] >= 5.0
-        details = cluster.dispatcher._details(cluster.store.jobs[job_id])
-        assert details["restarts"] >= 1
-        assert all(t["task_executor"] != victim for t in details["tasks"])
+        details = cluster.dispatcher.job_snapshot(cluster.store.jobs[job_id])
+        assert details.restarts >= 1
+        assert all(t.task_executor != victim for t in details.tasks)
 
 
 async def test_a_job_fails_once_its_restarts_are_used_up(

@@ -108,11 +108,11 @@ async def test_more_tasks_than_slots_run_in_waves_on_the_freed_slots(
         jm = job_master(cluster, job_id)
         assert jm.state_counts[ExecutionState.RUNNING] == 4
         assert jm.state_counts[ExecutionState.SCHEDULED] == 4
-        assert jm.details()["slots_pending"] == 4
+        assert jm.job_snapshot().slots_pending == 4
         assert await cluster.wait_for_job(job_id, 30) is JobStatus.FINISHED
         took = trio.current_time() - started
         assert 6.0 <= took < 6.5, took
-        assert cluster.store.jobs[job_id].archived["restarts"] == 0  # type: ignore[index]
+        assert cluster.store.jobs[job_id].archived.restarts == 0  # type: ignore[index]
         # the second wave reused the first wave's slots: no more than 4 were ever requested
         requests = [e for e in cluster.events.recent if e.method == "request_slot"]
         assert len(requests) == 4
@@ -166,7 +166,7 @@ async def test_losing_the_only_task_executor_under_four_regions_exhausts_three_r
         await cluster.kill_task_executor("te-1")
         assert await cluster.wait_for_job(job_id, 30) is JobStatus.FAILED
         archived = cluster.store.jobs[job_id].archived
-        assert archived is not None and archived["restarts"] == 3
+        assert archived is not None and archived.restarts == 3
 
 
 async def test_a_one_region_job_restarts_once_as_a_whole(
@@ -267,13 +267,13 @@ async def test_a_region_that_cannot_get_its_slots_fails_after_the_timeout_and_it
         job_id = await cluster.submit_job(sleep_job(parallelism=4, duration=3.0, gang=True))
         await trio.sleep(14)
         assert cluster.job_status(job_id) is JobStatus.RUNNING
-        assert job_master(cluster, job_id).details()["slots_pending"] == 2
+        assert job_master(cluster, job_id).job_snapshot().slots_pending == 2
         assert await cluster.wait_for_job(job_id, 30) is JobStatus.FAILED
         failed_at = cluster.events.now()
         assert 15.0 <= failed_at < 15.0 + 3 * 1.5, failed_at
         archived = cluster.store.jobs[job_id].archived
-        assert archived is not None and archived["restarts"] == 3
-        assert "Could not acquire the minimum required resources" in archived["failure_cause"]
+        assert archived is not None and archived.restarts == 3
+        assert "Could not acquire the minimum required resources" in (archived.failure_cause or "")
 
 
 async def test_waves_on_an_old_resource_manager_fail_for_lack_of_resources(
@@ -287,8 +287,8 @@ async def test_waves_on_an_old_resource_manager_fail_for_lack_of_resources(
         job_id = await cluster.submit_job(sleep_job(parallelism=8, duration=3.0))
         assert await cluster.wait_for_job(job_id, 5) is JobStatus.FAILED
         assert cluster.events.now() < 21.0
-        overview = cluster.resource_manager.overview
-        assert await cluster.wait_until(lambda: overview()["slots_free"] == 4, 5)
+        overview = cluster.resource_manager.resource_overview
+        assert await cluster.wait_until(lambda: overview().slots_free == 4, 5)
         fits = await cluster.submit_job(sleep_job("fits", parallelism=4, job_id=2))
         assert await cluster.wait_for_job(fits, 10) is JobStatus.FINISHED
 
@@ -308,7 +308,7 @@ async def test_a_bulk_unfulfillable_with_the_pools_slots_times_out_on_the_job_ma
         assert await cluster.wait_for_job(job_id, 30) is JobStatus.FAILED
         archived = cluster.store.jobs[job_id].archived
         assert archived is not None
-        assert "Slot request bulk is not fulfillable" in archived["failure_cause"]
+        assert "Slot request bulk is not fulfillable" in (archived.failure_cause or "")
 
 
 # --- task states ------------------------------------------------------------------------

@@ -744,7 +744,7 @@ async def test_a_job_ending_while_the_resource_manager_lost_its_job_master_frees
         await trio.sleep(60)  # many slot timeouts and requirement checks
         assert rm.requirements == {}
         assert cluster.free_slots() == 4
-        assert rm.overview()["slots_free"] == 4
+        assert rm.resource_overview().slots_free == 4
 
 
 async def test_a_job_ending_while_its_job_master_reconnects_frees_its_slots(
@@ -771,7 +771,7 @@ async def test_a_job_ending_while_its_job_master_reconnects_frees_its_slots(
         await trio.sleep(60)  # many heartbeat timeouts, slot timeouts and requirement checks
         assert rm.requirements == {}
         assert cluster.free_slots() == 4
-        assert rm.overview()["slots_free"] == 4
+        assert rm.resource_overview().slots_free == 4
 
 
 async def test_a_job_masters_details_of_a_wide_job_fit_a_reply_any_client_decodes(

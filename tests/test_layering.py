@@ -148,3 +148,44 @@ def test_the_layering_check_finds_a_cycle_and_ignores_type_checking_imports(
     (package / "d.py").write_text("from pkg.c import x\n")
     graph = import_graph(tmp_path, ["pkg"])
     assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+# --- readers of the cluster use its public snapshot, not endpoints' private fields --------
+
+READERS = ("minicluster/console", "minicluster/scenario", "minicluster/simulate", "cli")
+# not a cluster or rpc object: the paced clock wraps trio's MockClock, whose jump it replaces
+NOT_OF_THE_CLUSTER = {"minicluster/scenario/clock.py": {"clock._autojump"}}
+
+
+def _private_accesses(source: str) -> list[tuple[int, str]]:
+    """`obj._name` where obj is not self or cls (dunder names are not private)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = node.attr
+        if not name.startswith("_") or (name.startswith("__") and name.endswith("__")):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        found.append((node.lineno, f"{ast.unparse(node.value)}.{name}"))
+    return found
+
+
+def test_readers_of_the_cluster_touch_no_private_attribute_of_another_object() -> None:
+    """The console, scenarios, the simulator and the command line read the cluster through
+    its typed snapshot and public methods: a private attribute of an endpoint (or of any
+    object but their own) is not theirs to read."""
+    offences = [
+        f"{path.relative_to(ROOT)}:{line}: {text}"
+        for folder in READERS
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for line, text in _private_accesses(path.read_text(encoding="utf-8"))
+        if text not in NOT_OF_THE_CLUSTER.get(str(path.relative_to(ROOT)), ())
+    ]
+    assert offences == []
+
+
+def test_the_private_access_check_finds_another_objects_private_attribute() -> None:
+    source = "def f(jm):\n    self._own = jm._pending\n    return type(jm).__name__\n"
+    assert _private_accesses(source) == [(2, "jm._pending")]

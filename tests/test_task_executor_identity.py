@@ -75,5 +75,5 @@ async def test_a_task_executor_with_the_most_slots_stays_registered_over_tcp() -
             await cluster.wait_until(lambda: cluster.registered_task_executors() == 1, 10)
             await trio.sleep(3)  # fifteen heartbeats
             assert cluster.registered_task_executors() == 1
-            assert cluster.resource_manager.overview()["slots_free"] == 1024
+            assert cluster.resource_manager.resource_overview().slots_free == 1024
             assert not any("lost TaskExecutor" in e.message for e in cluster.events.recent)

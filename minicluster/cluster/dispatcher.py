@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import trio
 
 from minicluster.rpc import FencedRpcEndpoint, RpcEndpoint, RpcService
 
 from .context import DISPATCHER, RESOURCE_MANAGER, ClusterContext, job_master_component
-from .gateways import ClusterGateway, DispatcherGateway, JobMasterGateway
+from .gateways import (
+    ClusterGateway,
+    DispatcherGateway,
+    JobMasterGateway,
+    ResourceManagerGateway,
+)
 from .jobmaster import JobMaster
 from .model import (
     DuplicateJobSubmissionError,
@@ -22,14 +27,23 @@ from .model import (
     JobStateError,
     JobStatus,
 )
+from .snapshot import (
+    MAX_LISTED_TASKS,
+    ClusterSnapshot,
+    JobSnapshot,
+    LeaderSnapshot,
+    ResourceOverview,
+    TaskExecutorSnapshot,
+    task_executor_rows,
+)
+from .stats import recent_events, rpc_statistics
 
 # Bounds that keep every reply about jobs within a frame, whatever users submit: at most this
 # many jobs run at once (a submission beyond is refused), at most this many ended jobs are kept
 # (the oldest are forgotten, as Flink's jobstore.max-capacity does), and a job's details list
-# at most this many tasks (with the total beside them).
+# at most this many tasks (MAX_LISTED_TASKS, with the total beside them).
 MAX_ACTIVE_JOBS = 1_000
 MAX_ARCHIVED_JOBS = 1_000
-MAX_LISTED_TASKS = 1_000
 
 
 @dataclass
@@ -37,10 +51,28 @@ class JobRecord:
     graph: JobGraph
     status: JobStatus = JobStatus.CREATED
     job_master: JobMaster | None = None
-    archived: dict[str, Any] | None = None
+    archived: JobSnapshot | None = None
     submitted_at: float = 0.0
     failovers: int = 0
     done: trio.Event = field(default_factory=trio.Event)
+
+    def snapshot(self) -> JobSnapshot:
+        """The job as the Dispatcher knows it once no JobMaster runs it (or before one has
+        started): the JobMaster's last snapshot, or what its graph says."""
+        if self.archived is not None:
+            return self.archived.with_record(self.status, self.failovers)
+        graph = self.graph
+        return JobSnapshot(
+            job_id=graph.job_id,
+            name=graph.name,
+            status=self.status,
+            parallelism=graph.max_parallelism,
+            start_time=self.submitted_at,
+            tasks_total=graph.task_count,
+            restart_attempts=graph.restart.attempts,
+            failover_strategy=graph.failover_strategy,
+            failovers=self.failovers,
+        )
 
 
 class JobStore:
@@ -52,6 +84,16 @@ class JobStore:
         self.by_name: dict[str, uuid.UUID] = {}
 
 
+class TaskExecutorDirectory(Protocol):
+    """The TaskExecutors of this process (the MiniCluster that runs them): read in-process,
+    through their public snapshot methods, never suspending. TaskExecutors in other processes
+    are known through the ResourceManager's overview."""
+
+    def task_executor_snapshots(self) -> tuple[TaskExecutorSnapshot, ...]: ...
+
+    def free_slots(self) -> int: ...
+
+
 class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
     def __init__(
         self,
@@ -60,13 +102,16 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         token: uuid.UUID,
         store: JobStore,
         on_shutdown: Callable[[], None],
-        rm_overview: Callable[[], dict[str, Any]],
+        task_executors: TaskExecutorDirectory,
+        rm_counts: Callable[[], ResourceOverview],
     ) -> None:
         super().__init__(service, token, DISPATCHER)
         self.context = context
         self.store = store
         self._on_shutdown = on_shutdown
-        self._rm_overview = rm_overview
+        self._task_executors = task_executors
+        self._rm_counts = rm_counts
+        self._rm: tuple[uuid.UUID, ResourceManagerGateway] | None = None
 
     def _record(self, job_id: uuid.UUID) -> JobRecord:
         record = self.store.jobs.get(job_id)
@@ -112,7 +157,7 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         record.status = status
         if status.is_globally_terminal:
             # the JobMaster frees its slots and stops itself; queries use the archive now
-            record.archived = job_master.details()
+            record.archived = job_master.job_snapshot().bounded(MAX_LISTED_TASKS)
             record.job_master = None
             record.done.set()
 
@@ -135,47 +180,94 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
             if self.store.by_name.get(record.graph.name) == job_id:
                 del self.store.by_name[record.graph.name]
 
+    # --- queries: what observers read -------------------------------------------------------
+
+    def job_snapshot(self, record: JobRecord, *, executions: bool = True) -> JobSnapshot:
+        """One job, never suspending: from its running JobMaster's public snapshot method
+        (in-process), else from the record."""
+        job_master = record.job_master
+        if job_master is None:
+            return record.snapshot()
+        return job_master.job_snapshot(executions=executions).with_record(
+            record.status, record.failovers
+        )
+
+    def job_snapshots(self) -> tuple[JobSnapshot, ...]:
+        """Every job's summary, never suspending (for synchronous readers in this process)."""
+        return tuple(
+            self.job_snapshot(r, executions=False).summary() for r in self.store.jobs.values()
+        )
+
+    async def _ask_job_snapshot(self, record: JobRecord, executions: bool = True) -> JobSnapshot:
+        """One job through its JobMaster's gateway; a JobMaster that stopped meanwhile is
+        answered from the record."""
+        job_master = record.job_master
+        if job_master is None:
+            return record.snapshot()
+        gateway = self.rpc_service.local_gateway(
+            job_master, JobMasterGateway, job_master.fencing_token, caller=self.endpoint_id
+        )
+        try:
+            snapshot: JobSnapshot = await self.off_main(gateway.request_job_snapshot(executions))
+        except Exception:
+            return record.snapshot()
+        return snapshot.with_record(record.status, record.failovers)
+
+    async def _ask_resource_overview(self, detail: bool = True) -> ResourceOverview:
+        """The ResourceManager leader's overview through its gateway (empty while there is
+        no leader or it does not answer)."""
+        leader = self.context.ha.leader(RESOURCE_MANAGER)
+        if leader is None:
+            return ResourceOverview()
+        address, token = leader
+        try:
+            if self._rm is None or self._rm[0] != token:
+                gateway = await self.off_main(
+                    self.rpc_service.connect(
+                        address, ResourceManagerGateway, token, caller=self.endpoint_id
+                    )
+                )
+                self._rm = (token, gateway)
+            overview: ResourceOverview = await self.off_main(
+                self._rm[1].request_resource_overview(detail)
+            )
+        except Exception:
+            return ResourceOverview()
+        return overview
+
     async def list_jobs(self) -> list[dict[str, Any]]:
-        return [self._summary(r) for r in self.store.jobs.values()]
-
-    def _summary(self, record: JobRecord) -> dict[str, Any]:
-        details = self._details(record)
-        return {
-            "job_id": record.graph.job_id.hex,
-            "name": record.graph.name,
-            "status": record.status.value,
-            "parallelism": record.graph.max_parallelism,
-            "start_time": record.submitted_at,
-            "duration": details.get("duration"),
-            "tasks_total": details.get("tasks_total", record.graph.task_count),
-            "tasks_finished": details.get("tasks_finished", 0),
-            "restarts": details.get("restarts", 0),
-            "slots_pending": details.get("slots_pending", 0),
-        }
-
-    def _details(self, record: JobRecord) -> dict[str, Any]:
-        if record.job_master is not None:
-            details = record.job_master.details()
-        elif record.archived is not None:
-            details = dict(record.archived)
-        else:
-            details = {"tasks": [], "tasks_total": record.graph.task_count, "tasks_finished": 0}
-        details["status"] = record.status.value
-        details["job_id"] = record.graph.job_id.hex
-        details["name"] = record.graph.name
-        return details
+        return [job.summary_dict() for job in self.job_snapshots()]
 
     async def request_job_status(self, job_id: uuid.UUID) -> str:
         status: str = self._record(job_id).status.value
         return status
 
+    async def request_job_snapshot(self, job_id: uuid.UUID) -> JobSnapshot:
+        """One job with its tasks (at most MAX_LISTED_TASKS of them), asked of its JobMaster."""
+        snapshot = await self._ask_job_snapshot(self._record(job_id))
+        return snapshot.bounded(MAX_LISTED_TASKS)
+
     async def request_job(self, job_id: uuid.UUID) -> dict[str, Any]:
-        details = self._details(self._record(job_id))
-        tasks = details.get("tasks")
-        if isinstance(tasks, list) and len(tasks) > MAX_LISTED_TASKS:
-            details["tasks"] = tasks[:MAX_LISTED_TASKS]
-            details["tasks_listed"] = MAX_LISTED_TASKS
-        return details
+        return (await self.request_job_snapshot(job_id)).as_dict()
+
+    async def request_cluster_snapshot(self, detail: bool = True) -> ClusterSnapshot:
+        """The whole cluster: jobs asked of their JobMasters, the ResourceManager's overview
+        asked of it, through their gateways; this process's TaskExecutors read in-process.
+        Without `detail`, only what a scenario's conditions read (they look often): jobs
+        without their tasks, counts of slots and TaskExecutors, fencing rejections; no
+        TaskExecutor rows, RPC statistics or recent events."""
+        jobs = []
+        for record in list(self.store.jobs.values()):
+            jobs.append((await self._ask_job_snapshot(record, executions=False)).summary())
+        overview = await self._ask_resource_overview(detail)
+        return build_cluster_snapshot(
+            self.context,
+            self._task_executors,
+            overview,
+            tuple(jobs),
+            {r.graph.job_id: r.graph.name for r in self.store.jobs.values()},
+            detail,
+        )
 
     async def cancel_job(self, job_id: uuid.UUID) -> str:
         """Flink's semantics: CANCELED already is fine; another terminal state is an error."""
@@ -199,7 +291,8 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         counts: dict[str, int] = {}
         for record in self.store.jobs.values():
             counts[record.status.value] = counts.get(record.status.value, 0) + 1
-        overview = dict(self._rm_overview())
+        # read in-process, as before snapshots existed: a cheap count that clients poll
+        overview = self._rm_counts().as_dict()
         overview["jobs"] = counts
         return overview
 
@@ -208,11 +301,58 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         self._on_shutdown()
 
 
+def build_cluster_snapshot(
+    context: ClusterContext,
+    task_executors: TaskExecutorDirectory,
+    overview: ResourceOverview,
+    jobs: tuple[JobSnapshot, ...],
+    job_names: dict[uuid.UUID, str],
+    detail: bool,
+    event_limit: int = 30,
+) -> ClusterSnapshot:
+    """The ClusterSnapshot from its parts, however they were gathered (asked through the
+    gateways by the Dispatcher, or read in-process by a synchronous view)."""
+    ha = context.ha
+    names = {job_master_component(job_id): (job_id, name) for job_id, name in job_names.items()}
+
+    def leader(component: str) -> LeaderSnapshot:
+        found = ha.leader(component)
+        return LeaderSnapshot(component, *found) if found else LeaderSnapshot(component)
+
+    masters = []
+    for component, (address, token) in ha.leaders_of("jobmaster-").items():
+        job_id, name = names.get(component, (None, None))
+        if job_id is not None:
+            masters.append(LeaderSnapshot(component, address, token, job_id, name))
+    rows: tuple[TaskExecutorSnapshot, ...] = ()
+    total = 0
+    if detail:
+        rows, total = task_executor_rows(
+            task_executors.task_executor_snapshots(), overview, job_names
+        )
+    events = context.events
+    return ClusterSnapshot(
+        time=events.now(),
+        dispatcher=leader(DISPATCHER),
+        resource_manager=leader(RESOURCE_MANAGER),
+        job_masters=tuple(masters),
+        task_executors=rows,
+        task_executors_total=total,
+        jobs=jobs,
+        overview=replace(overview, registered=()),
+        rpc=rpc_statistics(context) if detail else None,
+        events=recent_events(context, event_limit) if detail else (),
+        fencing_rejections=events.fencing_rejections,
+        heartbeat_timeout=context.config.heartbeat_timeout,
+        free_slots=task_executors.free_slots(),
+    )
+
+
 class ClusterEndpoint(RpcEndpoint, ClusterGateway):
     """The unfenced `cluster` endpoint where clients learn the current leaders."""
 
     def __init__(
-        self, service: RpcService, context: ClusterContext, topology: Callable[[], dict[str, Any]]
+        self, service: RpcService, context: ClusterContext, topology: Callable[[], ClusterSnapshot]
     ) -> None:
         super().__init__(service, "cluster")
         self.context = context
@@ -236,4 +376,6 @@ class ClusterEndpoint(RpcEndpoint, ClusterGateway):
         return result
 
     async def topology(self) -> dict[str, Any]:
-        return self._topology()
+        """The cluster snapshot's JSON form (the `request_cluster_snapshot` of the Dispatcher
+        gives the typed one)."""
+        return self._topology().as_dict()

@@ -21,6 +21,7 @@ from .model import (
     TaskExecutorRegistration,
     TaskExecutorToJobManagerHeartbeatPayload,
 )
+from .snapshot import ClusterSnapshot, JobSnapshot, ResourceOverview
 
 # Heartbeats are Flink's: the monitoring side *requests* a heartbeat (an ask, whose failure
 # counts towards heartbeat.rpc-failure-threshold) and the monitored side *answers* with a
@@ -92,6 +93,10 @@ class ResourceManagerGateway(FencedRpcGateway):
 
     async def request_overview(self) -> dict[str, Any]: ...
 
+    async def request_resource_overview(self, detail: bool = True) -> ResourceOverview:
+        """Without `detail`, only the counts. An observer's query (views, clients): never
+        traced, never dropped by a fault."""
+
 
 class JobMasterGateway(FencedRpcGateway):
     async def register_task_manager(
@@ -120,6 +125,10 @@ class JobMasterGateway(FencedRpcGateway):
 
     async def request_job_details(self) -> dict[str, Any]: ...
 
+    async def request_job_snapshot(self, executions: bool = True) -> JobSnapshot:
+        """Without `executions`, only the job's counts and pending requests. An observer's
+        query (views, clients): never traced, never dropped by a fault."""
+
     async def cancel(self) -> None: ...
 
     async def fail_task(self, vertex: str | None, subtask: int) -> None: ...
@@ -133,6 +142,14 @@ class DispatcherGateway(FencedRpcGateway):
     async def request_job_status(self, job_id: uuid.UUID) -> str: ...
 
     async def request_job(self, job_id: uuid.UUID) -> dict[str, Any]: ...
+
+    async def request_job_snapshot(self, job_id: uuid.UUID) -> JobSnapshot:
+        """One job with its tasks (bounded), asked of its JobMaster."""
+
+    async def request_cluster_snapshot(self, detail: bool = True) -> ClusterSnapshot:
+        """The whole cluster, gathered through the JobMasters' and the ResourceManager's
+        gateways. Without `detail` only what conditions read: jobs, counts of slots
+        and TaskExecutors, fencing rejections (no TaskExecutor rows, statistics, events)."""
 
     async def cancel_job(self, job_id: uuid.UUID) -> str: ...
 

@@ -64,6 +64,12 @@ from .model import (
     TaskExecutorToJobManagerHeartbeatPayload,
 )
 from .slot_pool import SlotPoolMixin
+from .snapshot import (
+    ExecutionSnapshot,
+    JobSnapshot,
+    PendingRequestSnapshot,
+    SlotAssignmentSnapshot,
+)
 from .topology import ExecutionVertexId, build_topology
 
 # names that tests and the simulator import from here, where they lived before the split
@@ -465,43 +471,79 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
 
     # --- queries ------------------------------------------------------------------------
 
-    async def request_job_details(self) -> dict[str, Any]:
-        """Bounded as the Dispatcher's `request_job`: a job of 100,000 tasks would make a reply
+    async def request_job_snapshot(self, executions: bool = True) -> JobSnapshot:
+        """Bounded as the Dispatcher's job queries: a job of 100,000 tasks would make a reply
         larger than a client's decoder accepts."""
-        details = self.details()
-        if len(details["tasks"]) > MAX_LISTED_TASKS:
-            details["tasks"] = details["tasks"][:MAX_LISTED_TASKS]
-            details["tasks_listed"] = MAX_LISTED_TASKS
-        return details
+        return self.job_snapshot(executions=executions).bounded()
 
-    def details(self) -> dict[str, Any]:
+    async def request_job_details(self) -> dict[str, Any]:
+        return self.job_snapshot().bounded().as_dict()
+
+    def job_snapshot(self, *, executions: bool = True) -> JobSnapshot:
+        """The job as this JobMaster has it, never suspending: what views, the Dispatcher and
+        the simulator's invariants read. Without `executions` the tasks, pending requests and
+        pool are left out (a cheap look at the counts of a job of thousands of tasks)."""
         now = self.context.events.now()
-        finished = self.state_counts[ExecutionState.FINISHED]
-        return {
-            "job_id": self.job_id.hex,
-            "name": self.name,
-            "status": self.status.value,
-            "parallelism": self.job.max_parallelism,
-            "restarts": self.restarts,
-            "failover_strategy": self.job.failover_strategy,
-            "regions": len(self.topology.regions),
-            "slots_required": self._wanted(),
-            "slots_held": len(self.pool),
-            "slots_pending": 0 if self.status.is_globally_terminal else self.pending_slots,
-            "failure_cause": self.failure_cause,
-            "tasks_total": len(self.executions),
-            "tasks_finished": finished,
-            "task_states": {s.value: n for s, n in self.state_counts.items() if n},
-            "start_time": self.started_at,
-            "duration": (self.ended_at or now) - self.started_at,
-            "tasks": [
-                {
-                    "vertex": e.vertex,
-                    "subtask": e.subtask,
-                    "attempt": e.attempt,
-                    "state": e.state.value,
-                    "task_executor": e.task_executor,
-                }
+        ended = self.status.is_globally_terminal
+        tasks: tuple[ExecutionSnapshot, ...] = ()
+        assignments: tuple[SlotAssignmentSnapshot, ...] = ()
+        live: tuple[uuid.UUID, ...] = ()
+        held = self._group_slot
+        pending = tuple(
+            PendingRequestSnapshot(
+                index,
+                bulk.region.slots,
+                bulk.request,
+                sum(1 for group in bulk.region.groups if group not in held),
+            )
+            for index, bulk in self._pending.items()
+        )
+        restarting = tuple(
+            sorted({index for restart in self._restarts_pending for index in restart.regions})
+        )
+        if executions:
+            tasks = tuple(
+                ExecutionSnapshot(
+                    e.vertex,
+                    e.subtask,
+                    e.attempt,
+                    e.state,
+                    e.task_executor,
+                    e.region,
+                    e.execution_id,
+                    e.allocation_id,
+                )
                 for e in self.executions.values()
-            ],
-        }
+            )
+            assignments = tuple(
+                SlotAssignmentSnapshot(
+                    s.allocation_id, s.task_executor, s.slot_index, s.group, s.free_since
+                )
+                for s in self.pool.values()
+            )
+            live = tuple(self._by_id)
+        return JobSnapshot(
+            job_id=self.job_id,
+            name=self.name,
+            status=self.status,
+            parallelism=self.job.max_parallelism,
+            start_time=self.started_at,
+            duration=(self.ended_at or now) - self.started_at,
+            tasks_total=len(self.executions),
+            tasks_finished=self.state_counts[ExecutionState.FINISHED],
+            task_states=tuple((s.value, n) for s, n in self.state_counts.items() if n),
+            restarts=self.restarts,
+            restart_attempts=self.job.restart.attempts,
+            failover_strategy=self.job.failover_strategy,
+            regions=len(self.topology.regions),
+            slots_required=self._wanted(),
+            slots_held=len(self.pool),
+            slots_pending=0 if ended else sum(p.missing for p in pending),
+            failure_cause=self.failure_cause,
+            tasks=tasks,
+            pending_requests=pending,
+            restarting_regions=restarting,
+            slot_assignments=assignments,
+            live_executions=live,
+            job_master_token=self.fencing_token,
+        )

@@ -5,6 +5,7 @@ importing each other."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 
@@ -57,6 +58,10 @@ class Execution:
     allocation_id: uuid.UUID | None = None
 
 
+# numbers the bulks of every JobMaster (only compared for equality, never traced)
+_BULK_REQUESTS: itertools.count[int] = itertools.count(1)
+
+
 @dataclass
 class _Bulk:
     """A region waiting for its slots (Flink's PhysicalSlotRequestBulk)."""
@@ -66,6 +71,8 @@ class _Bulk:
     # groups before this index have their slot: a bulk of 10,000 groups fed by thousands of
     # offers is not scanned from the start each time (reset when a held slot is lost)
     cursor: int = 0
+    # numbers the bulks: a snapshot tells a region waiting again from one still waiting
+    request: int = field(default_factory=lambda: next(_BULK_REQUESTS))
 
 
 @dataclass

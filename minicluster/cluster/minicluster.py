@@ -27,10 +27,11 @@ from .context import (
     EventLog,
     HaServices,
 )
-from .dispatcher import ClusterEndpoint, Dispatcher, JobStore
+from .dispatcher import ClusterEndpoint, Dispatcher, JobStore, build_cluster_snapshot
 from .gateways import DispatcherGateway
-from .model import JobGraph, JobStatus, SlotID
+from .model import JobGraph, JobStatus
 from .resourcemanager import ResourceManager
+from .snapshot import SNAPSHOT_QUERIES, ClusterSnapshot, TaskExecutorSnapshot
 from .taskexecutor import TaskExecutor
 
 
@@ -48,6 +49,8 @@ class _Tracer:
         is_ask: bool,
         error: BaseException | None,
     ) -> None:
+        if method in SNAPSHOT_QUERIES:
+            return  # an observer's query, not cluster protocol: no event, count or trace
         events = self.events
         events.rpc_calls += 1
         events.by_method[method] += 1
@@ -63,11 +66,12 @@ class _Tracer:
             events.changed()
 
     def latency(self, method: str, seconds: float) -> None:
-        self.events.latencies[method].append(seconds)
+        if method not in SNAPSHOT_QUERIES:
+            self.events.latencies[method].append(seconds)
 
     def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None:
         events = self.events
-        if events.record_rpc:
+        if events.record_rpc and method not in SNAPSHOT_QUERIES:
             events.emit(Event(events.now(), "dropped", sender, receiver, method, "dropped"))
 
 
@@ -106,28 +110,6 @@ def _seeded_trio_scheduler(seed: int | None) -> Iterator[None]:
             _run._ALLOW_DETERMINISTIC_SCHEDULING = flag  # type: ignore[misc,assignment]
         if isinstance(rng, random.Random) and state is not None:
             rng.setstate(state)
-
-
-# The topology lists at most this many TaskExecutors and this many slots in all; past that a
-# TaskExecutor's slots are summed up (`slot_counts`, `slots_total`): a reply stays within a
-# frame however large the cluster grows.
-MAX_LISTED_TASK_EXECUTORS = 2_000
-MAX_LISTED_SLOTS = 16_384
-
-
-def _bounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = rows[:MAX_LISTED_TASK_EXECUTORS]
-    listed = 0
-    for row in rows:
-        slots = row["slots"]
-        if listed + len(slots) <= MAX_LISTED_SLOTS:
-            listed += len(slots)
-            continue
-        counts: dict[str, int] = {}
-        for slot in slots:
-            counts[slot["state"]] = counts.get(slot["state"], 0) + 1
-        row["slots"], row["slots_total"], row["slot_counts"] = [], len(slots), counts
-    return rows
 
 
 def stream(seed: int | None, purpose: str) -> random.Random:
@@ -268,6 +250,11 @@ class MiniCluster:
         return await self._cm.__aexit__(*exc_info)
 
     @property
+    def services(self) -> tuple[RpcService, ...]:
+        """The RPC services the cluster opened, oldest first (for observers of asks)."""
+        return tuple(self._services)
+
+    @property
     def address(self) -> str:
         """Where clients find the cluster (the service hosting the `cluster` endpoint)."""
         return self.dispatcher_service.address
@@ -288,7 +275,8 @@ class MiniCluster:
             token,
             self.store,
             self.shutdown_requested.set,
-            lambda: self.resource_manager.overview(),
+            self,
+            lambda: self.resource_manager.resource_overview(detail=False),
         )
         self.dispatcher.start()
         self.ha.publish(DISPATCHER, self.dispatcher.address, token)
@@ -383,7 +371,7 @@ class MiniCluster:
         self.context.emit("partition", f"network partition between {a} and {b} for {duration:g} s")
 
     def _allows(self, sender: str | None, receiver: str, method: str) -> bool:
-        if not self.killed and not self.partitions:
+        if (not self.killed and not self.partitions) or method in SNAPSHOT_QUERIES:
             return True
         a, b = component_of(sender), component_of(receiver)
         if a in self.killed or b in self.killed:
@@ -410,9 +398,11 @@ class MiniCluster:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def dispatcher_gateway(self) -> DispatcherGateway:
+    def dispatcher_gateway(self, caller: str = "client") -> DispatcherGateway:
+        """The Dispatcher leader's gateway, in-process; `caller` names who calls in traces
+        ("observer" for the scenario's conditions)."""
         return self.dispatcher_service.local_gateway(
-            self.dispatcher, DispatcherGateway, self.dispatcher.fencing_token, caller="client"
+            self.dispatcher, DispatcherGateway, self.dispatcher.fencing_token, caller=caller
         )
 
     async def submit_job(self, graph: JobGraph) -> uuid.UUID:
@@ -465,91 +455,27 @@ class MiniCluster:
     def registered_task_executors(self) -> int:
         return len(self.resource_manager.task_executors)
 
-    def snapshot(self) -> dict[str, Any]:
-        names = {job_id.hex: r.graph.name for job_id, r in self.store.jobs.items()}
-        task_executors = []
-        for te in self.task_executors.values():
-            row = te.snapshot()
-            age = self.resource_manager.heartbeat_age(te.resource_id)
-            row["heartbeat_age"] = age
-            if (
-                te.resource_id not in self.resource_manager.task_executors
-                and row["state"] == "registered"
-            ):
-                row["state"] = "lost"
-            for slot in row["slots"]:
-                slot["job_name"] = names.get(slot["job_id"]) if slot["job_id"] else None
-            task_executors.append(row)
-        for te_record in self.resource_manager.task_executors.values():
-            if te_record.resource_id in self.task_executors:
-                continue
-            # a TaskExecutor in another process: what the ResourceManager knows of it
-            slots = []
-            for index in range(te_record.slots):
-                slot = self.resource_manager.slots.get(SlotID(te_record.resource_id, index))
-                job_hex = slot.job_id.hex if slot is not None and slot.job_id else None
-                state = "FREE" if slot is None or slot.state == "FREE" else "ALLOCATED"
-                slots.append(
-                    {
-                        "index": index,
-                        "state": state,
-                        "job_id": job_hex,
-                        "job_name": names.get(job_hex or ""),
-                    }
-                )
-            task_executors.append(
-                {
-                    "id": te_record.resource_id,
-                    "address": te_record.address,
-                    "state": "registered",
-                    "heartbeat_age": self.resource_manager.heartbeat_age(te_record.resource_id),
-                    "slots": slots,
-                    "remote": True,
-                }
-            )
-        for resource_id, state in self.te_states.items():
-            task_executors.append(
-                {
-                    "id": resource_id,
-                    "address": None,
-                    "state": state,
-                    "heartbeat_age": None,
-                    "slots": [],
-                }
-            )
-        task_executors_total = len(task_executors)
-        task_executors = _bounded(task_executors)
-        job_masters = []
-        jobs = []
-        for record in self.store.jobs.values():
-            jm = record.job_master
-            if jm is not None:
-                job_masters.append(
-                    {
-                        "job_id": record.graph.job_id.hex,
-                        "name": record.graph.name,
-                        "address": jm.address,
-                        "token": str(jm.fencing_token),
-                    }
-                )
-            summary = self.dispatcher._summary(record)
-            jobs.append(summary)
-        from .stats import recent_events, rpc_statistics
+    def task_executor_snapshots(self) -> tuple[TaskExecutorSnapshot, ...]:
+        """This process's TaskExecutors through their public snapshot method, then those that
+        were stopped, killed or failed (listed with their end, no slots)."""
+        rows = [te.task_executor_snapshot() for te in self.task_executors.values()]
+        rows.extend(
+            TaskExecutorSnapshot(resource_id, None, state)
+            for resource_id, state in self.te_states.items()
+        )
+        return tuple(rows)
 
-        return {
-            "events": recent_events(self, 30),
-            "rpc": rpc_statistics(self),
-            "time": self.events.now(),
-            "dispatcher": {
-                "address": self.dispatcher.address,
-                "token": str(self.dispatcher.fencing_token),
-            },
-            "resource_manager": {
-                "address": self.resource_manager.address,
-                "token": str(self.resource_manager.fencing_token),
-            },
-            "job_masters": job_masters,
-            "task_executors": task_executors,
-            "task_executors_total": task_executors_total,
-            "jobs": jobs,
-        }
+    def snapshot(self, detail: bool = True, event_limit: int = 30) -> ClusterSnapshot:
+        """The ClusterSnapshot, read synchronously in-process: each endpoint's public snapshot
+        method, the same ones the gateway handlers answer with (for views whose refresh is a
+        synchronous callback; asynchronous readers ask `request_cluster_snapshot`)."""
+        dispatcher = self.dispatcher
+        return build_cluster_snapshot(
+            self.context,
+            self,
+            self.resource_manager.resource_overview(),
+            dispatcher.job_snapshots(),
+            {job_id: record.graph.name for job_id, record in self.store.jobs.items()},
+            detail,
+            event_limit,
+        )

@@ -27,6 +27,7 @@ from .model import (
     TaskExecutorRegistration,
     UnknownTaskExecutorError,
 )
+from .snapshot import ResourceOverview, SlotSnapshot, TaskExecutorSnapshot
 
 
 @dataclass
@@ -491,16 +492,49 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
     # --- views ------------------------------------------------------------------------
 
     async def request_overview(self) -> dict[str, Any]:
-        return self.overview()
+        return self.resource_overview().as_dict()
 
-    def overview(self) -> dict[str, Any]:
-        free = sum(1 for s in self.slots.values() if s.state == "FREE")
-        return {
-            "task_executors": len(self.task_executors),
-            "slots_total": len(self.slots),
-            "slots_free": free,
-            "jobs_with_requirements": len(self.requirements),
-        }
+    async def request_resource_overview(self, detail: bool = True) -> ResourceOverview:
+        return self.resource_overview(detail)
+
+    def resource_overview(self, detail: bool = True) -> ResourceOverview:
+        """What this ResourceManager knows, never suspending: registered TaskExecutors with
+        their slots as it sees them (FREE, PENDING, ALLOCATED), requirements, JobMasters.
+        Without `detail`, only the counts."""
+        if not detail:
+            return ResourceOverview(
+                task_executors=len(self.task_executors),
+                slots_total=len(self.slots),
+                slots_free=sum(1 for s in self.slots.values() if s.state == "FREE"),
+                jobs_with_requirements=len(self.requirements),
+            )
+        by_te: dict[str, list[SlotSnapshot]] = {}
+        free = 0
+        for slot in self.slots.values():
+            free += slot.state == "FREE"
+            by_te.setdefault(slot.slot_id.task_executor, []).append(
+                SlotSnapshot(slot.slot_id.index, slot.state, slot.job_id, None, slot.allocation_id)
+            )
+        registered = tuple(
+            TaskExecutorSnapshot(
+                id=record.resource_id,
+                address=record.address,
+                state="registered",
+                heartbeat_age=self.heartbeat_age(record.resource_id),
+                slots=tuple(sorted(by_te.get(record.resource_id, ()), key=lambda s: s.index)),
+                instance_id=record.instance_id,
+            )
+            for record in self.task_executors.values()
+        )
+        return ResourceOverview(
+            task_executors=len(self.task_executors),
+            slots_total=len(self.slots),
+            slots_free=free,
+            jobs_with_requirements=len(self.requirements),
+            registered=registered,
+            requirements=tuple((job_id, r.slots) for job_id, r in self.requirements.items()),
+            job_masters=tuple(self.job_masters),
+        )
 
     def heartbeat_age(self, resource_id: str) -> float | None:
         last = self._te_heartbeats.last_seen(resource_id)

@@ -39,6 +39,7 @@ from .model import (
     TaskExecutorToJobManagerHeartbeatPayload,
     TaskSubmissionError,
 )
+from .snapshot import SlotSnapshot, TaskExecutorSnapshot, TaskSnapshot
 
 UPDATE_ATTEMPTS = 20
 
@@ -717,20 +718,36 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                 return slot
         return None
 
-    def snapshot(self) -> dict[str, Any]:
+    def task_executor_snapshot(self) -> TaskExecutorSnapshot:
+        """This TaskExecutor as it sees itself, never suspending: its registration, slots,
+        tasks and the leaders it follows (what views and the simulator's invariants read)."""
         now = trio.current_time()
         age = now - self.rm_last_heartbeat if self.registration_state == "registered" else None
-        return {
-            "id": self.resource_id,
-            "address": self.address,
-            "state": self.registration_state,
-            "heartbeat_age": None if age is None or math.isinf(age) else age,
-            "slots": [
-                {
-                    "index": s.index,
-                    "state": s.state.value,
-                    "job_id": s.job_id.hex if s.job_id else None,
-                }
+        return TaskExecutorSnapshot(
+            id=self.resource_id,
+            address=self.address,
+            state=self.registration_state,
+            heartbeat_age=None if age is None or math.isinf(age) else age,
+            slots=tuple(
+                SlotSnapshot(
+                    s.index, s.state.value, s.job_id, None, s.allocation_id, tuple(s.tasks)
+                )
                 for s in self.slots
-            ],
-        }
+            ),
+            instance_id=self.instance_id,
+            rm_token=self.rm_token,
+            job_leaders=tuple((job_id, c.token) for job_id, c in self.jobs.items()),
+            tasks=tuple(
+                TaskSnapshot(
+                    t.tdd.execution_id,
+                    t.tdd.job_id,
+                    t.tdd.allocation_id,
+                    t.tdd.vertex,
+                    t.tdd.subtask,
+                    t.tdd.attempt,
+                    t.tdd.duration,
+                    t.state,
+                )
+                for t in self.tasks.values()
+            ),
+        )

@@ -20,6 +20,7 @@ from minicluster.console.events_view import (
     render_events,
 )
 from minicluster.console.format import (
+    as_data,
     as_mappings,
     clean,
     format_clock,
@@ -33,7 +34,7 @@ from minicluster.console.topology_view import (
     _task_executor_rows_needed,
     _topology,
 )
-from minicluster.console.view_parts import _BORDER_STYLE, Data, _ByWidth
+from minicluster.console.view_parts import _BORDER_STYLE, Data, Viewable, _ByWidth
 
 MAX_WIDTH = 100
 """The dashboard never draws wider than this, whatever the terminal."""
@@ -170,9 +171,9 @@ def _events_lines(events: int, limit: int) -> int:
 
 
 def render_dashboard(
-    snapshot: Data,
-    events: Iterable[Data],
-    rpc_stats: Data | None,
+    snapshot: Viewable,
+    events: Iterable[Viewable],
+    rpc_stats: Viewable | None,
     status: Data | None = None,
     *,
     height: int | None = None,
@@ -188,6 +189,8 @@ def render_dashboard(
     short ones with fewer JobMasters and RPC methods listed so that a few TaskExecutors and
     events remain visible. Without it, ``max_task_executors`` (12) and ``event_limit`` (12).
     """
+    snapshot = as_data(snapshot)
+    rpc_stats = as_data(rpc_stats) if rpc_stats is not None else None
     width = max(20, min(width, MAX_WIDTH))
     te_limit = DEFAULT_MAX_TASK_EXECUTORS if max_task_executors is None else max_task_executors
     ev_limit = DEFAULT_EVENT_LIMIT if event_limit is None else event_limit

@@ -3,7 +3,7 @@ rejections, oldest first, each coloured by kind and outcome (fencing rejections 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from rich import box
 from rich.console import RenderableType
@@ -13,10 +13,11 @@ from rich.text import Text
 
 from minicluster.console.format import (
     as_float,
+    as_mappings,
     clean,
     shorten_ids,
 )
-from minicluster.console.view_parts import _BORDER_STYLE, Data
+from minicluster.console.view_parts import _BORDER_STYLE, Data, Viewable
 
 DEFAULT_EVENT_LIMIT = 12
 
@@ -73,20 +74,19 @@ def _outcome_style(outcome: str) -> str:
     return ""
 
 
-def _tail(events: Iterable[Data], limit: int) -> list[Data]:
+def _tail(events: Iterable[Viewable], limit: int) -> list[Data]:
     if limit <= 0:
         return []
     if isinstance(events, Sequence):
-        return [e for e in events[-limit:] if isinstance(e, Mapping)]
-    items = [e for e in events if isinstance(e, Mapping)]
-    return items[-limit:]
+        return as_mappings(events[-limit:])
+    return as_mappings(events)[-limit:]
 
 
 def _event_rows_needed(count: int, limit: int) -> int:
     return max(1, min(count, max(0, limit)))
 
 
-def render_events(events: Iterable[Data], limit: int = DEFAULT_EVENT_LIMIT) -> RenderableType:
+def render_events(events: Iterable[Viewable], limit: int = DEFAULT_EVENT_LIMIT) -> RenderableType:
     """The last ``limit`` events, oldest first (in the order they happened): RPC messages
     (sender -> receiver: method, outcome), failovers, heartbeat timeouts and fencing
     rejections, the latter highlighted in red."""

@@ -97,11 +97,24 @@ def as_int(value: object, default: int = 0) -> int:
         return default
 
 
+def as_data(value: object) -> Mapping[str, Any]:
+    """The JSON form the views draw: a typed snapshot (a ClusterSnapshot, its statistics,
+    an event) through its ``as_dict()``, converted once where it enters a view; a mapping as
+    it is; anything else as nothing."""
+    to_dict = getattr(value, "as_dict", None)
+    if callable(to_dict):
+        data = to_dict()
+        return data if isinstance(data, Mapping) else {}
+    return value if isinstance(value, Mapping) else {}
+
+
 def as_mappings(value: object) -> list[Mapping[str, Any]]:
     """The mappings in a list-like value; anything else is skipped."""
     if not isinstance(value, Iterable) or isinstance(value, str | bytes | Mapping):
         return []
-    return [item for item in value if isinstance(item, Mapping)]
+    return [
+        as_data(item) for item in value if isinstance(item, Mapping) or hasattr(item, "as_dict")
+    ]
 
 
 def format_age(seconds: object) -> str:

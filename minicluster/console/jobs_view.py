@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from minicluster.console.format import (
+    as_data,
     as_int,
     as_mappings,
     clean,
@@ -19,7 +20,7 @@ from minicluster.console.format import (
     short_id,
 )
 from minicluster.console.job_keys import _digest, _job_id
-from minicluster.console.view_parts import _BORDER_STYLE, Data, _ByWidth
+from minicluster.console.view_parts import _BORDER_STYLE, Data, Viewable, _ByWidth
 
 DEFAULT_MAX_JOBS = 8
 
@@ -122,10 +123,11 @@ def _jobs_rows(
 
 
 def render_jobs(
-    snapshot: Data, *, limit: int = DEFAULT_MAX_JOBS, height: int | None = None
+    snapshot: Viewable, *, limit: int = DEFAULT_MAX_JOBS, height: int | None = None
 ) -> RenderableType:
     """Jobs with their letter (as in the slot cells), status, a progress bar of tasks finished
     out of total (``3/8``), restarts and duration. ``height`` fixes the panel's height."""
+    snapshot = as_data(snapshot)
     table, _ = _jobs_table(snapshot, limit, _digest(snapshot).keys)
     return Panel(
         table,

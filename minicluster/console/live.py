@@ -24,6 +24,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from minicluster.console.view_parts import Viewable
 from minicluster.console.views import render_dashboard
 
 __all__ = ["LiveConsole", "is_interactive", "make_console"]
@@ -110,9 +111,9 @@ class LiveConsole:
         self.console = console if console is not None else Console(highlight=False)
         self.refresh_per_second = refresh_per_second
         self._lock = threading.Lock()
-        self._snapshot: Mapping[str, Any] = {}
-        self._events: list[Mapping[str, Any]] = []
-        self._rpc_stats: Mapping[str, Any] | None = None
+        self._snapshot: Viewable = {}
+        self._events: list[Viewable] = []
+        self._rpc_stats: Viewable | None = None
         self._status: Mapping[str, Any] | None = None
         self._version = 0
         self._drawn: tuple[int, int, int] | None = None
@@ -172,9 +173,9 @@ class LiveConsole:
 
     def update(
         self,
-        snapshot: Mapping[str, Any],
-        events: Iterable[Mapping[str, Any]],
-        rpc_stats: Mapping[str, Any] | None,
+        snapshot: Viewable,
+        events: Iterable[Viewable],
+        rpc_stats: Viewable | None,
         status: Mapping[str, Any] | None = None,
     ) -> None:
         """Show this data from the next redraw on. Cheap: nothing is rendered here."""

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from minicluster.console.format import (
+    as_data,
     as_float,
     as_int,
     as_mappings,
@@ -19,6 +20,7 @@ from minicluster.console.format import (
     format_rate,
     shorten_ids,
 )
+from minicluster.console.view_parts import Viewable
 
 __all__ = [
     "format_event_line",
@@ -89,8 +91,8 @@ def format_status_line(status: Mapping[str, Any], time: object = None) -> str:
 
 
 def format_summary(
-    snapshot: Mapping[str, Any],
-    rpc_stats: Mapping[str, Any] | None = None,
+    snapshot: Viewable,
+    rpc_stats: Viewable | None = None,
     status: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """A short plain summary of a cluster, one timestamped line each.
@@ -101,6 +103,8 @@ def format_summary(
         [  42.000] job etl 3f2a1b2c...: FINISHED, 8/8 tasks, 1 restart, 12.5s
         [  42.000] rpc: 1200 calls, 523/s, 2 fencing rejections; p99 offer_slots 1.0ms
     """
+    snapshot = as_data(snapshot)
+    rpc_stats = as_data(rpc_stats) if rpc_stats is not None else None
     stamp = format_timestamp(snapshot.get("time"))
     lines: list[str] = []
     if status:

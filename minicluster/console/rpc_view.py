@@ -12,13 +12,14 @@ from rich.table import Table
 from rich.text import Text
 
 from minicluster.console.format import (
+    as_data,
     as_float,
     as_int,
     clean,
     format_latency,
     format_rate,
 )
-from minicluster.console.view_parts import _BORDER_STYLE, Data
+from minicluster.console.view_parts import _BORDER_STYLE, Data, Viewable
 
 DEFAULT_MAX_METHODS = 6
 
@@ -76,11 +77,11 @@ def _rpc_table(rpc_stats: Data | None, limit: int) -> tuple[RenderableType, int]
 
 
 def render_rpc_stats(
-    rpc_stats: Data | None, *, limit: int = DEFAULT_MAX_METHODS, height: int | None = None
+    rpc_stats: Viewable | None, *, limit: int = DEFAULT_MAX_METHODS, height: int | None = None
 ) -> RenderableType:
     """Calls per second, total calls and fencing rejections; per method (busiest first, at
     most ``limit``) the calls and the p50/p99 latency."""
-    body, _ = _rpc_table(rpc_stats, limit)
+    body, _ = _rpc_table(as_data(rpc_stats) if rpc_stats is not None else None, limit)
     return Panel(
         body,
         title="[bold]RPC[/]",

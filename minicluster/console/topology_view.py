@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from minicluster.console.format import (
+    as_data,
     as_float,
     as_mappings,
     clean,
@@ -24,7 +25,7 @@ from minicluster.console.format import (
     shorten_ids,
 )
 from minicluster.console.job_keys import _Digest, _digest, _fast, _job_id
-from minicluster.console.view_parts import _BORDER_STYLE, Data
+from minicluster.console.view_parts import _BORDER_STYLE, Data, Viewable
 
 DEFAULT_MAX_TASK_EXECUTORS = 12
 DEFAULT_MAX_JOB_MASTERS = 4
@@ -149,7 +150,7 @@ def _task_executor_rows_needed(count: int, limit: int) -> int:
 
 
 def render_topology(
-    snapshot: Data,
+    snapshot: Viewable,
     *,
     max_task_executors: int = DEFAULT_MAX_TASK_EXECUTORS,
     max_job_masters: int = DEFAULT_MAX_JOB_MASTERS,
@@ -159,6 +160,7 @@ def render_topology(
     per TaskExecutor (at most ``max_task_executors``, the rest summed up) with its state,
     heartbeat age and slot cells; totals and a legend. ``compact`` saves the blank line
     between the components and the TaskExecutors."""
+    snapshot = as_data(snapshot)
     return _topology(snapshot, _digest(snapshot), max_task_executors, max_job_masters, compact)
 
 

@@ -4,7 +4,7 @@ and a renderable that picks a wide or a narrow form by the width it gets."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
@@ -12,6 +12,16 @@ from rich.measure import Measurement
 _BORDER_STYLE = "bright_black"
 
 Data = Mapping[str, Any]
+
+
+class Typed(Protocol):
+    """A typed snapshot (ClusterSnapshot, RpcStatistics, EventSnapshot): views draw its JSON
+    form, ``as_dict()``, taken once where it enters a view."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+Viewable = Data | Typed
 
 
 class _ByWidth:

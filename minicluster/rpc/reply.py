@@ -42,6 +42,11 @@ class Reply:
         self._error: BaseException | None = None
         self._done = False
 
+    @property
+    def done(self) -> bool:
+        """Whether the reply is settled (a result or an error), for observers of asks."""
+        return self._done
+
     def set_result(self, value: Any) -> None:
         if self._done:
             return

@@ -36,7 +36,7 @@ MAX_BIGNUM_BYTES = 128  # 1024 bits: far beyond any id or counter, far below cos
 
 
 class _WireType:
-    __slots__ = ("_checkers", "cls", "fields", "is_enum", "name")
+    __slots__ = ("_checkers", "cls", "custom", "fields", "is_enum", "name")
 
     def __init__(self, cls: type, name: str) -> None:
         self.cls = cls
@@ -46,6 +46,11 @@ class _WireType:
             () if self.is_enum else tuple(f.name for f in dataclasses.fields(cls) if f.init)
         )
         self._checkers: list[tuple[str, Checker]] | None = None
+        # a class with `to_wire()` and a `from_wire(map)` classmethod chooses its own wire
+        # form (a map of CBOR values) and checks it itself when it is built back
+        self.custom = callable(getattr(cls, "to_wire", None)) and callable(
+            getattr(cls, "from_wire", None)
+        )
 
     def check(self, obj: Any) -> None:
         """Validate a decoded instance, once, where it enters: each field against its
@@ -104,6 +109,8 @@ def _encode_default(encoder: Any, value: Any) -> None:
         )
     if info.is_enum:
         fields = {"value": value.value}
+    elif info.custom:
+        fields = value.to_wire()
     else:
         fields = {f: getattr(value, f) for f in info.fields}
     encoder.encode(cbor2.CBORTag(DOMAIN_TAG, [info.name, fields]))
@@ -140,6 +147,8 @@ def _decode_domain(value: Any, immutable: bool) -> Any:
     try:
         if info.is_enum:
             return info.cls(fields["value"])
+        if info.custom:
+            return info.cls.from_wire(fields)  # type: ignore[attr-defined]
         obj = info.cls(**{k: fields[k] for k in info.fields if k in fields})
         info.check(obj)
         return obj

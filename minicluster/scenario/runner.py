@@ -19,7 +19,9 @@ import trio.testing
 
 from minicluster.cluster import ClusterConfig, JobStatus, MiniCluster
 from minicluster.cluster.context import Event
+from minicluster.cluster.gateways import DispatcherGateway
 from minicluster.cluster.minicluster import stream
+from minicluster.cluster.snapshot import ClusterSnapshot, JobSnapshot
 
 from .clock import paced_clock
 from .loader import (
@@ -111,33 +113,34 @@ class Observer:
 
 
 class _View:
-    """The ClusterView that conditions read: names of the scenario mapped to the cluster."""
+    """The ClusterView that conditions read: one ClusterSnapshot, asked of the Dispatcher
+    through its gateway. Jobs are found by the ids this run submitted them under."""
 
-    def __init__(self, cluster: MiniCluster, jobs: dict[str, uuid.UUID]) -> None:
-        self.cluster = cluster
+    def __init__(self, snapshot: ClusterSnapshot, jobs: dict[str, uuid.UUID]) -> None:
+        self.snapshot = snapshot
         self.jobs = jobs
+        self._by_id = {job.job_id: job for job in snapshot.jobs}
+
+    def _job(self, job: str) -> JobSnapshot | None:
+        job_id = self.jobs.get(job)
+        return self._by_id.get(job_id) if job_id is not None else None
 
     def job_status(self, job: str) -> JobStatus | None:
-        job_id = self.jobs.get(job)
-        record = self.cluster.store.jobs.get(job_id) if job_id else None
-        return record.status if record else None
+        found = self._job(job)
+        return found.status if found is not None else None
 
     def job_restarts(self, job: str) -> int:
-        job_id = self.jobs.get(job)
-        record = self.cluster.store.jobs.get(job_id) if job_id else None
-        if record is None:
-            return 0
-        details = self.cluster.dispatcher._details(record)
-        return int(details.get("restarts", 0))
+        found = self._job(job)
+        return found.restarts if found is not None else 0
 
     def free_slots(self) -> int:
-        return self.cluster.free_slots()
+        return self.snapshot.free_slots
 
     def registered_task_executors(self) -> int:
-        return self.cluster.registered_task_executors()
+        return self.snapshot.overview.task_executors
 
     def fencing_rejections(self) -> int:
-        return self.cluster.events.fencing_rejections
+        return self.snapshot.fencing_rejections
 
 
 def trace_line(event: Event) -> str | None:
@@ -178,6 +181,9 @@ class ScenarioRun:
         self._wake: trio.Event | None = None
         self.interrupted = False
         self._steps: trio.CancelScope | None = None
+        self._gateway: tuple[object, DispatcherGateway] | None = None
+        self._news = False
+        self._recording: Callable[[], bool] = lambda: True
 
     def config(self) -> ClusterConfig:
         spec = self.scenario.cluster
@@ -209,7 +215,9 @@ class ScenarioRun:
                         trace.write(line + "\n")
 
                 cluster.events.subscribers.append(write)
-            view = _View(cluster, self.jobs)
+            events = cluster.events
+            self._recording = lambda: events.record_rpc
+            cluster.events.subscribers.append(self._saw)
             cluster.events.watchers.append(self._changed)
             if self.observer.shows_view:
                 cluster.events.watchers.append(self._refresher(cluster))
@@ -217,8 +225,8 @@ class ScenarioRun:
                 self._steps = steps
                 if self.interrupted:
                     steps.cancel()
-                result.passed = await self._run_steps(cluster, view, result)
-            result.jobs = self._job_report(cluster)
+                result.passed = await self._run_steps(cluster, result)
+            result.jobs = self._job_report(await self._observe(cluster))
             result.rpc = {
                 "calls": cluster.events.rpc_calls,
                 "by_method": dict(cluster.events.by_method),
@@ -229,14 +237,14 @@ class ScenarioRun:
         result.wall_time = time.perf_counter() - wall
         return result
 
-    async def _run_steps(self, cluster: MiniCluster, view: _View, result: ScenarioResult) -> bool:
+    async def _run_steps(self, cluster: MiniCluster, result: ScenarioResult) -> bool:
         """Each step in turn until one fails; whether all of them held."""
         total = len(self.scenario.steps)
         for step in self.scenario.steps:
             self.observer.step_started(step.index, total, step, cluster)
             cluster.context.emit("step", f"{step.index + 1}/{total} {step.describe()}")
             try:
-                message = await self._run_step(step, cluster, view)
+                message = await self._run_step(step, cluster)
                 ok = True
             except StepFailed as exc:
                 message, ok = str(exc), False
@@ -253,9 +261,19 @@ class ScenarioRun:
         if self._steps is not None:
             self._steps.cancel()
 
+    def _saw(self, event: Event) -> None:
+        """An event was recorded: whether a condition may see something new. A heartbeat
+        that went fine changes nothing a condition reads (what follows from heartbeats, a
+        TaskExecutor lost or slots freed, comes with events of its own), and a healthy
+        cluster sends one every few seconds for hours: those do not wake a `wait`."""
+        if not (event.outcome == "ok" and event.method is not None and "heartbeat" in event.method):
+            self._news = True
+
     def _changed(self) -> None:
-        """Something happened in the cluster: a waiting condition looks again."""
-        if self._wake is not None:
+        """Something happened in the cluster: a waiting condition looks again if it may see
+        something new (every change does when messages are not recorded as events)."""
+        if self._wake is not None and (self._news or not self._recording()):
+            self._news = False
             self._wake.set()
 
     def _refresher(self, cluster: MiniCluster) -> Callable[[], None]:
@@ -272,21 +290,42 @@ class ScenarioRun:
 
         return refresh
 
-    def _job_report(self, cluster: MiniCluster) -> dict[str, Any]:
+    async def _observe(self, cluster: MiniCluster) -> ClusterSnapshot:
+        """The cluster as conditions see it, asked of the Dispatcher leader through its
+        gateway (as caller "observer"; snapshot queries are not traced). A Dispatcher that
+        is failing over is asked again once the new leader is there."""
+        while True:
+            dispatcher = cluster.dispatcher
+            gateway = self._gateway
+            if gateway is None or gateway[0] is not dispatcher:
+                gateway = self._gateway = (dispatcher, cluster.dispatcher_gateway("observer"))
+            try:
+                snapshot: ClusterSnapshot = await gateway[1].request_cluster_snapshot(False)
+                return snapshot
+            except Exception:
+                if cluster.dispatcher is dispatcher:
+                    raise
+                self._gateway = None
+
+    def _job_report(self, snapshot: ClusterSnapshot) -> dict[str, Any]:
         report: dict[str, Any] = {}
+        by_id = {job.job_id: job for job in snapshot.jobs}
         for name, job_id in self.jobs.items():
-            record = cluster.store.jobs.get(job_id)
-            if record is None:
+            job = by_id.get(job_id)
+            if job is None:
                 continue
-            details = cluster.dispatcher._details(record)
             report[name] = {
                 "job_id": job_id.hex,
-                "status": record.status.value,
-                "restarts": details.get("restarts", 0),
-                "tasks_total": details.get("tasks_total"),
-                "tasks_finished": details.get("tasks_finished"),
+                "status": job.status.value,
+                "restarts": job.restarts,
+                "tasks_total": job.tasks_total,
+                "tasks_finished": job.tasks_finished,
             }
         return report
+
+    async def _check(self, step: WaitStep | ExpectStep, cluster: MiniCluster) -> tuple[bool, str]:
+        view = _View(await self._observe(cluster), self.jobs)
+        return step.condition.check(view)
 
     async def _settle(self) -> None:
         """Let what is already under way at this instant finish before a check looks."""
@@ -301,7 +340,7 @@ class ScenarioRun:
             raise StepFailed(f"job {name!r} was not submitted")
         return job_id
 
-    async def _run_step(self, step: Step, cluster: MiniCluster, view: _View) -> str:
+    async def _run_step(self, step: Step, cluster: MiniCluster) -> str:
         if isinstance(step, SubmitStep):
             graph = to_job_graph(step, self.rng, self.scenario.cluster.failover_strategy)
             try:
@@ -318,12 +357,12 @@ class ScenarioRun:
                 while True:
                     self._wake = trio.Event()
                     await self._settle()
-                    holds, seen = step.condition.check(view)
+                    holds, seen = await self._check(step, cluster)
                     if holds:
                         waited = trio.current_time() - started
                         return f"{step.condition.describe()} after {waited:.3f} s"
                     await self._wake.wait()
-            holds, seen = step.condition.check(view)
+            holds, seen = await self._check(step, cluster)
             if holds:
                 return f"{step.condition.describe()}"
             raise StepFailed(
@@ -331,7 +370,7 @@ class ScenarioRun:
             )
         if isinstance(step, ExpectStep):
             await self._settle()
-            holds, seen = step.condition.check(view)
+            holds, seen = await self._check(step, cluster)
             if not holds:
                 raise StepFailed(f"expected {step.condition.describe()}, but {seen}")
             return seen

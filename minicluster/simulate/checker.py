@@ -122,7 +122,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
     # --- hooks ----------------------------------------------------------------------------
 
     def _hook_services(self) -> None:
-        for service in self.cluster._services:
+        for service in self.cluster.services:
             if id(service) not in self._hooked:
                 self._hooked.add(id(service))
                 self._hook_timeouts(service)
@@ -165,7 +165,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
             self._rm_tenures.append((now, None))
             self._rm_registered = set(cluster.resource_manager.task_executors)
             self._lost_since.clear()  # a new leader considers nobody lost
-        if len(cluster._services) != len(self._hooked):
+        if len(cluster.services) != len(self._hooked):
             self._hook_services()
         kind = event.kind
         if (
@@ -342,7 +342,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
                     self.violation(
                         "slot-agreement",
                         f"TaskExecutor {rid} still holds slot {rid}/{slot.index} for "
-                        f"{self._job_name(slot.job_id)}, which is {status} and has no JobMaster",
+                        f"{self.job_name(slot.job_id)}, which is {status} and has no JobMaster",
                         key=f"orphan:{rid}/{slot.index}:{slot.allocation_id}",
                     )
                 elif slot.allocation_id not in jm.pool:
@@ -358,7 +358,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
                 self.violation(
                     "slot-agreement",
                     f"the ResourceManager still wants {required} slot(s) for "
-                    f"{self._job_name(job_id)}, which has ended",
+                    f"{self.job_name(job_id)}, which has ended",
                     key=f"requirement:{job_id}",
                 )
 
@@ -377,10 +377,10 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
                     self.violation(
                         "slot-agreement",
                         f"slot {rid}/{slot.index} is still {slot.state.value} for "
-                        f"{self._job_name(slot.job_id)} after every job ended",
+                        f"{self.job_name(slot.job_id)} after every job ended",
                         key=f"final:{rid}/{slot.index}",
                     )
-        for service in cluster._services:
+        for service in cluster.services:
             for endpoint in service.endpoints:
                 if isinstance(endpoint, JobMaster):
                     self.violation(

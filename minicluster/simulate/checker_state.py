@@ -95,7 +95,7 @@ class CheckerState:
         if self._report is not None:
             self._report(invariant, description, detail)
 
-    def _job_name(self, job_id: uuid.UUID | None) -> str:
+    def job_name(self, job_id: uuid.UUID | None) -> str:
         if job_id is None:
             return "no job"
         record = self.cluster.store.jobs.get(job_id)
@@ -136,7 +136,7 @@ def _slot_text(
 ) -> str:
     if state == "FREE" and job_id is None:
         return "FREE"
-    owner = checker._job_name(job_id) if job_id is not None else "no job"
+    owner = checker.job_name(job_id) if job_id is not None else "no job"
     return f"{state} for {owner} (allocation {_short(allocation_id)})"
 
 
@@ -157,7 +157,7 @@ def _waiting_asks() -> Iterator[tuple[Reply, str, float | None]]:
             if frame is not None and frame.f_code is _REPLY_WAIT_CODE:
                 local = frame.f_locals
                 reply = local.get("self")
-                if isinstance(reply, Reply) and not reply._done:
+                if isinstance(reply, Reply) and not reply.done:
                     describe = local.get("describe")
                     text = describe() if callable(describe) else "an ask"
                     yield reply, str(text), local.get("timeout")

@@ -40,7 +40,7 @@ class LivenessChecks(CheckerState):
             elif now - since > bound + _EPSILON and te.tasks:
                 del self._lost_since[rid]
                 names = ", ".join(
-                    f"{t.tdd.vertex}[{t.tdd.subtask}] of {self._job_name(t.tdd.job_id)}"
+                    f"{t.tdd.vertex}[{t.tdd.subtask}] of {self.job_name(t.tdd.job_id)}"
                     for t in list(te.tasks.values())[:3]
                 )
                 self.violation(
@@ -58,7 +58,7 @@ class LivenessChecks(CheckerState):
         now = trio.current_time()
         while asks:
             deadline, _, reply = asks[0]
-            if reply._done:
+            if reply.done:
                 heapq.heappop(asks)
             elif deadline + _EPSILON < now:
                 heapq.heappop(asks)

@@ -7,6 +7,7 @@ import trio
 
 from minicluster.cluster import ExecutionState, JobStatus
 from minicluster.cluster.jobmaster import JobMaster
+from minicluster.cluster.snapshot import PendingRequestSnapshot
 from minicluster.simulate.checker_state import (
     _BULK_TIMEOUT_PREFIX,
     _DEPLOYED,
@@ -43,20 +44,23 @@ class SchedulingChecks(CheckerState):
                 f"{jm.job.restart.attempts} its fixed-delay strategy allows",
                 key=f"budget:{jm.job_id}:{jm.fencing_token}",
             )
+        # the JobMaster's pending requests and restarts, through its public snapshot (without
+        # the executions: cheap at every call, whatever the job's size)
+        snapshot = jm.job_snapshot(executions=False)
         signature = (
             jm.restarts,
             len(pool),
-            len(jm._pending),
-            len(jm._restarts_pending),
+            len(snapshot.pending_requests),
+            len(snapshot.restarting_regions),
             *jm.state_counts.values(),
         )
         if len(jm.executions) <= _FULL_SCAN_LIMIT or self._region_signature.get(jm) != signature:
             self._region_signature[jm] = signature
-            self._check_regions(jm, live)
+            self._check_regions(jm, live, set(snapshot.restarting_regions))
         if not live:
             return
         free = [slot for slot in pool.values() if slot.group is None]
-        if free and jm._pending and jm.pending_slots:
+        if free and snapshot.pending_requests and snapshot.slots_pending:
             self.violation(
                 "slot-reuse",
                 f"the JobMaster of {jm.name} keeps {len(free)} free slot(s) in its pool while "
@@ -76,10 +80,9 @@ class SchedulingChecks(CheckerState):
                         f"{idle:g} s)",
                         key=f"hoard:{jm.job_id}:{slot.allocation_id}:{slot.free_since}",
                     )
-        self._check_waiting_bulks(jm, now)
+        self._check_waiting_bulks(jm, snapshot.pending_requests, now)
 
-    def _check_regions(self, jm: JobMaster, live: bool) -> None:
-        restarting = {index for restart in jm._restarts_pending for index in restart.regions}
+    def _check_regions(self, jm: JobMaster, live: bool, restarting: set[int]) -> None:
         pool = jm.pool
         applied = highest = 0
         for region in jm.topology.regions:
@@ -146,31 +149,33 @@ class SchedulingChecks(CheckerState):
                 key=f"uncounted:{jm.job_id}:{jm.fencing_token}:{restarted}",
             )
 
-    def _check_waiting_bulks(self, jm: JobMaster, now: float) -> None:
+    def _check_waiting_bulks(
+        self, jm: JobMaster, requests: tuple[PendingRequestSnapshot, ...], now: float
+    ) -> None:
         """A region that the whole pool could not serve must fail within twice the slot
         request timeout (the JobMaster checks once per timeout)."""
         seen = self._unfulfillable.get(jm)
         if seen is None:
             seen = self._unfulfillable[jm] = {}
-        pending = jm._pending
+        pending = {request.region: request for request in requests}
         for index in [i for i in seen if i not in pending]:
             del seen[index]
         held = len(jm.pool)
         bound = 2 * self.config.slot_request_timeout
         for index, bulk in pending.items():
-            if bulk.region.slots <= held:
+            if bulk.slots <= held:
                 seen.pop(index, None)
                 continue
             since = seen.get(index)
-            if since is None or since[0] is not bulk:
-                seen[index] = (bulk, now)
+            if since is None or since[0] != bulk.request:
+                seen[index] = (bulk.request, now)
             elif now - since[1] > bound + _EPSILON:
                 self.violation(
                     "slot-request-timeout",
                     f"region {index} of {jm.name} has waited {now - since[1]:.3f} s for "
-                    f"{bulk.region.slots} slot(s) with {held} in the pool, beyond twice the slot "
+                    f"{bulk.slots} slot(s) with {held} in the pool, beyond twice the slot "
                     f"request timeout of {self.config.slot_request_timeout:g} s",
-                    key=f"waits:{jm.job_id}:{id(bulk)}",
+                    key=f"waits:{jm.job_id}:{bulk.request}",
                 )
 
     def check_no_resource_failure(self, jm: JobMaster, message: str, now: float) -> None:
@@ -196,7 +201,7 @@ class SchedulingChecks(CheckerState):
             return
         if not message.startswith(_BULK_TIMEOUT_PREFIX):
             return
-        restarting = {index for restart in jm._restarts_pending for index in restart.regions}
+        restarting = set(jm.job_snapshot(executions=False).restarting_regions)
         idle_at = self._idle_region_at.get(jm, {})
         for execution in jm.executions.values():
             if execution.state is not ExecutionState.FAILED or execution.region in restarting:

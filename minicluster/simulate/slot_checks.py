@@ -18,6 +18,12 @@ from minicluster.simulate.checker_state import (
 )
 
 
+def _created(jm: JobMaster, vertex: str, subtask: int, execution_id: uuid.UUID) -> bool:
+    """Whether the JobMaster made this execution (its current attempt of the subtask)."""
+    execution = jm.executions.get((vertex, subtask))
+    return execution is not None and execution.execution_id == execution_id
+
+
 class SlotChecks(CheckerState):
     """Checks that a slot runs only its allocation's tasks, that endpoints act only for
     their leader, and that a FINISHED job ran every subtask exactly once."""
@@ -43,8 +49,8 @@ class SlotChecks(CheckerState):
                     self.violation(
                         "slot-exclusive",
                         f"slot {rid}/{slot.index} is held by allocation "
-                        f"{_short(slot.allocation_id)} of {self._job_name(slot.job_id)} but runs "
-                        f"{tdd.vertex}[{tdd.subtask}] of {self._job_name(tdd.job_id)} under "
+                        f"{_short(slot.allocation_id)} of {self.job_name(slot.job_id)} but runs "
+                        f"{tdd.vertex}[{tdd.subtask}] of {self.job_name(tdd.job_id)} under "
                         f"allocation {_short(tdd.allocation_id)}",
                         key=f"{rid}/{slot.index}/{execution_id}",
                     )
@@ -56,7 +62,7 @@ class SlotChecks(CheckerState):
                     self.violation(
                         "slot-exclusive",
                         f"TaskExecutor {rid} runs {tdd.vertex}[{tdd.subtask}] of "
-                        f"{self._job_name(tdd.job_id)} in no slot (allocation "
+                        f"{self.job_name(tdd.job_id)} in no slot (allocation "
                         f"{_short(tdd.allocation_id)})",
                         key=f"{rid}/none/{execution_id}",
                     )
@@ -85,7 +91,14 @@ class SlotChecks(CheckerState):
         if not candidates:
             self._job_master(tdd.job_id.hex)
             candidates = self._jms.get(tdd.job_id.hex) or []
-        creator = next((jm for jm in reversed(candidates) if execution_id in jm._by_id), None)
+        creator = next(
+            (
+                jm
+                for jm in reversed(candidates)
+                if _created(jm, tdd.vertex, tdd.subtask, execution_id)
+            ),
+            None,
+        )
         if creator is None and len(candidates) == 1:
             creator = candidates[0]  # an execution of an earlier attempt of the only leader
         if creator is None:
@@ -96,7 +109,7 @@ class SlotChecks(CheckerState):
             self.violation(
                 "fencing",
                 f"TaskExecutor {te.resource_id} accepted {tdd.vertex}[{tdd.subtask}] of "
-                f"{self._job_name(tdd.job_id)} from the JobMaster with token "
+                f"{self.job_name(tdd.job_id)} from the JobMaster with token "
                 f"{_short(creator.fencing_token)} while it follows the JobMaster leader "
                 f"{_short(followed)}",
                 key=f"task:{execution_id}",
@@ -123,7 +136,7 @@ class SlotChecks(CheckerState):
         idle_at = self._idle_region_at.get(jm)
         if idle_at is None:
             idle_at = self._idle_region_at[jm] = {}
-        pending = jm._pending
+        pending = {r.region for r in jm.job_snapshot(executions=False).pending_requests}
         if len(pending) < len(jm.topology.regions):
             for region in jm.topology.regions:
                 if region.index not in pending:
@@ -218,7 +231,7 @@ class SlotChecks(CheckerState):
         endpoint's token: that token must be the published leader's (or leadership revoked
         with no successor yet)."""
         endpoint: RpcEndpoint | None = None
-        for service in self.cluster._services:
+        for service in self.cluster.services:
             endpoint = service.lookup_endpoint(endpoint_id)
             if endpoint is not None:
                 break
