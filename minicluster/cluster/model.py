@@ -55,6 +55,11 @@ def new_id(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
+# by value: a set lookup of a str is cheaper than comparing enum members (read per event)
+_GLOBALLY_TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELED"})
+_TERMINAL = frozenset({"FINISHED", "CANCELED", "FAILED"})
+
+
 @wire_type
 class JobStatus(enum.Enum):
     """Flink's JobStatus."""
@@ -70,7 +75,7 @@ class JobStatus(enum.Enum):
 
     @property
     def is_globally_terminal(self) -> bool:
-        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED)
+        return self._value_ in _GLOBALLY_TERMINAL
 
 
 @wire_type
@@ -90,7 +95,7 @@ class ExecutionState(enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (ExecutionState.FINISHED, ExecutionState.CANCELED, ExecutionState.FAILED)
+        return self._value_ in _TERMINAL
 
 
 @wire_type

@@ -25,6 +25,7 @@ from minicluster.cluster.context import Event
 from minicluster.cluster.jobmaster import JobMaster
 from minicluster.cluster.model import SlotID, SlotState
 from minicluster.cluster.resourcemanager import ResourceManager
+from minicluster.cluster.snapshot import JobSnapshot
 from minicluster.cluster.taskexecutor import TaskExecutor
 from minicluster.rpc import RpcService
 from minicluster.rpc.reply import Reply
@@ -117,6 +118,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
         self._asks: list[tuple[float, int, Reply]] = []
         self._ask_numbers = itertools.count()
         self._hooked: set[int] = set()
+        self._job_views: dict[JobMaster, JobSnapshot] = {}  # per event: see job_view
         self._hook_services()
 
     # --- hooks ----------------------------------------------------------------------------
@@ -143,6 +145,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
 
     def on_event(self, event: Event) -> None:
         self.events += 1
+        self._job_views.clear()
         try:
             self._on_event(event)
         except Exception as exc:  # a bug of the checker must not take the cluster down
@@ -232,6 +235,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
         live = cluster.task_executors
         store = cluster.store
         now = cluster.events.now()
+        self._job_views.clear()
         self._check_asks()
         for te in live.values():
             self.check_task_executor(te, now)

@@ -17,6 +17,7 @@ from minicluster.cluster import ClusterConfig, ExecutionState, MiniCluster
 from minicluster.cluster.jobmaster import BULK_TIMEOUT, NOT_ENOUGH_RESOURCES, JobMaster
 from minicluster.cluster.model import SlotState
 from minicluster.cluster.resourcemanager import ResourceManager
+from minicluster.cluster.snapshot import JobSnapshot
 from minicluster.cluster.taskexecutor import TaskExecutor
 from minicluster.rpc.reply import Reply
 
@@ -83,6 +84,7 @@ class CheckerState:
     _asks: list[tuple[float, int, Reply]]
     _ask_numbers: itertools.count[int]
     _hooked: set[int]
+    _job_views: dict[JobMaster, JobSnapshot]
 
     # --- reporting ----------------------------------------------------------------------
 
@@ -100,6 +102,14 @@ class CheckerState:
             return "no job"
         record = self.cluster.store.jobs.get(job_id)
         return record.graph.name if record is not None else f"job {job_id.hex[:8]}"
+
+    def job_view(self, jm: JobMaster) -> JobSnapshot:
+        """The JobMaster's snapshot without its executions, taken once per event: several
+        checks read it, and nothing changes while the checker looks."""
+        view = self._job_views.get(jm)
+        if view is None:
+            view = self._job_views[jm] = jm.job_snapshot(executions=False)
+        return view
 
     def _job_master(self, job_hex: str) -> JobMaster | None:
         """The JobMaster of the job: the current one, or the last one seen if it has ended."""

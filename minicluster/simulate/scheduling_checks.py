@@ -46,7 +46,7 @@ class SchedulingChecks(CheckerState):
             )
         # the JobMaster's pending requests and restarts, through its public snapshot (without
         # the executions: cheap at every call, whatever the job's size)
-        snapshot = jm.job_snapshot(executions=False)
+        snapshot = self.job_view(jm)
         signature = (
             jm.restarts,
             len(pool),
@@ -201,7 +201,7 @@ class SchedulingChecks(CheckerState):
             return
         if not message.startswith(_BULK_TIMEOUT_PREFIX):
             return
-        restarting = set(jm.job_snapshot(executions=False).restarting_regions)
+        restarting = set(self.job_view(jm).restarting_regions)
         idle_at = self._idle_region_at.get(jm, {})
         for execution in jm.executions.values():
             if execution.state is not ExecutionState.FAILED or execution.region in restarting:

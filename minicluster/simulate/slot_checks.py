@@ -136,7 +136,7 @@ class SlotChecks(CheckerState):
         idle_at = self._idle_region_at.get(jm)
         if idle_at is None:
             idle_at = self._idle_region_at[jm] = {}
-        pending = {r.region for r in jm.job_snapshot(executions=False).pending_requests}
+        pending = {r.region for r in self.job_view(jm).pending_requests}
         if len(pending) < len(jm.topology.regions):
             for region in jm.topology.regions:
                 if region.index not in pending:
