@@ -9,6 +9,7 @@ Imports under `if TYPE_CHECKING:` are left out (they never run); imports inside 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -189,3 +190,47 @@ def test_readers_of_the_cluster_touch_no_private_attribute_of_another_object() -
 def test_the_private_access_check_finds_another_objects_private_attribute() -> None:
     source = "def f(jm):\n    self._own = jm._pending\n    return type(jm).__name__\n"
     assert _private_accesses(source) == [(2, "jm._pending")]
+
+
+# --- one naming scheme for components ----------------------------------------------------
+
+# a scenario name job_master:<job> (a message that shows the YAML form "{job_master: JOB}" is
+# not one)
+_COMPONENT_SPELLING = re.compile(r"jobmaster-|taskexecutor-|job_master:(?! )")
+
+
+def _component_strings(source: str) -> list[int]:
+    """Lines where code (not a docstring or comment) spells a component name prefix."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and _COMPONENT_SPELLING.search(node.value)
+    ]
+
+
+def test_components_are_named_in_one_module_only() -> None:
+    # endpoint ids (jobmaster-<hex>, taskexecutor-<id>) and scenario names (job_master:<job>)
+    # are built and split in minicluster/cluster/components.py; nowhere else
+    found = []
+    for name, (path, _) in _modules(ROOT, PACKAGES).items():
+        if name == "minicluster.cluster.components":
+            continue
+        for line in _component_strings(path.read_text(encoding="utf-8")):
+            found.append(f"{path.relative_to(ROOT)}:{line}")
+    assert found == []
+
+
+def test_the_naming_check_finds_a_spelled_out_component_but_not_a_docstring() -> None:
+    source = (
+        '"""jobmaster-1 in a docstring is fine."""\nx = f"jobmaster-{1}"\ny = "job_master:" + "a"\n'
+    )
+    assert _component_strings(source) == [2, 3]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cli.simulate_cmd import simulate as simulate_command
 from minicluster.cluster import ClusterConfig, JobGraph, JobStatus, JobVertex, MiniCluster
-from minicluster.cluster.context import RESOURCE_MANAGER
+from minicluster.cluster.components import RESOURCE_MANAGER
 from minicluster.cluster.gateways import ResourceManagerGateway
 from minicluster.cluster.jobmaster import BULK_TIMEOUT, JobMaster, _PoolSlot
 from minicluster.cluster.model import (

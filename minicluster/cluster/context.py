@@ -11,10 +11,8 @@ from typing import Any
 
 import trio
 
+from .components import DISPATCHER, RESOURCE_MANAGER
 from .model import new_id
-
-RESOURCE_MANAGER = "resourcemanager"
-DISPATCHER = "dispatcher"
 
 
 @dataclass
@@ -236,7 +234,3 @@ class ClusterContext:
 
     def emit(self, kind: str, message: str = "", **fields: Any) -> None:
         self.events.emit(Event(self.events.now(), kind, message=message, **fields))
-
-
-def job_master_component(job_id: uuid.UUID) -> str:
-    return f"jobmaster-{job_id.hex}"

@@ -12,7 +12,8 @@ import trio
 
 from minicluster.rpc import FencedRpcEndpoint, RpcEndpoint, RpcService
 
-from .context import DISPATCHER, RESOURCE_MANAGER, ClusterContext, job_master_component
+from .components import DISPATCHER, JOB_MASTER_PREFIX, RESOURCE_MANAGER, job_master_endpoint
+from .context import ClusterContext
 from .gateways import (
     ClusterGateway,
     DispatcherGateway,
@@ -146,9 +147,7 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         )
         record.job_master = job_master
         job_master.start()
-        self.context.ha.publish(
-            job_master_component(record.graph.job_id), job_master.address, token
-        )
+        self.context.ha.publish(job_master_endpoint(record.graph.job_id), job_master.address, token)
 
     def _job_status_changed(self, job_master: JobMaster, status: JobStatus) -> None:
         record = self.store.jobs.get(job_master.job_id)
@@ -313,14 +312,14 @@ def build_cluster_snapshot(
     """The ClusterSnapshot from its parts, however they were gathered (asked through the
     gateways by the Dispatcher, or read in-process by a synchronous view)."""
     ha = context.ha
-    names = {job_master_component(job_id): (job_id, name) for job_id, name in job_names.items()}
+    names = {job_master_endpoint(job_id): (job_id, name) for job_id, name in job_names.items()}
 
     def leader(component: str) -> LeaderSnapshot:
         found = ha.leader(component)
         return LeaderSnapshot(component, *found) if found else LeaderSnapshot(component)
 
     masters = []
-    for component, (address, token) in ha.leaders_of("jobmaster-").items():
+    for component, (address, token) in ha.leaders_of(JOB_MASTER_PREFIX).items():
         job_id, name = names.get(component, (None, None))
         if job_id is not None:
             masters.append(LeaderSnapshot(component, address, token, job_id, name))
@@ -371,7 +370,7 @@ class ClusterEndpoint(RpcEndpoint, ClusterGateway):
             )
         result["job_masters"] = {
             component: {"address": address, "token": token}
-            for component, (address, token) in self.context.ha.leaders_of("jobmaster-").items()
+            for component, (address, token) in self.context.ha.leaders_of(JOB_MASTER_PREFIX).items()
         }
         return result
 

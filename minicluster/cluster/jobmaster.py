@@ -37,7 +37,8 @@ import trio
 from minicluster.rpc import FencedRpcEndpoint, ask_with_callback
 from minicluster.rpc.endpoint import EndpointHost
 
-from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
+from .components import RESOURCE_MANAGER, job_master_endpoint
+from .context import ClusterContext
 from .failover import FailoverMixin
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .heartbeat import HeartbeatSender, HeartbeatTimeout, OnDone
@@ -97,7 +98,7 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
         job_graph: JobGraph,
         on_status: Callable[[JobMaster, JobStatus], None],
     ) -> None:
-        super().__init__(service, token, job_master_component(job_graph.job_id))
+        super().__init__(service, token, job_master_endpoint(job_graph.job_id))
         self.context = context
         self.config = context.config
         self.job = job_graph
@@ -466,7 +467,7 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
         self.run_async(self._leave)
 
     def _leave(self) -> None:
-        self.context.ha.revoke(job_master_component(self.job_id))
+        self.context.ha.revoke(job_master_endpoint(self.job_id))
         self.close_async()
 
     # --- queries ------------------------------------------------------------------------

@@ -18,9 +18,13 @@ import trio
 from minicluster.rpc import FencingTokenError, RpcService, open_rpc_service
 from minicluster.rpc.tls import TlsConfig
 
-from .context import (
+from .components import (
     DISPATCHER,
     RESOURCE_MANAGER,
+    endpoint_of,
+    task_executor_endpoint,
+)
+from .context import (
     ClusterConfig,
     ClusterContext,
     Event,
@@ -117,19 +121,6 @@ def stream(seed: int | None, purpose: str) -> random.Random:
     return random.Random(f"{seed}/{purpose}") if seed is not None else random.Random()
 
 
-def component_of(endpoint_id: str | None) -> str | None:
-    """The name scenarios use for an endpoint: te-1, resource_manager, dispatcher, ..."""
-    if endpoint_id is None:
-        return None
-    if endpoint_id.startswith("taskexecutor-"):
-        return endpoint_id[len("taskexecutor-") :]
-    if endpoint_id == RESOURCE_MANAGER:
-        return "resource_manager"
-    if endpoint_id.startswith("jobmaster-"):
-        return "job_master:" + endpoint_id[len("jobmaster-") :]
-    return endpoint_id
-
-
 class MiniCluster:
     def __init__(
         self,
@@ -163,6 +154,9 @@ class MiniCluster:
         self.task_executors: dict[str, TaskExecutor] = {}
         self.te_states: dict[str, str] = {}  # killed / stopped ones stay listed
         self.killed: set[str] = set()
+        # faults, by endpoint id (components.py): a message is checked without translating
+        # its sender and receiver
+        self._killed_endpoints: set[str] = set()
         self.partitions: dict[frozenset[str], float] = {}
         self.store = JobStore()
         self.shutdown_requested = trio.Event()
@@ -327,6 +321,7 @@ class MiniCluster:
         self.task_executors[resource_id] = te
         self.te_states.pop(resource_id, None)
         self.killed.discard(resource_id)
+        self._killed_endpoints.discard(task_executor_endpoint(resource_id))
         te.start()
         self.context.emit("state", f"TaskExecutor {resource_id} started")
         return te
@@ -344,6 +339,7 @@ class MiniCluster:
         """A crash: from now on it answers nothing and says no goodbye."""
         te = self._te(resource_id)
         self.killed.add(resource_id)
+        self._killed_endpoints.add(task_executor_endpoint(resource_id))
         await te.close()
         del self.task_executors[resource_id]
         self.te_states[resource_id] = "killed"
@@ -366,35 +362,36 @@ class MiniCluster:
     # --- network faults -----------------------------------------------------------------
 
     def partition(self, a: str, b: str, duration: float) -> None:
-        """Drop every message between components a and b (both ways) for `duration` s."""
+        """Drop every message between components a and b (both ways) for `duration` s.
+
+        Components are named as scenario files name them (te-1, resource_manager, dispatcher,
+        job_master:<job name or id hex>)."""
+        job_id_of = self.store.by_name.get
+        self.partition_endpoints(
+            endpoint_of(a, job_id_of), endpoint_of(b, job_id_of), duration, f"{a} and {b}"
+        )
+
+    def partition_endpoints(self, a: str, b: str, duration: float, label: str = "") -> None:
+        """`partition`, for components given by endpoint id."""
         self.partitions[frozenset((a, b))] = trio.current_time() + duration
-        self.context.emit("partition", f"network partition between {a} and {b} for {duration:g} s")
+        self.context.emit(
+            "partition", f"network partition between {label or f'{a} and {b}'} for {duration:g} s"
+        )
 
     def _allows(self, sender: str | None, receiver: str, method: str) -> bool:
-        if (not self.killed and not self.partitions) or method in SNAPSHOT_QUERIES:
+        if (not self._killed_endpoints and not self.partitions) or method in SNAPSHOT_QUERIES:
             return True
-        a, b = component_of(sender), component_of(receiver)
-        if a in self.killed or b in self.killed:
+        killed = self._killed_endpoints
+        if sender in killed or receiver in killed:
             return False
-        if self.partitions and a is not None and b is not None:
-            pair = frozenset((a, b))
+        if self.partitions and sender is not None:
+            pair = frozenset((sender, receiver))
             until = self.partitions.get(pair)
-            if until is None and a.startswith("job_master:"):
-                until = self.partitions.get(frozenset((self._job_alias(a), b)))
-            if until is None and b.startswith("job_master:"):
-                until = self.partitions.get(frozenset((a, self._job_alias(b))))
             if until is not None:
                 if trio.current_time() < until:
                     return False
                 self.partitions.pop(pair, None)
         return True
-
-    def _job_alias(self, component: str) -> str:
-        job_hex = component.split(":", 1)[1]
-        for job_id, record in self.store.jobs.items():
-            if job_id.hex == job_hex:
-                return f"job_master:{record.graph.name}"
-        return component
 
     # --- jobs ---------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ import trio
 from minicluster.limits import MAX_SLOTS_PER_TASK_EXECUTOR, MAX_TASKS_PER_JOB
 from minicluster.rpc import FencedRpcEndpoint, RpcService, RpcTimeoutError, ask_with_callback
 
-from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
+from .components import RESOURCE_MANAGER, job_master_endpoint
+from .context import ClusterContext
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .heartbeat import HeartbeatSender, OnDone
 from .model import (
@@ -303,7 +304,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
     async def register_job_master(
         self, jm_token: uuid.UUID, job_id: uuid.UUID, jm_address: str
     ) -> RegistrationResponse:
-        leader = self.context.ha.leader(job_master_component(job_id))
+        leader = self.context.ha.leader(job_master_endpoint(job_id))
         if leader is None or leader[1] != jm_token:
             return RegistrationResponse(
                 False, reason=f"{jm_token} is not the leader of job {job_id.hex}"
@@ -438,7 +439,7 @@ class ResourceManager(FencedRpcEndpoint, ResourceManagerGateway):
         ResourceManager watches each job's leader too, in its JobLeaderIdService)."""
         return (
             job_id not in self.job_masters
-            and self.context.ha.leader(job_master_component(job_id)) is None
+            and self.context.ha.leader(job_master_endpoint(job_id)) is None
         )
 
     def _request_slot(self, slot: _Slot, job_id: uuid.UUID, address: str) -> None:

@@ -19,7 +19,8 @@ from minicluster.rpc import (
 )
 from minicluster.rpc.scheduled import ScheduledRun
 
-from .context import RESOURCE_MANAGER, ClusterContext, job_master_component
+from .components import RESOURCE_MANAGER, job_master_endpoint, task_executor_endpoint
+from .context import ClusterContext
 from .gateways import JobMasterGateway, ResourceManagerGateway, TaskExecutorGateway
 from .heartbeat import HeartbeatTimeout
 from .model import (
@@ -96,7 +97,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         slots: int,
         on_fatal_error: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(service, f"taskexecutor-{resource_id}")
+        super().__init__(service, task_executor_endpoint(resource_id))
         self.resource_id = resource_id
         self.context = context
         self.config = context.config
@@ -292,7 +293,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
     def _jm_heartbeat_timed_out(self, job_id: uuid.UUID, connection: _JobManagerConnection) -> None:
         if self.jobs.get(job_id) is not connection or not connection.registered:
             return
-        self._emit("heartbeat", f"heartbeat of jobmaster-{job_id.hex} timed out")
+        self._emit("heartbeat", f"heartbeat of {job_master_endpoint(job_id)} timed out")
         self._job_manager_lost(job_id, "heartbeat of the JobMaster timed out")
 
     def _reset_jm_heartbeat_timeout(
@@ -384,7 +385,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         def leader_changed(address: str, token: uuid.UUID) -> None:
             self.run_async(lambda: self._job_leader_changed(job_id, address, token))
 
-        connection.unwatch = self.context.ha.watch(job_master_component(job_id), leader_changed)
+        connection.unwatch = self.context.ha.watch(job_master_endpoint(job_id), leader_changed)
 
     def _job_leader_changed(self, job_id: uuid.UUID, address: str, token: uuid.UUID) -> None:
         connection = self.jobs.get(job_id)
@@ -434,7 +435,7 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                         if response.rejected:
                             self._emit(
                                 "registration",
-                                f"jobmaster-{job_id.hex} rejected us: {response.reason}",
+                                f"{job_master_endpoint(job_id)} rejected us: {response.reason}",
                             )
                             self._job_manager_lost(job_id, response.reason)
                             return
@@ -464,10 +465,12 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
                 for slot in self.slots:
                     if slot.job_id == job_id:
                         slot.offered = False
-                self._emit("offer", f"slot offer to jobmaster-{job_id.hex} timed out; re-offering")
+                self._emit(
+                    "offer", f"slot offer to {job_master_endpoint(job_id)} timed out; re-offering"
+                )
                 continue
             except Exception as exc:
-                self._emit("offer", f"slot offer to jobmaster-{job_id.hex} failed: {exc}")
+                self._emit("offer", f"slot offer to {job_master_endpoint(job_id)} failed: {exc}")
                 for slot in self.slots:
                     if slot.job_id == job_id:
                         slot.offered = False

@@ -18,6 +18,7 @@ import trio
 import trio.testing
 
 from minicluster.cluster import ClusterConfig, JobStatus, MiniCluster
+from minicluster.cluster.components import endpoint_of
 from minicluster.cluster.context import Event
 from minicluster.cluster.gateways import DispatcherGateway
 from minicluster.cluster.minicluster import stream
@@ -399,19 +400,19 @@ class ScenarioRun:
                 token = await self._guard(cluster.failover(target))
             return f"new leader for {target} with token {token}"
         if isinstance(step, PartitionStep):
-            a, b = (self._component(m) for m in step.between)
-            cluster.partition(a, b, step.duration)
+            a, b = step.between
+            job_id_of = self.jobs.get  # the scenario's own job names
+            try:
+                ends = endpoint_of(a, job_id_of), endpoint_of(b, job_id_of)
+            except KeyError as exc:
+                raise StepFailed(f"cannot partition {a} from {b}: {exc.args[0]}") from None
+            cluster.partition_endpoints(ends[0], ends[1], step.duration, f"{a} and {b}")
             return f"partitioned {a} from {b} for {step.duration:g} s"
         if isinstance(step, CancelStep):
             job_id = self._job_id(step.job)
             status = await self._guard(cluster.cancel_job(job_id))
             return f"cancel of {step.job!r} requested ({status})"
         raise StepFailed(f"unknown step {step.kind}")  # pragma: no cover - the loader refuses
-
-    def _component(self, member: str) -> str:
-        if member.startswith("job_master:"):
-            return f"job_master:{self._job_id(member.split(':', 1)[1]).hex}"
-        return member
 
     async def _guard(self, awaitable: Any) -> Any:
         try:

@@ -21,6 +21,12 @@ from typing import Any
 import trio
 
 from minicluster.cluster import MiniCluster
+from minicluster.cluster.components import (
+    DISPATCHER,
+    RESOURCE_MANAGER,
+    job_of,
+    task_executor_of,
+)
 from minicluster.cluster.context import Event
 from minicluster.cluster.jobmaster import JobMaster
 from minicluster.cluster.model import SlotID, SlotState
@@ -171,51 +177,51 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
         if len(cluster.services) != len(self._hooked):
             self._hook_services()
         kind = event.kind
+        sender_job = job_of(event.sender)
         if (
             kind == "failure"
-            and event.sender is not None
-            and event.sender.startswith("jobmaster-")
+            and sender_job is not None
             and event.message.startswith("NoResourceAvailableException: ")
         ):
-            failing = self._job_master(event.sender[10:])
+            failing = self._job_master(sender_job)
             if failing is not None:
                 self.check_no_resource_failure(failing, event.message, now)
         for endpoint_id in (event.sender, event.receiver):
             if endpoint_id is None:
                 continue
-            if endpoint_id.startswith("taskexecutor-"):
-                te = cluster.task_executors.get(endpoint_id[13:])
+            resource_id = task_executor_of(endpoint_id)
+            job = job_of(endpoint_id) if resource_id is None else None
+            if resource_id is not None:
+                te = cluster.task_executors.get(resource_id)
                 if te is not None:
                     self.check_task_executor(te, now)
-            elif endpoint_id.startswith("jobmaster-"):
-                jm = self._job_master(endpoint_id[10:])
+            elif job is not None:
+                jm = self._job_master(job)
                 if jm is not None:
                     self.check_job_master(jm, now)
-            elif endpoint_id == "resourcemanager":
+            elif endpoint_id == RESOURCE_MANAGER:
                 self._track_lost(now)
         if kind == "rpc" or kind == "tell":
             receiver = event.receiver
+            receiver_job = job_of(receiver)
             if (
                 receiver is not None
                 and event.outcome == "ok"
-                and (
-                    receiver == "resourcemanager"
-                    or receiver == "dispatcher"
-                    or receiver.startswith("jobmaster-")
-                )
+                and (receiver in (RESOURCE_MANAGER, DISPATCHER) or receiver_job is not None)
             ):
                 self.check_fenced_receiver(receiver)
-            if receiver is not None and receiver.startswith("jobmaster-"):
+            if receiver_job is not None:
                 # the JobMaster has handled a call: its state is whole again
-                handled = self._job_master(receiver[10:])
+                handled = self._job_master(receiver_job)
                 if handled is not None:
                     self.check_scheduling(handled, now)
         elif kind == "job" and event.sender is not None:
-            if event.message.endswith(
-                ("-> FINISHED", "-> FAILED", "-> CANCELED")
-            ) and event.sender.startswith("jobmaster-"):
+            if (
+                event.message.endswith(("-> FINISHED", "-> FAILED", "-> CANCELED"))
+                and sender_job is not None
+            ):
                 self.job_ended_at = now
-                ended = self._job_master(event.sender[10:])
+                ended = self._job_master(sender_job)
                 if ended is not None and event.message.endswith("-> FINISHED"):
                     self.check_finished_job(ended, now)
                 elif ended is not None and event.message.endswith("-> FAILED"):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from minicluster.cluster.components import JOB_MASTER_NAME_PREFIX
 from minicluster.cluster.model import JobEdge, JobGraph, JobVertex
 from minicluster.cluster.topology import build_topology
 from minicluster.simulate.common import (
@@ -269,7 +270,7 @@ class _Generator:
                     continue
                 shape = rng.choice(shapes)
                 te = rng.choice(cut_off if shape == "te-rm" else sorted(live)) if live else ""
-                jm = f"job_master:{rng.choice(submitted).name}" if submitted else ""
+                jm = f"{JOB_MASTER_NAME_PREFIX}{rng.choice(submitted).name}" if submitted else ""
                 between = {
                     "te-rm": [te, "resource_manager"],
                     "te-jm": [te, jm],

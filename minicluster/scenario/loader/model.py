@@ -12,6 +12,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeAlias
 
+from minicluster.cluster.components import (
+    DISPATCHER_NAME,
+    JOB_MASTER_NAME_PREFIX,
+    RESOURCE_MANAGER_NAME,
+    job_name_of,
+)
 from minicluster.cluster.model import (
     JobEdge,
     JobGraph,
@@ -27,9 +33,11 @@ from minicluster.scenario.durations import format_duration
 
 DEFAULT_WAIT_TIMEOUT = 60.0
 
-RESOURCE_MANAGER = "resource_manager"
-DISPATCHER = "dispatcher"
-JOB_MASTER_PREFIX = "job_master:"
+# components as scenario files name them (minicluster/cluster/components.py maps them to
+# endpoint ids)
+RESOURCE_MANAGER = RESOURCE_MANAGER_NAME
+DISPATCHER = DISPATCHER_NAME
+JOB_MASTER_PREFIX = JOB_MASTER_NAME_PREFIX
 _RESERVED_IDS = frozenset({RESOURCE_MANAGER, DISPATCHER, "job_master"})
 
 
@@ -473,7 +481,7 @@ Step: TypeAlias = (
 
 
 def _component_job(member: str) -> str | None:
-    return member[len(JOB_MASTER_PREFIX) :] if member.startswith(JOB_MASTER_PREFIX) else None
+    return job_name_of(member)
 
 
 def _describe_component(member: str) -> str:
