@@ -7,6 +7,7 @@ Many calls are in flight at once on a `ClientConnection` and replies come back i
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -17,11 +18,13 @@ import trio
 from . import protocol
 from .errors import (
     AuthenticationError,
+    ForeignPeerError,
     HandshakeError,
     MessageTooLargeError,
     ProtocolError,
     RecipientUnreachableError,
     RpcConnectionError,
+    RpcError,
 )
 from .frame_writer import FrameWriter
 from .protocol import FrameDecoder, FrameTooLargeError
@@ -45,6 +48,7 @@ class ClientConnection:
         self.pending: dict[int, Reply] = {}
         self.next_id = 0
         self.closed = False
+        self.connected = False  # TCP is up; set-up (hello, welcome) may still be under way
         self.close_reason = "connection closed"
         self._cancel = trio.CancelScope()
 
@@ -77,9 +81,8 @@ class ClientConnection:
         try:
             self.stream = stream = await trio.open_tcp_stream(self.host, self.port)
         except OSError as exc:
-            raise RpcConnectionError(
-                f"cannot connect to {self.peer}: {exc.strerror or exc}"
-            ) from None
+            raise RpcConnectionError(f"cannot connect to {self.peer}: {_why(exc)}") from None
+        self.connected = True
         tls = self.service.tls
         context = tls.client_context() if tls is not None else None
         if context is not None:
@@ -112,6 +115,7 @@ class ClientConnection:
 
     async def _receive_setup(self) -> dict[str, Any]:
         assert self.stream is not None
+        first = b""  # the peer's first bytes: enough to tell a stranger from a cluster
         while True:
             payload = self.decoder.next_frame()
             if payload is not None:
@@ -121,9 +125,19 @@ class ClientConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise RpcConnectionError(f"{self.peer} closed the connection: {exc}") from None
             if not data:
+                if first:
+                    raise self._foreign(first, "something else")
                 raise RpcConnectionError(f"{self.peer} closed the connection during set-up")
+            if len(first) < 64:
+                first += data[: 64 - len(first)]
+                what = protocol.foreign_peer(first)
+                if what is not None:
+                    raise self._foreign(first, what)
             self.decoder.feed(data)
-        message = protocol.decode_message(payload)
+        try:
+            message = protocol.decode_message(payload, budget=protocol.SETUP_DECODE_BUDGET)
+        except RpcError:
+            raise self._foreign(first, "something else") from None
         kind = message.get("type")
         if kind == "goodbye":
             reason = str(message.get("reason", ""))
@@ -133,6 +147,18 @@ class ClientConnection:
         if kind != "welcome":
             raise ProtocolError(f"{self.peer} answered hello with {kind!r}")
         return message
+
+    def _foreign(self, first: bytes, what: str) -> ForeignPeerError:
+        where = f"{self.host}:{self.port}"
+        if what == "something else":
+            return ForeignPeerError(
+                f"{where} is not a minicluster cluster: it answered our hello with "
+                f"{protocol.shown_bytes(first)}, which is not a minicluster frame"
+            )
+        return ForeignPeerError(
+            f"{where} answered like {what} ({protocol.shown_bytes(first)}), "
+            "not a minicluster cluster"
+        )
 
     async def _read_replies(self) -> None:
         assert self.stream is not None
@@ -220,6 +246,22 @@ class ClientConnection:
         frame = self._encode(message)
         assert self.writer is not None
         self.writer.send(frame)
+
+
+def _why(exc: OSError) -> str:
+    """Why a connection attempt failed, as the system said it ("connection refused"); trio
+    gathers the attempts of every resolved address under one OSError."""
+    errors: list[BaseException] = [exc]
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        errors = list(cause.exceptions) + errors
+    elif cause is not None:
+        errors.insert(0, cause)
+    for error in errors:
+        if isinstance(error, OSError) and error.errno:
+            text = os.strerror(error.errno)
+            return text[:1].lower() + text[1:]
+    return str(exc)
 
 
 class RemoteInvoker:
