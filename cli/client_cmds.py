@@ -392,8 +392,12 @@ def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:
 
 @click.command(context_settings=CONTEXT)
 @client_options
-def stop(conn: Connection) -> None:
-    """Ask the cluster to shut down; exits 0 once it has.
+@json_option
+def stop(conn: Connection, as_json: bool) -> None:
+    """Cancel the cluster's unfinished jobs, then shut the cluster down; exits 0 once it has.
+
+    Prints each job it ended with its final state; TaskExecutors that joined from other
+    processes are told and exit 0.
 
     \b
     Example:
@@ -401,16 +405,50 @@ def stop(conn: Connection) -> None:
     """
     with reported():
 
-        async def body(client: ClusterClient) -> None:
+        async def body(client: ClusterClient) -> list[dict[str, Any]]:
+            ended = await _end_jobs(client, conn.timeout)
             await client.call(lambda d: d.shutdown_cluster())
             with trio.move_on_after(conn.timeout):
                 while True:
                     try:
                         await client.leaders()
                     except Exception:
-                        return
+                        return ended
                     await trio.sleep(0.1)
             fail(f"the cluster at {conn.address} did not stop within {conn.timeout:g} s")
 
-        conn.run(body)
+        ended = conn.run(body)
+        if as_json:
+            print_json({"stopped": True, "jobs_ended": ended})
+            return
+        for job in ended:
+            click.echo(
+                f"ended job {job['name']} ({job['job_id']}): {job['status']} (was {job['was']})"
+            )
         click.echo("cluster stopped")
+
+
+async def _end_jobs(client: ClusterClient, timeout: float) -> list[dict[str, Any]]:
+    """Cancel every job that has not ended, and wait (at most `timeout`) for its final state:
+    a stopped cluster leaves no job in a state nobody can see again."""
+    jobs = await client.call(lambda d: d.list_jobs())
+    unfinished = [j for j in jobs if not JobStatus(j["status"]).is_globally_terminal]
+    ended = [
+        {"job_id": j["job_id"], "name": j["name"], "status": j["status"], "was": j["status"]}
+        for j in unfinished
+    ]
+    for job in ended:
+        job_id = uuid.UUID(hex=job["job_id"])
+        await client.call(lambda d, job_id=job_id: d.cancel_job(job_id))  # type: ignore[misc]
+    with trio.move_on_after(timeout):
+        for job in ended:
+            job_id = uuid.UUID(hex=job["job_id"])
+            while True:
+                status = await client.call(
+                    lambda d, job_id=job_id: d.request_job_status(job_id)  # type: ignore[misc]
+                )
+                job["status"] = status
+                if JobStatus(status).is_globally_terminal:
+                    break
+                await trio.sleep(0.1)
+    return ended

@@ -89,8 +89,10 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         resource_id: str,
         slots: int,
         on_fatal_error: Callable[[str], None] | None = None,
+        on_cluster_stopping: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(service, f"taskexecutor-{resource_id}")
+        self._on_cluster_stopping = on_cluster_stopping
         self.resource_id = resource_id
         self.context = context
         self.config = context.config
@@ -652,6 +654,16 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
     def disconnect_resource_manager(self, cause: str) -> None:
         self._emit("registration", f"the ResourceManager disconnected us: {cause}")
         self._rm_lost()
+
+    async def cluster_stopping(self, cause: str) -> None:
+        """The cluster shuts down: stop registering, tell the owner (a `task-executor` process
+        exits 0); a TaskExecutor of the cluster's own process just closes with it."""
+        self._emit("registration", f"the cluster is stopping: {cause}")
+        self.registration_state = "stopped"
+        self._registration_epoch += 1
+        self._stop_registration_timeout()
+        if self._on_cluster_stopping is not None:
+            self._on_cluster_stopping(cause)
 
     def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None:
         self._job_manager_lost(job_id, cause)
