@@ -24,7 +24,7 @@ from minicluster.console.views import render_jobs, render_topology
 from minicluster.limits import MAX_PARALLELISM
 from minicluster.scenario import load_job_file
 
-from .errors import EXIT_USAGE, fail, reported
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, fail, is_interrupt, reported
 from .options import (
     CONTEXT,
     address_option,
@@ -147,8 +147,11 @@ def submit_job(
         graph = _job_graph(job_file, name, parallelism, task_duration)
         interactive = sys.stderr.isatty() and not as_json
 
+        submitted = trio.Event()  # set once the Dispatcher has the job: Ctrl-C leaves it running
+
         async def body(client: ClusterClient) -> str:
             await client.call(lambda d: d.submit_job(graph))
+            submitted.set()
             if not as_json:
                 click.echo(graph.job_id.hex)
             status = "CREATED"
@@ -158,7 +161,19 @@ def submit_job(
                 status = await client.call(lambda d: d.request_job_status(graph.job_id))
             return status
 
-        status = conn.run(body)
+        try:
+            status = conn.run(body)
+        except BaseException as exc:
+            if submitted.is_set() and is_interrupt(exc):
+                if interactive:
+                    click.echo("", err=True)
+                fail(
+                    f"interrupted; job {graph.name} ({graph.job_id.hex}) keeps running: cancel "
+                    f"it with `minicluster cancel-job {graph.job_id.hex} --address "
+                    f"{conn.address}`",
+                    EXIT_INTERRUPTED,
+                )
+            raise
         if as_json:
             print_json({"job_id": graph.job_id.hex, "name": graph.name, "status": status})
         if wait and status != "FINISHED":
@@ -173,23 +188,48 @@ def _waiting(details: dict[str, Any]) -> str:
     return f", waiting for {pending} slot{'' if pending == 1 else 's'}"
 
 
+# how the --wait line names task states: Flink's ExecutionState, grouped as a person reads them
+_TASK_STATE_WORDS = (
+    ("scheduled", ("CREATED", "SCHEDULED")),
+    ("deploying", ("DEPLOYING", "INITIALIZING")),
+    ("running", ("RUNNING",)),
+)
+
+
+def _progress(details: dict[str, Any]) -> str:
+    """`2 deploying, 1 running, 3/8 finished, waiting for 2 slots, 0 restarts`."""
+    states = details.get("task_states") or {}
+    parts = []
+    for word, names in _TASK_STATE_WORDS:
+        count = sum(states.get(name, 0) for name in names)
+        if count:
+            parts.append(f"{count} {word}")
+    parts.append(f"{details.get('tasks_finished', 0)}/{details.get('tasks_total', 0)} finished")
+    restarts = details.get("restarts", 0)
+    return ", ".join(parts) + _waiting(details) + f", {restarts} restart{'s' * (restarts != 1)}"
+
+
+def _elapsed(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+
 async def _follow(client: ClusterClient, job_id: uuid.UUID, interactive: bool) -> str:
-    """Poll the job until it ends, showing progress on stderr; a leader change is followed."""
+    """Poll the job until it ends, showing progress on stderr: one line rewritten in place on
+    a terminal (elapsed time, task states, pending demand), a new line for each change
+    otherwise; a leader change is followed."""
+    began = trio.current_time()
     last = ""
     while True:
         details = await client.call(lambda d: d.request_job(job_id))
         status = details["status"]
-        line = (
-            f"{details['name']}: {status} {details.get('tasks_finished', 0)}/"
-            f"{details.get('tasks_total', 0)} tasks, {details.get('restarts', 0)} restarts"
-            + _waiting(details)
-        )
-        if line != last:
-            if interactive:
-                click.echo(f"\r\033[K{line}", err=True, nl=False)
-            else:
-                click.echo(line, err=True)
-            last = line
+        progress = f"{details['name']}: {status}, {_progress(details)}"
+        elapsed = _elapsed(trio.current_time() - began)
+        if interactive:
+            click.echo(f"\r\033[K{progress} ({elapsed})", err=True, nl=False)
+        elif progress != last:
+            click.echo(f"{progress} ({elapsed})", err=True)
+        last = progress
         if JobStatus(status).is_globally_terminal:
             if interactive:
                 click.echo("", err=True)
