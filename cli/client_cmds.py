@@ -8,6 +8,7 @@ here; the client is minicluster.client.
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from minicluster.console.views import render_jobs, render_topology
 from minicluster.limits import MAX_PARALLELISM
 from minicluster.scenario import load_job_file
 
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, fail, is_interrupt, reported
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, fail, is_interrupt, reported
 from .options import (
     CONTEXT,
     address_option,
@@ -374,16 +375,19 @@ def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
             return
         console, live_enabled = make_console(False)
 
-        async def body(client: ClusterClient) -> None:
+        async def body(client: ClusterClient) -> int | None:
             live = LiveConsole(console) if live_enabled else None
             if live is not None:
                 live.start()
+            stopped_by: int | None = None
             try:
-                with trio.open_signal_receiver(2, 15) as signals:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async with trio.open_nursery() as nursery:
 
                         async def stop_on_signal() -> None:
-                            async for _ in signals:
+                            nonlocal stopped_by
+                            async for signum in signals:
+                                stopped_by = signum
                                 nursery.cancel_scope.cancel()
 
                         nursery.start_soon(stop_on_signal)
@@ -402,8 +406,10 @@ def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
             finally:
                 if live is not None:
                     live.stop()
+            return stopped_by
 
-        conn.run(body)
+        if conn.run(body) == signal.SIGINT:
+            fail(INTERRUPTED, EXIT_INTERRUPTED)  # Ctrl-C: 130, as every command
 
 
 def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -363,6 +363,25 @@ def test_ctrl_c_during_submit_job_wait_says_the_job_keeps_running_and_how_to_can
     assert client(one_slot, "cancel-job", job_id).returncode == 0
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["inspect", "--watch"], ["simulate", "--runs", "1000", "--workers", "1"]],
+    ids=["inspect --watch", "simulate"],
+)
+def test_ctrl_c_ends_a_long_running_client_command_with_exit_130_and_one_line(
+    one_slot: str, tmp_path: Path, args: list[str]
+) -> None:
+    address = ["--address", one_slot] if args[0] == "inspect" else []
+    with started([*args, *address], tmp_path, args[0]) as process:
+        if args[0] == "inspect":
+            process.expect_line("te-1", timeout=10)  # the first view is out: it watches
+        else:
+            time.sleep(1.5)  # runs under way
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 130
+        assert assert_one_sentence(process.stderr()) == "minicluster: interrupted."
+
+
 def wait_for_stderr(process: Process, text: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while text not in process.stderr():
