@@ -99,6 +99,16 @@ def test_a_client_says_an_http_server_at_the_address_is_not_a_cluster() -> None:
     assert "not a minicluster cluster" in line
 
 
+def test_a_task_executor_joining_an_http_server_says_so_and_exits_1(tmp_path: Path) -> None:
+    with (
+        http_server() as address,
+        started(["task-executor", "--join", address], tmp_path, "te") as te,
+    ):
+        assert te.wait(timeout=15) == 1
+        line = assert_one_sentence(te.stderr())
+    assert f"{address} answered like an HTTP server" in line
+
+
 def test_a_client_says_a_peer_sending_random_bytes_is_not_a_cluster() -> None:
     data = b"\x9f" + random.Random(7).randbytes(63)  # a header announcing ~2.6 GB
     with random_bytes_server(data) as address:
@@ -158,6 +168,19 @@ def test_ctrl_c_ends_start_with_exit_130_and_one_line(tmp_path: Path) -> None:
         assert cluster.wait(timeout=15) == 130
         line = assert_one_sentence(cluster.stderr())
     assert "interrupted" in line and "shut down cleanly" in line
+
+
+def test_start_on_a_busy_port_names_it_and_suggests_port_0_in_a_real_process() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [*MINICLUSTER, "start", "--no-live", "--port", str(port)],
+            capture_output=True, text=True, timeout=30, env=_env(),
+        )  # fmt: skip
+    assert result.returncode == 1
+    line = assert_one_sentence(result.stderr)
+    assert f"cannot serve on 127.0.0.1:{port}: the address is already in use" in line
+    assert "--port 0" in line
 
 
 def test_start_log_file_keeps_one_wall_clock_line_per_event(tmp_path: Path) -> None:
