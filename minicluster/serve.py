@@ -26,7 +26,10 @@ _CAUSES = {  # why a serve ended, as its TaskExecutors hear it
     "stopped by a signal": "the cluster process was stopped by a signal",
     INTERRUPTED: "the cluster process was interrupted (Ctrl-C)",
 }
-NOTICE_TIMEOUT = 2.0  # how long a stopping cluster waits for its TaskExecutors to hear it
+NOTICE_TIMEOUT = 2.0
+# A TaskExecutor believes the cluster's notice that it stops when the cluster is gone within
+# this long after it: anyone can send the notice, so it alone ends nothing.
+STOPPING_GRACE = 10.0  # how long a stopping cluster waits for its TaskExecutors to hear it
 
 
 async def _until_signal(
@@ -137,9 +140,10 @@ async def join_cluster(
     ResourceManager (found and followed through the cluster's `leaders()`).
 
     Returns why it ended: "stopped" (a signal), INTERRUPTED (Ctrl-C), "cluster stopped: ..."
-    (the cluster said so) or "failed: ..." (given up). The cluster unreachable for longer than
-    `join_timeout` (when joining, or after losing it) is a failure; each failed attempt is
-    said through `on_retry`, with the pause before the next (1 s doubling to 10 s)."""
+    (the cluster said so, then was gone) or "failed: ..." (given up). The cluster unreachable
+    for longer than `join_timeout` (when joining, or after losing it) is a failure; each failed
+    attempt is said through `on_retry`, with the pause before the next (1 s doubling to 10 s).
+    """
     outcome = "stopped"
     stop = trio.CancelScope()
 
@@ -157,6 +161,12 @@ async def join_cluster(
     ):
         unreachable_since: float | None = None
         pause = 1.0
+        # the cluster's word that it stops, and when: believed once the cluster is gone
+        stopping: tuple[str, float] | None = None
+
+        def cluster_stopping(cause: str) -> None:
+            nonlocal stopping
+            stopping = (cause, trio.current_time())
 
         async def fetch_leaders() -> Any:
             """The leaders, trying until the cluster answers; gives up after join_timeout."""
@@ -174,6 +184,9 @@ async def join_cluster(
                     await trio.sleep_forever()
                 except (RpcError, OSError) as exc:
                     now = trio.current_time()
+                    if stopping is not None and now - stopping[1] <= STOPPING_GRACE:
+                        end(f"cluster stopped: {stopping[0]}")
+                        await trio.sleep_forever()
                     if unreachable_since is None:
                         unreachable_since = now
                     left = join_timeout - (now - unreachable_since)
@@ -208,9 +221,10 @@ async def join_cluster(
             resource_id,
             slots,
             on_fatal_error=lambda cause: end(f"failed: {cause}"),
-            on_cluster_stopping=lambda cause: end(f"cluster stopped: {cause}"),
+            on_cluster_stopping=cluster_stopping,
         )
         te.start()
+
         with trio.open_signal_receiver(*STOP_SIGNALS) as signals, stop as scope:
             on_ready(te)
 

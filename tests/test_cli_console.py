@@ -20,7 +20,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import trio
 
+from minicluster.cluster.gateways import TaskExecutorGateway
+from minicluster.rpc import open_rpc_service
 from tests.test_cli import (
     HEARTBEATS,
     MINICLUSTER,
@@ -168,6 +171,30 @@ def test_ctrl_c_ends_start_with_exit_130_and_one_line(tmp_path: Path) -> None:
         assert cluster.wait(timeout=15) == 130
         line = assert_one_sentence(cluster.stderr())
     assert "interrupted" in line and "shut down cleanly" in line
+
+
+def test_a_stopping_notice_while_the_cluster_is_still_there_ends_no_task_executor(
+    tmp_path: Path,
+) -> None:
+    with (
+        running_cluster(tmp_path, "--task-executors", "0", *HEARTBEATS) as (_, address),
+        joined_task_executor(tmp_path, address, "te-x", slots=1) as te_x,
+    ):
+        te_address = re.search(r"serving at (\S+),", te_x.seen[0])
+        assert te_address, te_x.seen
+
+        async def say_the_cluster_stops() -> None:
+            async with open_rpc_service() as service:
+                te = await service.connect(te_address.group(1), TaskExecutorGateway)
+                await te.cluster_stopping("not true")
+
+        trio.run(say_the_cluster_stops)
+        te_x.expect_line("the cluster is stopping: not true", timeout=5)
+        time.sleep(2)  # two looks for the leaders: the cluster answers both
+        assert te_x.popen.poll() is None
+        job = client_json(address, "submit-job", "--parallelism", "1", "--task-duration", "10ms",
+                          "--wait")  # fmt: skip
+        assert job["status"] == "FINISHED"
 
 
 def test_start_on_a_busy_port_names_it_and_suggests_port_0_in_a_real_process() -> None:

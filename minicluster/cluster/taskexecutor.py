@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from minicluster.limits import MAX_NAME_LENGTH
 from minicluster.rpc import (
     RecipientUnreachableError,
     RpcEndpoint,
@@ -656,12 +657,11 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         self._rm_lost()
 
     async def cluster_stopping(self, cause: str) -> None:
-        """The cluster shuts down: stop registering, tell the owner (a `task-executor` process
-        exits 0); a TaskExecutor of the cluster's own process just closes with it."""
+        """The cluster says it shuts down: tell the owner, which ends a `task-executor` process
+        once the cluster is indeed gone. Anyone who can reach us can say this, so nothing
+        changes here: a false notice, with the cluster still there, is only a log line."""
+        cause = cause[:MAX_NAME_LENGTH]
         self._emit("registration", f"the cluster is stopping: {cause}")
-        self.registration_state = "stopped"
-        self._registration_epoch += 1
-        self._stop_registration_timeout()
         if self._on_cluster_stopping is not None:
             self._on_cluster_stopping(cause)
 
