@@ -122,8 +122,8 @@ def test_a_client_says_a_peer_sending_random_bytes_is_not_a_cluster() -> None:
     assert "9f" in line
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "tcp://127.0.0.1:{port}"])
-def test_a_client_says_connection_refused_naming_the_address(address: str) -> None:
+def test_a_client_says_connection_refused_naming_the_address() -> None:
+    address = "127.0.0.1:{port}"  # tcp://HOST:PORT: test_cli's nothing-listens test
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -165,29 +165,6 @@ def test_ctrl_c_ends_a_task_executor_with_exit_130_and_one_line(tmp_path: Path) 
 # --- start and stop -----------------------------------------------------------------------
 
 
-def test_a_stopping_notice_while_the_cluster_is_still_there_ends_no_task_executor(
-    tmp_path: Path,
-) -> None:
-    with (
-        running_cluster(tmp_path, "--task-executors", "0", *HEARTBEATS) as (_, address),
-        joined_task_executor(tmp_path, address, "te-x", slots=1) as te_x,
-    ):
-        te_address = re.search(r"serving at (\S+),", te_x.seen[0])
-        assert te_address, te_x.seen
-
-        async def say_the_cluster_stops() -> None:
-            async with open_rpc_service() as service:
-                te = await service.connect(te_address.group(1), TaskExecutorGateway)
-                await te.cluster_stopping("not true")
-
-        trio.run(say_the_cluster_stops)
-        te_x.expect_line("the cluster is stopping: not true", timeout=5)
-        time.sleep(1.5)  # a look for the leaders (every second): the cluster answers
-        assert te_x.popen.poll() is None
-        (listed,) = [te for te in client_json(address, "inspect")["task_executors"]]
-        assert (listed["id"], listed["state"]) == ("te-x", "registered")
-
-
 def test_start_on_a_busy_port_names_it_and_suggests_port_0_in_a_real_process() -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
@@ -226,7 +203,7 @@ def test_ctrl_c_ends_start_with_exit_130_and_its_log_file_keeps_every_event_on_t
     assert any("registered" in line for line in lines)
 
 
-def test_stop_ends_the_jobs_says_their_final_states_and_joined_task_executors_exit_0(
+def test_stop_ends_the_jobs_and_joined_task_executors_but_a_stopping_notice_alone_ends_none(
     tmp_path: Path,
 ) -> None:
     began = time.monotonic()
@@ -234,6 +211,22 @@ def test_stop_ends_the_jobs_says_their_final_states_and_joined_task_executors_ex
         running_cluster(tmp_path, "--task-executors", "0", *HEARTBEATS) as (cluster, address),
         joined_task_executor(tmp_path, address, "te-x", slots=2) as te_x,
     ):
+        # anyone can say the cluster stops: with the cluster still there, nothing ends
+        te_address = re.search(r"serving at (\S+),", te_x.seen[0])
+        assert te_address, te_x.seen
+
+        async def say_the_cluster_stops() -> None:
+            async with open_rpc_service() as service:
+                te = await service.connect(te_address.group(1), TaskExecutorGateway)
+                await te.cluster_stopping("not true")
+
+        trio.run(say_the_cluster_stops)
+        te_x.expect_line("the cluster is stopping: not true", timeout=5)
+        time.sleep(1.5)  # a look for the leaders (every second): the cluster answers
+        assert te_x.popen.poll() is None
+        (listed,) = client_json(address, "inspect")["task_executors"]
+        assert (listed["id"], listed["state"]) == ("te-x", "registered")
+        # `stop`: the jobs end, the cluster says so, te-x exits 0
         job = client_json(address, "submit-job", "--name", "long", "--task-duration", "60s")
         result = client(address, "stop")
         assert result.returncode == 0, result.stderr
@@ -248,7 +241,7 @@ def test_stop_ends_the_jobs_says_their_final_states_and_joined_task_executors_ex
         assert te_x.stderr().strip() == (
             "task executor te-x stopped: the cluster was stopped (minicluster stop)"
         )
-    assert time.monotonic() - began < 20
+    assert time.monotonic() - began < 25
 
 
 # --- one shared cluster: one TaskExecutor with one slot -----------------------------------
@@ -294,14 +287,12 @@ def test_every_client_command_takes_host_port_without_tcp(one_slot: str) -> None
     commands = [
         ["list-jobs"],
         ["submit-job", "--parallelism", "1", "--task-duration", "10ms"],
-        ["job-status", "no-such-job"],
         ["cancel-job", "no-such-job"],
-        ["inspect"],
-    ]
+    ]  # one option (address_option) for every client command; three of them here
     results = run_together(*([*c, "--address", bare] for c in commands))
     for result in results:
         assert "Traceback" not in result.stderr
-        if result.args[0] in ("job-status", "cancel-job"):  # reached the cluster: no such job
+        if result.args[0] == "cancel-job":  # reached the cluster, which has no such job
             assert result.returncode == 1
             assert "no job matching 'no-such-job'" in assert_one_sentence(result.stderr)
         else:
@@ -311,8 +302,6 @@ def test_every_client_command_takes_host_port_without_tcp(one_slot: str) -> None
 BAD_ADDRESSES = [
     (["list-jobs", "--address", "http://127.0.0.1:8000"],
      "--address: expected tcp://HOST:PORT, got the scheme 'http'"),
-    (["stop", "--address", "127.0.0.1"],
-     "--address: expected tcp://HOST:PORT or HOST:PORT, got '127.0.0.1'"),
     (["task-executor", "--join", "http://127.0.0.1:8000"],
      "--join: expected tcp://HOST:PORT, got the scheme 'http'"),
     (["submit-job", "--timeout", "0s"], "--timeout: expected a duration of at least 1ms, got '0s'"),
@@ -361,7 +350,6 @@ def test_the_dispatcher_refuses_a_parallelism_over_flinks_limit_and_keeps_no_job
     assert "must be from 1 to 32,768" in result.stdout
     listed = client_json(one_slot, "list-jobs")["jobs"]
     assert [job for job in listed if job["name"] == "huge"] == []
-    assert all(job["name"] != "huge" for job in client_json(one_slot, "inspect")["jobs"])
 
 
 def test_submit_job_wait_shows_elapsed_time_task_states_and_pending_slots(one_slot: str) -> None:
@@ -380,16 +368,16 @@ def test_submit_job_wait_shows_elapsed_time_task_states_and_pending_slots(one_sl
 def test_job_status_shows_the_pending_demand_of_a_waiting_job(one_slot: str) -> None:
     blocker = client_json(one_slot, "submit-job", "--name", "blocker", "--task-duration", "60s",
                           "--parallelism", "1")  # fmt: skip
-    waiting = client_json(one_slot, "submit-job", "--name", "starved", "--parallelism", "2")
+    waiting = client_json(one_slot, "submit-job", "--name", "starved", "--parallelism", "2",
+                          "--task-duration", "10ms")  # fmt: skip
     try:
         result = client(one_slot, "job-status", waiting["job_id"])
-        assert result.returncode == 0, result.stderr
-        first = result.stdout.splitlines()[0]
-        assert first.startswith(f"starved ({waiting['job_id']}): ")
-        assert first.endswith("waiting for 2 slots")
     finally:
-        for job in (blocker, waiting):
-            client(one_slot, "cancel-job", job["job_id"])
+        client(one_slot, "cancel-job", blocker["job_id"])  # then the starved job runs
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"starved ({waiting['job_id']}): ")
+    assert first.endswith("waiting for 2 slots")
 
 
 def test_ctrl_c_during_submit_job_wait_says_the_job_keeps_running_and_how_to_cancel_it(
@@ -405,7 +393,7 @@ def test_ctrl_c_during_submit_job_wait_says_the_job_keeps_running_and_how_to_can
         line = assert_one_sentence(submit.stderr().splitlines()[-1])
     assert f"job long ({job_id}) keeps running" in line
     assert f"`minicluster cancel-job {job_id} --address {one_slot}`" in line
-    assert client_json(one_slot, "job-status", job_id)["status"] == "RUNNING"
+    # still running: cancel-job exits 0 only for a job it ends (1 for one that had ended)
     assert client(one_slot, "cancel-job", job_id).returncode == 0
 
 
