@@ -8,6 +8,7 @@ here; the client is minicluster.client.
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from minicluster.console.views import render_jobs, render_topology
 from minicluster.limits import MAX_PARALLELISM
 from minicluster.scenario import load_job_file
 
-from .errors import EXIT_USAGE, fail, reported
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, fail, is_interrupt, reported
 from .options import (
     CONTEXT,
     address_option,
@@ -159,8 +160,11 @@ def submit_job(
         graph = _job_graph(job_file, name, parallelism, task_duration)
         interactive = sys.stderr.isatty() and not as_json
 
+        submitted = trio.Event()  # set once the Dispatcher has the job: Ctrl-C leaves it running
+
         async def body(client: ClusterClient) -> str:
             await client.call(lambda d: d.submit_job(graph))
+            submitted.set()
             if not as_json:
                 click.echo(graph.job_id.hex)
             status = "CREATED"
@@ -170,7 +174,19 @@ def submit_job(
                 status = await client.call(lambda d: d.request_job_status(graph.job_id))
             return status
 
-        status = conn.run(body)
+        try:
+            status = conn.run(body)
+        except BaseException as exc:
+            if submitted.is_set() and is_interrupt(exc):
+                if interactive:
+                    click.echo("", err=True)
+                fail(
+                    f"interrupted; job {graph.name} ({graph.job_id.hex}) keeps running: cancel "
+                    f"it with `minicluster cancel-job {graph.job_id.hex} --address "
+                    f"{conn.address}`",
+                    EXIT_INTERRUPTED,
+                )
+            raise
         if as_json:
             print_json({"job_id": graph.job_id.hex, "name": graph.name, "status": status})
         if wait and status != "FINISHED":
@@ -185,23 +201,48 @@ def _waiting(details: dict[str, Any]) -> str:
     return f", waiting for {pending} slot{'' if pending == 1 else 's'}"
 
 
+# how the --wait line names task states: Flink's ExecutionState, grouped as a person reads them
+_TASK_STATE_WORDS = (
+    ("scheduled", ("CREATED", "SCHEDULED")),
+    ("deploying", ("DEPLOYING", "INITIALIZING")),
+    ("running", ("RUNNING",)),
+)
+
+
+def _progress(details: dict[str, Any]) -> str:
+    """`2 deploying, 1 running, 3/8 finished, waiting for 2 slots, 0 restarts`."""
+    states = details.get("task_states") or {}
+    parts = []
+    for word, names in _TASK_STATE_WORDS:
+        count = sum(states.get(name, 0) for name in names)
+        if count:
+            parts.append(f"{count} {word}")
+    parts.append(f"{details.get('tasks_finished', 0)}/{details.get('tasks_total', 0)} finished")
+    restarts = details.get("restarts", 0)
+    return ", ".join(parts) + _waiting(details) + f", {restarts} restart{'s' * (restarts != 1)}"
+
+
+def _elapsed(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+
 async def _follow(client: ClusterClient, job_id: uuid.UUID, interactive: bool) -> str:
-    """Poll the job until it ends, showing progress on stderr; a leader change is followed."""
+    """Poll the job until it ends, showing progress on stderr: one line rewritten in place on
+    a terminal (elapsed time, task states, pending demand), a new line for each change
+    otherwise; a leader change is followed."""
+    began = trio.current_time()
     last = ""
     while True:
         details = await client.call(lambda d: d.request_job(job_id))
         status = details["status"]
-        line = (
-            f"{details['name']}: {status} {details.get('tasks_finished', 0)}/"
-            f"{details.get('tasks_total', 0)} tasks, {details.get('restarts', 0)} restarts"
-            + _waiting(details)
-        )
-        if line != last:
-            if interactive:
-                click.echo(f"\r\033[K{line}", err=True, nl=False)
-            else:
-                click.echo(line, err=True)
-            last = line
+        progress = f"{details['name']}: {status}, {_progress(details)}"
+        elapsed = _elapsed(trio.current_time() - began)
+        if interactive:
+            click.echo(f"\r\033[K{progress} ({elapsed})", err=True, nl=False)
+        elif progress != last:
+            click.echo(f"{progress} ({elapsed})", err=True)
+        last = progress
         if JobStatus(status).is_globally_terminal:
             if interactive:
                 click.echo("", err=True)
@@ -346,16 +387,19 @@ def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
             return
         console, live_enabled = make_console(False)
 
-        async def body(client: ClusterClient) -> None:
+        async def body(client: ClusterClient) -> int | None:
             live = LiveConsole(console) if live_enabled else None
             if live is not None:
                 live.start()
+            stopped_by: int | None = None
             try:
-                with trio.open_signal_receiver(2, 15) as signals:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async with trio.open_nursery() as nursery:
 
                         async def stop_on_signal() -> None:
-                            async for _ in signals:
+                            nonlocal stopped_by
+                            async for signum in signals:
+                                stopped_by = signum
                                 nursery.cancel_scope.cancel()
 
                         nursery.start_soon(stop_on_signal)
@@ -374,8 +418,10 @@ def inspect(watch: bool, conn: Connection, as_json: bool) -> None:
             finally:
                 if live is not None:
                     live.stop()
+            return stopped_by
 
-        conn.run(body)
+        if conn.run(body) == signal.SIGINT:
+            fail(INTERRUPTED, EXIT_INTERRUPTED)  # Ctrl-C: 130, as every command
 
 
 def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -404,8 +450,12 @@ def _inspect_json(snapshot: dict[str, Any]) -> dict[str, Any]:
 
 @click.command(context_settings=CONTEXT)
 @client_options
-def stop(conn: Connection) -> None:
-    """Ask the cluster to shut down; exits 0 once it has.
+@json_option
+def stop(conn: Connection, as_json: bool) -> None:
+    """Cancel the cluster's unfinished jobs, then shut the cluster down; exits 0 once it has.
+
+    Prints each job it ended with its final state; TaskExecutors that joined from other
+    processes are told and exit 0.
 
     \b
     Example:
@@ -413,16 +463,50 @@ def stop(conn: Connection) -> None:
     """
     with reported():
 
-        async def body(client: ClusterClient) -> None:
+        async def body(client: ClusterClient) -> list[dict[str, Any]]:
+            ended = await _end_jobs(client, conn.timeout)
             await client.call(lambda d: d.shutdown_cluster())
             with trio.move_on_after(conn.timeout):
                 while True:
                     try:
                         await client.leaders()
                     except Exception:
-                        return
+                        return ended
                     await trio.sleep(0.1)
             fail(f"the cluster at {conn.address} did not stop within {conn.timeout:g} s")
 
-        conn.run(body)
+        ended = conn.run(body)
+        if as_json:
+            print_json({"stopped": True, "jobs_ended": ended})
+            return
+        for job in ended:
+            click.echo(
+                f"ended job {job['name']} ({job['job_id']}): {job['status']} (was {job['was']})"
+            )
         click.echo("cluster stopped")
+
+
+async def _end_jobs(client: ClusterClient, timeout: float) -> list[dict[str, Any]]:
+    """Cancel every job that has not ended, and wait (at most `timeout`) for its final state:
+    a stopped cluster leaves no job in a state nobody can see again."""
+    jobs = await client.call(lambda d: d.list_jobs())
+    unfinished = [j for j in jobs if not JobStatus(j["status"]).is_globally_terminal]
+    ended = [
+        {"job_id": j["job_id"], "name": j["name"], "status": j["status"], "was": j["status"]}
+        for j in unfinished
+    ]
+    for job in ended:
+        job_id = uuid.UUID(hex=job["job_id"])
+        await client.call(lambda d, job_id=job_id: d.cancel_job(job_id))  # type: ignore[misc]
+    with trio.move_on_after(timeout):
+        for job in ended:
+            job_id = uuid.UUID(hex=job["job_id"])
+            while True:
+                status = await client.call(
+                    lambda d, job_id=job_id: d.request_job_status(job_id)  # type: ignore[misc]
+                )
+                job["status"] = status
+                if JobStatus(status).is_globally_terminal:
+                    break
+                await trio.sleep(0.1)
+    return ended

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ EXIT_FAILED = (
 )
 EXIT_USAGE = 2  # bad usage or an invalid input file
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report 128 + 2
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`), as shells report 128 + 13
 INTERRUPTED = "interrupted."
 
 
@@ -50,6 +52,8 @@ def reported() -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         _exit(INTERRUPTED, EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        quiet_broken_pipe()
     except CommandFailed as exc:
         _exit(_sentence(exc), exc.code)
     except ScenarioError as exc:
@@ -64,6 +68,8 @@ def reported() -> Iterator[None]:
         interrupted, _ = group.split(KeyboardInterrupt)
         if interrupted is not None:  # Ctrl-C: whatever else the tasks said on the way out
             _exit(INTERRUPTED, EXIT_INTERRUPTED)
+        if group.split(BrokenPipeError)[0] is not None:
+            quiet_broken_pipe()
         leaf = _first_leaf(group)
         if isinstance(
             leaf, (CommandFailed, ScenarioError, ClusterUnreachableError, RpcError, OSError)
@@ -73,11 +79,35 @@ def reported() -> Iterator[None]:
         raise
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C, bare or inside trio's exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[0] is not None
+    return isinstance(exc, KeyboardInterrupt)
+
+
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     leaf: BaseException = group
     while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
         leaf = leaf.exceptions[0]
     return leaf
+
+
+def stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: what is still buffered, or still to be written, goes
+    nowhere instead of failing again (the interpreter flushes stdout on its way out)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """The reader of our output went away (`minicluster list-jobs | head -1`): stop without a
+    word, as Unix tools do, with the status a shell gives a writer that SIGPIPE ended."""
+    stdout_to_devnull()
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 def _exit(message: str, code: int) -> NoReturn:

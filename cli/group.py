@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from .errors import EXIT_INTERRUPTED, INTERRUPTED, sentence
+from .errors import EXIT_INTERRUPTED, INTERRUPTED, quiet_broken_pipe, sentence
 
 
 def usage_sentence(exc: click.ClickException) -> str:
@@ -43,6 +43,8 @@ class MiniclusterGroup(click.Group):
             _exit(usage_sentence(exc), exc.exit_code)
         except click.Abort:  # click's name for a KeyboardInterrupt outside a command's body
             _exit(INTERRUPTED, EXIT_INTERRUPTED)
+        except BrokenPipeError:  # --help or --version into `| head`
+            quiet_broken_pipe()
         sys.exit(result if isinstance(result, int) else 0)
 
 

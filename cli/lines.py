@@ -11,8 +11,26 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
+from datetime import datetime
+from typing import Any
 
 import trio
+
+from minicluster.console import format_event_line
+from minicluster.console.plain import format_timestamp
+
+
+def wall_clock_line(event: dict[str, Any]) -> str:
+    """An event line stamped with the local wall-clock time, for a process on the real clock
+    (`start`, `task-executor`): its log lines up with other logs, where seconds since the
+    process started would not. Virtual-clock runs keep cluster time."""
+    rest = format_event_line({**event, "time": None}).removeprefix(format_timestamp(None))
+    return f"[{now_stamp()}]{rest}"
+
+
+def now_stamp() -> str:
+    """``2025-05-01 14:03:07.251``: local time to the millisecond."""
+    return datetime.now().isoformat(sep=" ", timespec="milliseconds")
 
 
 class LinePrinter:

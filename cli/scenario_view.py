@@ -15,7 +15,7 @@ from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.scenario import Scenario, Step
 from minicluster.scenario.runner import Observer, ScenarioResult, StepResult, run_scenario
 
-from .errors import EXIT_USAGE, fail
+from .errors import EXIT_USAGE, fail, stdout_to_devnull
 
 LIVE_SPEED = 4.0  # virtual seconds per real second when a person watches and no --speed
 
@@ -26,6 +26,19 @@ class _PlainObserver(Observer):
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.attached = False
+        self.reader_gone = False
+
+    def _say(self, line: str) -> None:
+        """A line to stdout; when its reader has gone (`| head -3`), stop the run as Ctrl-C
+        would (the cluster shuts down first) and write nothing more."""
+        if self.reader_gone:
+            return
+        try:
+            click.echo(line)
+        except BrokenPipeError:
+            self.reader_gone = True
+            stdout_to_devnull()
+            signal.raise_signal(signal.SIGINT)  # run_scenario's stop signal
 
     def _attach(self, cluster: MiniCluster) -> None:
         if not self.attached:
@@ -37,15 +50,15 @@ class _PlainObserver(Observer):
             return  # the flow of a healthy cluster; the trace file has every message
         if event.kind == "step":
             return  # printed by step_started
-        click.echo(format_event_line(event.as_dict()))
+        self._say(format_event_line(event.as_dict()))
 
     def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
         self._attach(cluster)
-        click.echo(f"[{cluster.events.now():>8.3f}] step {index + 1}/{total}: {step.describe()}")
+        self._say(f"[{cluster.events.now():>8.3f}] step {index + 1}/{total}: {step.describe()}")
 
     def step_finished(self, result: StepResult, cluster: MiniCluster) -> None:
         mark = "ok" if result.ok else "FAILED"
-        click.echo(f"[{result.at:>8.3f}]   {mark}: {result.message}")
+        self._say(f"[{result.at:>8.3f}]   {mark}: {result.message}")
 
 
 class _LiveObserver(Observer):
@@ -94,6 +107,7 @@ def run_with_view(
         except OSError as exc:
             fail(f"cannot write the trace file {trace_file}: {exc.strerror}", EXIT_USAGE)
     live: LiveConsole | None = None
+    plain: _PlainObserver | None = None
     try:
         if live_enabled:
             pace = speed if speed_given else (LIVE_SPEED if clock_kind == "virtual" else None)
@@ -104,7 +118,7 @@ def run_with_view(
             live.start()
         else:
             pace = None  # nobody watches: full speed
-            observer = _PlainObserver(scenario)
+            observer = plain = _PlainObserver(scenario)
             click.echo(f"scenario {scenario.name}: {scenario.description}".rstrip(": "))
         result = run_scenario(
             scenario,
@@ -115,6 +129,10 @@ def run_with_view(
             speed=pace,
             stop_signals=(signal.SIGINT,),  # Ctrl-C stops the cluster, then exit 130
         )
+    except KeyboardInterrupt:
+        if plain is not None and plain.reader_gone:
+            raise BrokenPipeError from None  # not Ctrl-C: the reader of stdout went away
+        raise
     finally:
         if live is not None:
             live.stop()

@@ -11,22 +11,23 @@ import errno
 import socket
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 import click
 import trio
 
 from minicluster.cluster import ClusterConfig, MiniCluster
 from minicluster.cluster.context import Event
-from minicluster.console import LiveConsole, format_event_line, make_console
+from minicluster.console import LiveConsole, make_console
 from minicluster.limits import CLUSTER_DURATIONS, MAX_TASK_EXECUTORS
 from minicluster.scenario import format_duration
+from minicluster.serve import INTERRUPTED
 
 from .allocator import tune_allocator
-from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
-from .lines import LinePrinter
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail, reported
+from .lines import LinePrinter, now_stamp, wall_clock_line
 from .options import (
     CONTEXT,
     SLOTS,
@@ -35,7 +36,7 @@ from .options import (
     tls_config,
     tls_options,
 )
-from .params import ADDRESS, HOST, PORT, TASK_EXECUTOR_ID, Count
+from .params import ADDRESS, HOST, PORT, POSITIVE_DURATION, TASK_EXECUTOR_ID, Count
 from .secrets import read_secret
 
 
@@ -104,6 +105,11 @@ def _bind_failure(exc: OSError, host: str, port: int) -> None:
 @secret_option
 @tls_options
 @click.option("--no-live", is_flag=True, help="Plain event lines instead of the live view.")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    help="Append every event to this file, one line each, with wall-clock timestamps.",
+)
 @click.pass_context
 def start(ctx: click.Context, /, **options: Any) -> None:
     """Start a cluster (Dispatcher, ResourceManager, TaskExecutors) serving on TCP.
@@ -122,11 +128,14 @@ def start(ctx: click.Context, /, **options: Any) -> None:
         tls = tls_config(options["tls_cert"], options["tls_key"], options["tls_ca"])
         if tls is not None and tls.cert is None:
             fail("serving TLS needs --tls-cert and --tls-key", EXIT_USAGE)
+        log = _open_log(options["log_file"])
         console, live_enabled = make_console(options["no_live"], stderr=True)
         live = LiveConsole(console) if live_enabled else None
         printer = None if live_enabled else LinePrinter()
 
         def on_ready(cluster: MiniCluster) -> None:
+            if log is not None:
+                cluster.events.subscribers.append(_log_writer(log))
             click.echo(f"cluster ready at {cluster.address}")
             sys.stdout.flush()
             if live is not None:
@@ -135,6 +144,8 @@ def start(ctx: click.Context, /, **options: Any) -> None:
                 cluster.events.subscribers.append(_plain_event_printer(printer))
 
         def on_tick(cluster: MiniCluster) -> None:
+            if log is not None:
+                log.flush()
             if live is not None:
                 # a synchronous refresh: the endpoints' public snapshot methods, in-process
                 snapshot = cluster.snapshot(event_limit=60)
@@ -162,7 +173,27 @@ def start(ctx: click.Context, /, **options: Any) -> None:
         finally:
             if live is not None:
                 live.stop()
+            if log is not None:
+                log.close()
+        if reason == INTERRUPTED:
+            fail("interrupted; the cluster shut down cleanly", EXIT_INTERRUPTED)
         click.echo(f"cluster {reason}; shut down cleanly", err=True)
+
+
+def _open_log(path: str | None) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write the log file {path}: {exc.strerror}", EXIT_USAGE)
+
+
+def _log_writer(log: IO[str]) -> Callable[[Event], None]:
+    def write(event: Event) -> None:
+        log.write(wall_clock_line(event.as_dict()) + "\n")
+
+    return write
 
 
 def _start_settings(ctx: click.Context, options: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +246,7 @@ def _plain_event_printer(printer: LinePrinter) -> Any:
     def show(event: Event) -> None:
         if event.method is not None and "heartbeat" in event.method and event.outcome == "ok":
             return  # heartbeats that went fine are the noise of a healthy cluster
-        printer.put(format_event_line(event.as_dict()))
+        printer.put(wall_clock_line(event.as_dict()))
 
     return show
 
@@ -233,6 +264,13 @@ def _plain_event_printer(printer: LinePrinter) -> Any:
     type=TASK_EXECUTOR_ID,
     help="The TaskExecutor's id (default: te-<random>).",
 )
+@click.option(
+    "--join-timeout",
+    type=POSITIVE_DURATION,
+    default="60s",
+    show_default=True,
+    help="Give up (exit 1) when the cluster stays unreachable this long, joining or later.",
+)
 @cluster_duration_options("task-executor")
 @secret_option
 @tls_options
@@ -243,6 +281,7 @@ def task_executor(
     port: int,
     resource_id: str | None,
     secret_file: str | None,
+    join_timeout: float,
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_ca: str | None = None,
@@ -270,7 +309,13 @@ def task_executor(
             sys.stdout.flush()
 
         def on_event(event: Event) -> None:
-            click.echo(format_event_line(event.as_dict()))
+            say(wall_clock_line(event.as_dict()))
+
+        def on_retry(why: str) -> None:
+            say(f"[{now_stamp()}] registration {resource_id}: {why}")
+
+        def say(line: str) -> None:
+            click.echo(line)
             sys.stdout.flush()
 
         with serving_errors(host, port):
@@ -286,8 +331,16 @@ def task_executor(
                     config=config,
                     on_ready=on_ready,
                     on_event=on_event,
+                    join_timeout=join_timeout,
+                    on_retry=on_retry,
                 )
             )
         if outcome.startswith("failed: "):
-            fail(f"task executor {resource_id} gave up: {outcome[len('failed: ') :]}")
+            fail(f"task executor {resource_id} gave up: {outcome.removeprefix('failed: ')}")
+        if outcome == INTERRUPTED:
+            fail(f"interrupted; task executor {resource_id} stopped", EXIT_INTERRUPTED)
+        if outcome.startswith("cluster stopped: "):
+            cause = outcome.removeprefix("cluster stopped: ")
+            click.echo(f"task executor {resource_id} stopped: {cause}", err=True)
+            return
         click.echo(f"task executor {resource_id} stopped", err=True)

@@ -15,6 +15,7 @@ from minicluster.cluster.snapshot import ClusterSnapshot, JobSnapshot
 from minicluster.rpc import (
     FencingTokenError,
     RecipientUnreachableError,
+    RpcConnectionError,
     RpcError,
     RpcService,
     open_rpc_service,
@@ -27,6 +28,14 @@ T = TypeVar("T")
 
 class ClusterUnreachableError(Exception):
     """The cluster could not be reached at the address."""
+
+
+def unreachable(address: str, exc: BaseException) -> str:
+    """Why the cluster at `address` cannot be reached, naming it once."""
+    text = str(exc)
+    if isinstance(exc, RpcConnectionError) and address.removeprefix("tcp://") in text:
+        return text  # "cannot connect to tcp://...: connection refused", "... answered like"
+    return f"cannot reach the cluster at {address}: {text}"
 
 
 class ClusterClient:
@@ -44,9 +53,7 @@ class ClusterClient:
                     f"{self.address}/cluster", ClusterGateway, timeout=self.timeout
                 )
             except (RpcError, OSError) as exc:
-                raise ClusterUnreachableError(
-                    f"cannot reach the cluster at {self.address}: {exc}"
-                ) from None
+                raise ClusterUnreachableError(unreachable(self.address, exc)) from None
         return self._cluster
 
     async def leaders(self) -> dict[str, Any]:

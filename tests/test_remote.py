@@ -464,3 +464,23 @@ async def test_opening_a_service_leaves_the_process_allocator_alone(
         gateway = await client.connect(calc.address, CalcGateway)
         assert await gateway.add(1, 2) == 3
     assert loaded == []
+
+
+async def test_the_stranger_probe_gets_a_goodbye_from_a_cluster_which_keeps_serving(
+    server: RpcService, client: RpcService
+) -> None:
+    # a client whose hello goes unanswered for a second sends protocol.PROBE on a second
+    # connection: a minicluster server that was merely slow must refuse only that connection
+    host, port = server.address.removeprefix("tcp://").rsplit(":", 1)
+    with trio.fail_after(5):
+        probe = await trio.open_tcp_stream(host, int(port))
+        async with probe:
+            await probe.send_all(protocol.PROBE)
+            answer = b""
+            while chunk := await probe.receive_some(4096):
+                answer += chunk
+    assert protocol.foreign_peer(answer) is None  # not taken for a stranger
+    goodbye = protocol.decode_message(answer[4:])
+    assert goodbye["type"] == "goodbye"
+    gateway = await calc_at(client, server)
+    assert await gateway.add(1, 2) == 3

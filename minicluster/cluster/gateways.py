@@ -57,6 +57,11 @@ class TaskExecutorGateway(RpcGateway):
 
     def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None: ...
 
+    async def cluster_stopping(self, cause: str) -> None:
+        """The cluster is shutting down for good (not a failover): a TaskExecutor in a process
+        of its own stops too instead of looking for a leader that will not come. An ask, so the
+        cluster knows the notice arrived before it closes its connections."""
+
 
 class ResourceManagerGateway(FencedRpcGateway):
     async def register_task_executor(

@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from minicluster.limits import MAX_NAME_LENGTH
 from minicluster.rpc import (
     RpcEndpoint,
     RpcService,
@@ -96,8 +97,10 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
         resource_id: str,
         slots: int,
         on_fatal_error: Callable[[str], None] | None = None,
+        on_cluster_stopping: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(service, task_executor_endpoint(resource_id))
+        self._on_cluster_stopping = on_cluster_stopping
         self.resource_id = resource_id
         self.context = context
         self.config = context.config
@@ -697,6 +700,15 @@ class TaskExecutor(RpcEndpoint, TaskExecutorGateway):
     def disconnect_resource_manager(self, cause: str) -> None:
         self._emit("registration", f"the ResourceManager disconnected us: {cause}")
         self._rm_lost()
+
+    async def cluster_stopping(self, cause: str) -> None:
+        """The cluster says it shuts down: tell the owner, which ends a `task-executor` process
+        once the cluster is indeed gone. Anyone who can reach us can say this, so nothing
+        changes here: a false notice, with the cluster still there, is only a log line."""
+        cause = cause[:MAX_NAME_LENGTH]
+        self._emit("registration", f"the cluster is stopping: {cause}")
+        if self._on_cluster_stopping is not None:
+            self._on_cluster_stopping(cause)
 
     def disconnect_job_manager(self, job_id: uuid.UUID, cause: str) -> None:
         self._job_manager_lost(job_id, cause)

@@ -8,6 +8,7 @@ Many calls are in flight at once on a `ClientConnection` and replies come back i
 from __future__ import annotations
 
 import math
+import os
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -18,16 +19,20 @@ import trio
 from . import protocol
 from .errors import (
     AuthenticationError,
+    ForeignPeerError,
     HandshakeError,
     MessageTooLargeError,
     ProtocolError,
     RecipientUnreachableError,
     RpcConnectionError,
+    RpcError,
 )
 from .frame_writer import FrameWriter
 from .protocol import FrameDecoder, FrameTooLargeError
 from .reply import CallbackReply, Reply
 from .transport_host import TransportHost
+
+PROBE_AFTER = 1.0  # seconds a hello may go unanswered before the peer is asked what it is
 
 
 class ClientConnection:
@@ -43,9 +48,11 @@ class ClientConnection:
         self.stream: trio.abc.Stream | None = None
         self.writer: FrameWriter | None = None
         self.decoder = FrameDecoder(self.max_frame_size)
+        self._first = b""  # the peer's first bytes during set-up (see _receive_setup)
         self.pending: dict[int, Reply] = {}
         self.next_id = 0
         self.closed = False
+        self.connected = False  # TCP is up; set-up (hello, welcome) may still be under way
         self.close_reason = "connection closed"
         self._cancel = trio.CancelScope()
 
@@ -78,9 +85,8 @@ class ClientConnection:
         try:
             self.stream = stream = await trio.open_tcp_stream(self.host, self.port)
         except OSError as exc:
-            raise RpcConnectionError(
-                f"cannot connect to {self.peer}: {exc.strerror or exc}"
-            ) from None
+            raise RpcConnectionError(f"cannot connect to {self.peer}: {_why(exc)}") from None
+        self.connected = True
         tls = self.service.tls
         context = tls.client_context() if tls is not None else None
         if context is not None:
@@ -96,7 +102,7 @@ class ClientConnection:
             self.stream = stream = tls_stream  # type: ignore[assignment]
         self.writer = FrameWriter(stream)
         await stream.send_all(protocol.encode_frame(protocol.hello(self.max_frame_size)))
-        message = await self._receive_setup()
+        message = await self._first_answer(probe=context is None)
         challenge = message.get("challenge")
         if challenge is not None:
             secret = self.service.secret
@@ -111,8 +117,40 @@ class ClientConnection:
         if type(limit) is int and limit > 0:
             self.peer_max_frame_size = limit
 
+    async def _first_answer(self, probe: bool) -> dict[str, Any]:
+        """The answer to our hello. A peer that leaves it unanswered for PROBE_AFTER seconds
+        is asked what it is, on a connection of its own (see protocol.PROBE): an HTTP server,
+        say, waits for the end of a request line that our hello never sends."""
+        if probe:
+            with trio.move_on_after(PROBE_AFTER):
+                return await self._receive_setup()
+            stranger = await self._probe()
+            if stranger is not None:
+                raise stranger
+        return await self._receive_setup()
+
+    async def _probe(self) -> ForeignPeerError | None:
+        """What answers a line-based request at the peer's address, if it is plainly not a
+        minicluster service; None otherwise (a slow cluster, or no answer)."""
+        with trio.move_on_after(PROBE_AFTER):
+            try:
+                stream = await trio.open_tcp_stream(self.host, self.port)
+            except OSError:
+                return None
+            async with stream:
+                try:
+                    await stream.send_all(protocol.PROBE)
+                    data = await stream.receive_some(64)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    return None
+            what = protocol.foreign_peer(data) if data else None
+            if what is not None and what != "something else":
+                return self._foreign(data, what)
+        return None
+
     async def _receive_setup(self) -> dict[str, Any]:
         assert self.stream is not None
+        first = self._first  # the peer's first bytes: enough to tell a stranger from a cluster
         while True:
             payload = self.decoder.next_frame()
             if payload is not None:
@@ -122,9 +160,20 @@ class ClientConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise RpcConnectionError(f"{self.peer} closed the connection: {exc}") from None
             if not data:
+                if first:
+                    raise self._foreign(first, "something else")
                 raise RpcConnectionError(f"{self.peer} closed the connection during set-up")
+            if len(first) < 64:
+                first += data[: 64 - len(first)]
+                self._first = first
+                what = protocol.foreign_peer(first)
+                if what is not None:
+                    raise self._foreign(first, what)
             self.decoder.feed(data)
-        message = protocol.decode_message(payload)
+        try:
+            message = protocol.decode_message(payload, budget=protocol.SETUP_DECODE_BUDGET)
+        except RpcError:
+            raise self._foreign(first, "something else") from None
         kind = message.get("type")
         if kind == "goodbye":
             reason = str(message.get("reason", ""))
@@ -134,6 +183,18 @@ class ClientConnection:
         if kind != "welcome":
             raise ProtocolError(f"{self.peer} answered hello with {kind!r}")
         return message
+
+    def _foreign(self, first: bytes, what: str) -> ForeignPeerError:
+        where = f"{self.host}:{self.port}"
+        if what == "something else":
+            return ForeignPeerError(
+                f"{where} is not a minicluster cluster: it answered our hello with "
+                f"{protocol.shown_bytes(first)}, which is not a minicluster frame"
+            )
+        return ForeignPeerError(
+            f"{where} answered like {what} ({protocol.shown_bytes(first)}), "
+            "not a minicluster cluster"
+        )
 
     async def _read_replies(self) -> None:
         assert self.stream is not None
@@ -221,6 +282,22 @@ class ClientConnection:
         frame = self._encode(message)
         assert self.writer is not None
         self.writer.send(frame)
+
+
+def _why(exc: OSError) -> str:
+    """Why a connection attempt failed, as the system said it ("connection refused"); trio
+    gathers the attempts of every resolved address under one OSError."""
+    errors: list[BaseException] = [exc]
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        errors = list(cause.exceptions) + errors
+    elif cause is not None:
+        errors.insert(0, cause)
+    for error in errors:
+        if isinstance(error, OSError) and error.errno:
+            text = os.strerror(error.errno)
+            return text[:1].lower() + text[1:]
+    return str(exc)
 
 
 class RemoteInvoker:

@@ -61,6 +61,11 @@ class RpcConnectionError(RecipientUnreachableError):
     """No connection could be opened to the address."""
 
 
+class ForeignPeerError(RpcConnectionError):
+    """Something answered at the address, but not a minicluster RPC service (an HTTP server,
+    say): retrying will not help, so the message says what answered."""
+
+
 class RpcTimeoutError(RpcError):
     """An ask got no answer within its timeout."""
 

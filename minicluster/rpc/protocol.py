@@ -269,6 +269,41 @@ def hello(max_frame_size: int | None = None) -> dict[str, Any]:
     return message
 
 
+# What a client sends, on a connection of its own, to a peer that leaves its hello unanswered:
+# a request that line-based servers (HTTP, Redis, ...) answer at once, so that the client can
+# say what is there. A minicluster server reads "HEAD" as a frame header far over its set-up
+# limit and says goodbye on that connection only.
+PROBE: Final = b"HEAD / HTTP/1.0\r\n\r\n"
+
+
+def foreign_peer(first_bytes: bytes) -> str | None:
+    """What a peer that opened its answer to our hello with `first_bytes` looks like, when it
+    is plainly not a minicluster service ("an HTTP server"); None when it may be one."""
+    head = first_bytes.lstrip().lower()
+    if head.startswith(b"http/") or head.startswith((b"<!doctype html", b"<html")):
+        return "an HTTP server"
+    if head.startswith(b"ssh-"):
+        return "an SSH server"
+    if head.startswith((b"-err", b"+ok", b"-noauth")):
+        return "a Redis server"
+    if len(first_bytes) >= HEADER_SIZE:
+        announced = int.from_bytes(first_bytes[:HEADER_SIZE], "big")
+        if announced > SETUP_MAX_FRAME_SIZE:  # no welcome or goodbye is that large
+            return "something else"
+    return None
+
+
+def shown_bytes(data: bytes, limit: int = 16) -> str:
+    """The first bytes of an answer for a message: printable ASCII as text, else hex."""
+    head = data[:limit]
+    printable = 0
+    while printable < len(head) and 32 <= head[printable] < 127:
+        printable += 1
+    if printable >= 4:  # text, as a line-based server sends: its first line
+        return repr(head[:printable].decode("ascii"))
+    return "the bytes " + head.hex(" ")
+
+
 def welcome(challenge: bytes | None = None, max_frame_size: int | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "welcome", "protocol": PROTOCOL_VERSION}
     if max_frame_size is not None:

@@ -231,6 +231,11 @@ class RpcService:
             with trio.move_on_after(timeout) as scope:
                 await self._nursery.start(conn.run)
             if scope.cancelled_caught:
+                if conn.connected:  # something accepted, and never said welcome
+                    raise RpcConnectionError(
+                        f"{host}:{port} accepted the connection but did not answer our hello "
+                        f"within {timeout:g} s; is a minicluster cluster serving there?"
+                    )
                 raise RpcConnectionError(
                     f"cannot connect to tcp://{host}:{port} within {timeout:g} s"
                 )
