@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from .gateways import DispatcherGateway
 from .model import JobGraph, JobStatus, SlotID
 from .resourcemanager import ResourceManager
 from .taskexecutor import TaskExecutor
+from .trace_detail import message_detail
 
 
 class _Tracer:
@@ -47,6 +48,7 @@ class _Tracer:
         method: str,
         is_ask: bool,
         error: BaseException | None,
+        args: Sequence[Any] = (),
     ) -> None:
         events = self.events
         events.rpc_calls += 1
@@ -58,7 +60,8 @@ class _Tracer:
             kind = "rpc" if is_ask else "tell"
             outcome = "ok" if error is None else f"error: {type(error).__name__}"
         if events.record_rpc or kind == "fencing":
-            events.emit(Event(events.now(), kind, sender, receiver, method, outcome))
+            detail = message_detail(method, args)
+            events.emit(Event(events.now(), kind, sender, receiver, method, outcome, "", detail))
         elif events.watchers:
             events.changed()
 
