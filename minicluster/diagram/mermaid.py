@@ -84,7 +84,7 @@ def render_mermaid(sequence: Sequence, title: str | None = None) -> str:
             f"    Note over {_span(everyone)}: "
             + escape(
                 f"{sequence.left_out:,} more message(s) left out (at most "
-                f"{sequence.max_messages:,} drawn); narrow the time window or the components"
+                f"{sequence.max_messages:,} drawn: narrow the time window or the components)"
             )
         )
     if not sequence.participants:

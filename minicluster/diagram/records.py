@@ -78,7 +78,8 @@ def _text(record: Mapping[str, Any], key: str, *, optional: bool = False) -> str
     if value is None and optional and key in record:
         return None
     if not isinstance(value, str) or not value:
-        raise TraceRecordError(f"{key!r} must be a non-empty string")
+        null = " or null" if optional else ""
+        raise TraceRecordError(f"{key!r} must be a non-empty string{null}")
     if len(value) > MAX_NAME_LENGTH:
         raise TraceRecordError(f"{key!r} has more than {MAX_NAME_LENGTH:,} characters")
     return value
