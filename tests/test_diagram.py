@@ -407,6 +407,7 @@ def test_the_timeline_keeps_the_window_and_the_selected_task_executors() -> None
         rec(3.0, TE1, JM, "update_task_execution_state", execution="e1", state="FINISHED"),
     ]
     assert build_timeline(records, Window(4.0, 8.0)).runs == []
+    assert build_timeline(records, Window(0.0, 0.1)).runs == []
     assert len(build_timeline(records, Window(1.0, 8.0)).runs) == 1
     assert build_timeline(records, only={TE2, RM}).lanes == ["te-2/0"]
     assert build_timeline(records, only={RM}).lanes == ["te-1/0", "te-1/1", "te-2/0"]
