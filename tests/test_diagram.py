@@ -471,3 +471,19 @@ def test_trace_lines_carry_the_ids_a_slot_timeline_needs() -> None:
     per_slot = {lane: [r for r in timeline.runs if r.slot == lane] for lane in timeline.lanes}
     assert all(len(runs) == 2 for runs in per_slot.values())  # two waves on every slot
     assert all(r.ended_as == "FINISHED" for r in timeline.runs)
+
+
+# --- the docs ------------------------------------------------------------------------------
+
+
+def test_the_quickstart_diagram_in_the_docs_is_what_the_command_draws() -> None:
+    from cli.diagram_cmd import render
+
+    trace = io.StringIO()
+    run_scenario(load_scenario(ROOT / "scenarios" / "quickstart.yaml"), trace=trace)
+    records = parse_lines(trace.getvalue().splitlines())
+    doc = (ROOT / "docs" / "diagrams.md").read_text(encoding="utf-8")
+    block = doc.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert block == render(records, "mermaid", title="quickstart.jsonl")
+    svg = (ROOT / "docs" / "quickstart-slots.svg").read_text(encoding="utf-8")
+    assert svg == render(records, "svg", title="quickstart.jsonl")

@@ -62,7 +62,12 @@ def render_mermaid(sequence: Sequence, title: str | None = None) -> str:
     for item in sequence.items:
         if isinstance(item, HeartbeatRun):
             ends = sorted(item.endpoints, key=order.__getitem__)
-            text = f"heartbeats x {item.count}, {seconds(item.first)} - {seconds(item.last)}"
+            span = (
+                f"at {seconds(item.first)}"
+                if item.first == item.last
+                else f"{seconds(item.first)} - {seconds(item.last)}"
+            )
+            text = f"heartbeats x {item.count}, {span}"
             note = f"    Note over {_span([alias[e] for e in ends])}: "
             if item.failed:
                 lines += [
@@ -123,7 +128,7 @@ def _message(item: Message, sender: str, receiver: str) -> list[str]:
     if record.ok:
         if record.kind == "tell":
             return [f"    {sender}-){receiver}: {method}"]
-        return [f"    {sender}->>{receiver}: {method}", f"    {receiver}-->>{sender}: "]
+        return [f"    {sender}->>{receiver}: {method}", f"    {receiver}-->>{sender}:"]
     if record.fencing_rejected:
         return [
             f"    rect {FENCING_TINT}",
