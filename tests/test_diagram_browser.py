@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cli.diagram_cmd import render
-from minicluster.diagram import parse_lines, parse_record
+from minicluster.diagram import Window, parse_lines, parse_record
 from minicluster.diagram.assets import MERMAID_SHA256
 from minicluster.scenario import load_scenario
 from minicluster.scenario.runner import run_scenario
@@ -157,10 +157,17 @@ def test_the_vendored_mermaid_is_the_pinned_build() -> None:
 def test_mermaids_parser_accepts_the_diagram_of_every_shipped_scenario(tmp_path: Path) -> None:
     chromium()
     diagrams = {}
-    for name, trace in scenario_traces().items():
+    traces = scenario_traces()
+    for name, trace in traces.items():
         records = parse_lines(trace.splitlines())
         diagrams[name] = render(records, "mermaid", title=name)
     assert len(diagrams) >= 11
+    crash = parse_lines(traces["taskexecutor-crash"].splitlines())
+    only = {"resourcemanager", "taskexecutor-te-1"}
+    diagrams["window and selection"] = render(
+        crash, "mermaid", title="w", window=Window(2.0, 8.0), only=only
+    )
+    diagrams["bounded"] = render(crash, "mermaid", title="b", max_messages=5)
     diagrams["hostile text"] = hostile()
     diagrams["broken on purpose"] = BROKEN
     verdicts = mermaid_verdicts(diagrams, tmp_path)
