@@ -3,7 +3,8 @@
 This module is the command group and `run-scenario`; the other commands live beside it, each
 module registered here with ``cli.add_command``: `start` and `task-executor` in serve_cmds.py,
 the client commands (`submit-job`, `list-jobs`, `job-status`, `cancel-job`, `inspect`, `stop`)
-in client_cmds.py, `simulate` in simulate_cmd.py; the options they share in options.py.
+in client_cmds.py, `simulate` in simulate_cmd.py, `diagram` in diagram_cmd.py; the options
+they share in options.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from minicluster import __version__
 from .client_cmds import Connection as Connection
 from .client_cmds import cancel_job, inspect, job_status, list_jobs, stop, submit_job
 from .client_cmds import client_options as client_options
-from .errors import EXIT_FAILED, fail, reported
+from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
 from .group import MiniclusterGroup
 from .options import CONTEXT
 from .options import SLOTS as SLOTS
@@ -75,6 +76,12 @@ for command in (start, task_executor, submit_job, list_jobs, job_status, cancel_
     default=None,
     help="Virtual seconds per real second in the live view (0.01 to 10,000), or 'max'.",
 )
+@click.option(
+    "--diagram",
+    "diagram_file",
+    type=click.Path(dir_okay=False),
+    help="At the end, draw the run's messages: .mmd Mermaid, .html a page, .svg the slot timeline.",
+)
 @click.option("--no-live", is_flag=True, help="Plain lines instead of the live view.")
 def run_scenario(
     scenario_file: str,
@@ -83,6 +90,7 @@ def run_scenario(
     report_file: str | None,
     trace_file: str | None,
     speed: float | str | None,
+    diagram_file: str | None,
     no_live: bool,
 ) -> None:
     """Run a scenario file on an in-process cluster and print a summary.
@@ -92,8 +100,16 @@ def run_scenario(
     \b
     Example:
       minicluster run-scenario scenarios/taskexecutor-crash.yaml --seed 7 --report out.json
+      minicluster run-scenario scenarios/quickstart.yaml --diagram quickstart.html
     """
     with reported():
+        diagram_format = format_of(diagram_file) if diagram_file else None
+        if diagram_file and diagram_format is None:
+            fail(
+                f"--diagram: {diagram_file} must end in .mmd (Mermaid), .html (a page) or .svg "
+                "(the slot timeline)",
+                EXIT_USAGE,
+            )
         from minicluster.scenario import load_scenario
 
         from .scenario_view import run_with_view
@@ -102,6 +118,7 @@ def run_scenario(
         for warning in scenario.warnings:
             click.echo(f"minicluster: warning: {warning}", err=True)
         pace = speed if isinstance(speed, float) else None
+        trace_copy = TraceCopy(None) if diagram_file else None
         result = run_with_view(
             scenario,
             seed=seed,
@@ -111,7 +128,12 @@ def run_scenario(
             no_live=no_live,
             speed=pace,
             speed_given=speed is not None,
+            trace_copy=trace_copy,
         )
+        if trace_copy is not None and diagram_file and diagram_format:
+            # written whether the run passed or not: a failed run is the one worth a look
+            text = render(trace_copy.records(), diagram_format, title=f"scenario {scenario.name}")
+            write_output(text, diagram_file)
         if not result.passed:
             failure = result.failure
             detail = (
@@ -120,9 +142,11 @@ def run_scenario(
             fail(f"scenario {scenario.name} failed at {detail}", EXIT_FAILED)
 
 
+from .diagram_cmd import TraceCopy, diagram, format_of, render, write_output  # noqa: E402
 from .simulate_cmd import simulate  # noqa: E402 - a command of its own module
 
 cli.add_command(simulate)
+cli.add_command(diagram)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
 
@@ -15,6 +15,7 @@ from minicluster.console import LiveConsole, format_event_line, make_console
 from minicluster.scenario import Scenario, Step
 from minicluster.scenario.runner import Observer, ScenarioResult, StepResult, run_scenario
 
+from .diagram_cmd import TraceCopy
 from .errors import EXIT_USAGE, fail, stdout_to_devnull
 
 LIVE_SPEED = 4.0  # virtual seconds per real second when a person watches and no --speed
@@ -97,6 +98,7 @@ def run_with_view(
     no_live: bool,
     speed: float | None,
     speed_given: bool,
+    trace_copy: TraceCopy | None = None,
 ) -> ScenarioResult:
     console, live_enabled = make_console(no_live)
     clock_kind = clock or scenario.cluster.clock
@@ -106,6 +108,10 @@ def run_with_view(
             trace = open(trace_file, "w", encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as exc:
             fail(f"cannot write the trace file {trace_file}: {exc.strerror}", EXIT_USAGE)
+    sink = trace
+    if trace_copy is not None:  # --diagram: the lines are kept, and written on to --trace
+        trace_copy.also = trace
+        sink = cast(IO[str], trace_copy)
     live: LiveConsole | None = None
     plain: _PlainObserver | None = None
     try:
@@ -125,7 +131,7 @@ def run_with_view(
             seed=seed,
             clock=clock,
             observer=observer,
-            trace=trace,
+            trace=sink,
             speed=pace,
             stop_signals=(signal.SIGINT,),  # Ctrl-C stops the cluster, then exit 130
         )

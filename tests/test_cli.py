@@ -42,6 +42,7 @@ DOCUMENTED_COMMANDS = [
     "stop",
     "run-scenario",
     "simulate",
+    "diagram",
 ]
 T = TypeVar("T")
 

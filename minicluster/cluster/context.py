@@ -65,9 +65,11 @@ class Event:
     method: str | None = None
     outcome: str | None = None
     message: str = ""
+    # the ids an RPC message carries (trace_detail.message_detail), for the trace file only
+    detail: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "detail"}
 
 
 class EventLog:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -37,6 +37,7 @@ from .model import JobGraph, JobStatus
 from .resourcemanager import ResourceManager
 from .snapshot import SNAPSHOT_QUERIES, ClusterSnapshot, TaskExecutorSnapshot
 from .taskexecutor import TaskExecutor
+from .trace_detail import message_detail
 
 
 class _Tracer:
@@ -52,6 +53,7 @@ class _Tracer:
         method: str,
         is_ask: bool,
         error: BaseException | None,
+        args: Sequence[Any] = (),
     ) -> None:
         if method in SNAPSHOT_QUERIES:
             return  # an observer's query, not cluster protocol: no event, count or trace
@@ -65,7 +67,8 @@ class _Tracer:
             kind = "rpc" if is_ask else "tell"
             outcome = "ok" if error is None else f"error: {type(error).__name__}"
         if events.record_rpc or kind == "fencing":
-            events.emit(Event(events.now(), kind, sender, receiver, method, outcome))
+            detail = message_detail(method, args)
+            events.emit(Event(events.now(), kind, sender, receiver, method, outcome, "", detail))
         elif events.watchers:
             events.changed()
 

@@ -414,7 +414,9 @@ class RpcEndpoint(GatewayImplementation):
             raise
         except Exception as exc:
             if tracer is not None:
-                tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, exc)
+                tracer.message(
+                    call.sender, self._endpoint_id, call.method, reply is not None, exc, call.args
+                )
             if reply is not None:
                 answer(reply, None, exc)
             elif not isinstance(exc, FencingTokenError):
@@ -423,7 +425,9 @@ class RpcEndpoint(GatewayImplementation):
                 )
             return
         if tracer is not None:
-            tracer.message(call.sender, self._endpoint_id, call.method, reply is not None, None)
+            tracer.message(
+                call.sender, self._endpoint_id, call.method, reply is not None, None, call.args
+            )
         if reply is not None:
             answer(reply, result, None)
 
@@ -664,7 +668,7 @@ class RpcEndpoint(GatewayImplementation):
             self._holder = waiter
         tracer = self._rpc_service.tracer
         if tracer is not None:
-            tracer.message(sender, self._endpoint_id, method, is_ask, error)
+            tracer.message(sender, self._endpoint_id, method, is_ask, error, args)
         if not is_ask and error is not None and not isinstance(error, FencingTokenError):
             self._rpc_service.log_limiter.warning(
                 log, "tell %s.%s failed: %s", self._endpoint_id, method, show(error)

@@ -7,8 +7,8 @@ holds them, can all name their types without importing each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 
 class Tracer(Protocol):
@@ -21,7 +21,10 @@ class Tracer(Protocol):
         method: str,
         is_ask: bool,
         error: BaseException | None,
-    ) -> None: ...
+        args: Sequence[Any] = (),
+    ) -> None:
+        """`args` are the message's positional arguments, as the handler received them: a
+        tracer may record ids from them (a trace that shows which task went to which slot)."""
 
     def dropped(self, sender: str | None, receiver: str, method: str, is_ask: bool) -> None: ...
 

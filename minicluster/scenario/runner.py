@@ -145,20 +145,26 @@ class _View:
 
 
 def trace_line(event: Event) -> str | None:
-    """One JSON line of the trace for an RPC message event, None for other events."""
+    """One JSON line of the trace for an RPC message event, None for other events.
+
+    Every line has time, sender, receiver, method, kind and outcome; a message about a job, a
+    task or a slot also has the ids it carries (cluster.trace_detail.DETAIL_KEYS: job, slot,
+    allocation, execution, vertex, subtask, attempt, state, ...), which a timeline of slots
+    reads. They are keys of their own, so a reader of the first six sees what it always saw."""
     if event.kind not in ("rpc", "tell", "fencing", "dropped"):
         return None
-    return json.dumps(
-        {
-            "time": event.time,
-            "sender": event.sender,
-            "receiver": event.receiver,
-            "method": event.method,
-            "kind": "tell" if event.kind == "tell" else "ask",
-            "outcome": event.outcome,
-        },
-        sort_keys=True,
-    )
+    line: dict[str, Any] = {
+        "time": event.time,
+        "sender": event.sender,
+        "receiver": event.receiver,
+        "method": event.method,
+        "kind": "tell" if event.kind == "tell" else "ask",
+        "outcome": event.outcome,
+    }
+    if event.detail:
+        for key, value in event.detail.items():
+            line.setdefault(key, value)
+    return json.dumps(line, sort_keys=True)
 
 
 class ScenarioRun:
