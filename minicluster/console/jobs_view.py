@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rich import box
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -84,13 +84,14 @@ def _task_summary(job: Data, narrow: bool) -> Text:
 
 
 def pending_note(job: Data, free_slots: int | None) -> str:
-    """Why a job waits: ``waiting for 2 slots (0 free)``; "" when it waits for none."""
+    """Why a job waits: ``waiting for 2 slots (none free)``; "" when it waits for none. (Free
+    slots may be on their way to it already: only "none free" is worth saying.)"""
     pending = as_int(job.get("slots_pending"))
     if pending <= 0 or clean(job.get("status")).upper() in _TERMINAL_STATUSES:
         return ""
     note = f"waiting for {pending} slot{'' if pending == 1 else 's'}"
-    if free_slots is not None:
-        note += f" ({free_slots} free)"
+    if free_slots == 0:
+        note += " (none free)"
     return note
 
 
@@ -119,21 +120,35 @@ def _jobs_table(
     return _ByWidth(wide, narrow, 60), rows
 
 
-def _jobs_rows(
-    snapshot: Data, limit: int, keys: Mapping[str, str], narrow: bool, free_slots: int | None
-) -> tuple[Table, int]:
-    jobs, hidden = _jobs_to_show(as_mappings(snapshot.get("jobs")), max(0, limit))
+def _new_table(narrow: bool, header: bool) -> Table:
+    """The jobs table's columns; every segment of the panel has the same, so they align."""
     table = Table(
-        box=None, expand=True, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold dim"
+        box=None,
+        expand=True,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        header_style="bold dim",
+        show_header=header,
     )
     table.add_column("job", no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
     table.add_column("status", no_wrap=True, width=10)
     table.add_column("tasks", no_wrap=True, overflow="ellipsis", ratio=2, min_width=16)
     if narrow:
-        table.add_column("rst", no_wrap=True, justify="right", min_width=3)
+        table.add_column("rst", no_wrap=True, justify="right", width=3)
     else:
-        table.add_column("restarts", no_wrap=True, justify="right", min_width=8)
-        table.add_column("time", no_wrap=True, justify="right", min_width=6)
+        table.add_column("restarts", no_wrap=True, justify="right", width=8)
+        table.add_column("time", no_wrap=True, justify="right", width=6)
+    return table
+
+
+def _jobs_rows(
+    snapshot: Data, limit: int, keys: Mapping[str, str], narrow: bool, free_slots: int | None
+) -> tuple[RenderableType, int]:
+    """The rows of the jobs, in segments of one table each: a job waiting for slots has a
+    line of the panel's whole width below its row, saying for how many."""
+    jobs, hidden = _jobs_to_show(as_mappings(snapshot.get("jobs")), max(0, limit))
+    table = _new_table(narrow, header=True)
+    parts: list[RenderableType] = [table]
     blanks = [""] * (len(table.columns) - 1)
     rows = 0
     for job in jobs:
@@ -161,8 +176,11 @@ def _jobs_rows(
         rows += 1
         note = pending_note(job, free_slots)
         if note:
-            row: list[RenderableType] = ["", "", Text(f"↳ {note}", style="bold yellow")]
-            table.add_row(*row, *blanks[2:])
+            parts.append(
+                Text(f"  ↳ {note}", style="bold yellow", no_wrap=True, overflow="ellipsis")
+            )
+            table = _new_table(narrow, header=False)
+            parts.append(table)
             rows += 1
     if not jobs and not hidden:
         table.add_row(Text("no jobs", style="dim"), *blanks)
@@ -170,7 +188,7 @@ def _jobs_rows(
     if hidden:
         table.add_row(Text(f"… and {hidden} more", style="dim"), *blanks)
         rows += 1
-    return table, rows + 1
+    return Group(*parts), rows + 1
 
 
 def render_jobs(
