@@ -132,7 +132,7 @@ def _new_table(narrow: bool, header: bool) -> Table:
     )
     table.add_column("job", no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
     table.add_column("status", no_wrap=True, width=10)
-    table.add_column("tasks", no_wrap=True, overflow="ellipsis", ratio=2, min_width=16)
+    table.add_column("tasks", no_wrap=True, overflow="ellipsis", ratio=3, min_width=16)
     if narrow:
         table.add_column("rst", no_wrap=True, justify="right", width=3)
     else:
