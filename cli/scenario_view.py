@@ -114,6 +114,7 @@ def run_with_view(
         sink = cast(IO[str], trace_copy)
     live: LiveConsole | None = None
     plain: _PlainObserver | None = None
+    summary: list[str] | None = None
     try:
         if live_enabled:
             pace = speed if speed_given else (LIVE_SPEED if clock_kind == "virtual" else None)
@@ -135,13 +136,18 @@ def run_with_view(
             speed=pace,
             stop_signals=(signal.SIGINT,),  # Ctrl-C stops the cluster, then exit 130
         )
+        summary = _summary_lines(result)
     except KeyboardInterrupt:
         if plain is not None and plain.reader_gone:
             raise BrokenPipeError from None  # not Ctrl-C: the reader of stdout went away
         raise
     finally:
         if live is not None:
-            live.stop()
+            # the final frame and the summary below it both stay on screen: the frame is
+            # drawn as many lines shorter as the summary (and the shell's prompt) take
+            width = max(1, console.size.width)
+            taken = sum(max(1, -(-len(line) // width)) for line in summary or ())
+            live.stop(leave_lines=taken + 1 if summary is not None else None)
         if trace is not None:
             trace.close()
     if report_file:
@@ -154,19 +160,25 @@ def run_with_view(
     return result
 
 
-def _summary(result: ScenarioResult) -> None:
+def _summary_lines(result: ScenarioResult) -> list[str]:
     verdict = "PASSED" if result.passed else "FAILED"
-    click.echo(
+    lines = [
         f"scenario {result.scenario} {verdict} (seed {result.seed}): "
         f"{sum(s.ok for s in result.steps)}/{len(result.steps)} steps ok, "
         f"{result.virtual_time:.1f} s of cluster time in {result.wall_time:.2f} s"
-    )
+    ]
     for name, job in result.jobs.items():
-        click.echo(
+        lines.append(
             f"  job {name}: {job['status']}, {job.get('tasks_finished')}/{job.get('tasks_total')}"
             f" tasks finished, {job['restarts']} restarts"
         )
-    click.echo(
+    lines.append(
         f"  rpc: {result.rpc['calls']} messages, "
         f"{result.rpc['fencing_rejections']} fencing rejections"
     )
+    return lines
+
+
+def _summary(result: ScenarioResult) -> None:
+    for line in _summary_lines(result):
+        click.echo(line)

@@ -72,12 +72,30 @@ class Event:
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "detail"}
 
 
+NOTABLE_KINDS = frozenset(
+    {"failover", "fencing", "failure", "heartbeat", "job", "state", "partition", "registration"}
+)
+"""Kinds of events that tell a run's story (leader changes, fencing rejections, failures,
+losses, restarts, joins); messages, offers and slot bookkeeping are routine traffic."""
+
+
+def is_notable(event: Event) -> bool:
+    """Whether a person watching needs to see this event, however much traffic follows it:
+    a notable kind, or the slot pool giving up on a region (NoResourceAvailableException)."""
+    if event.kind in NOTABLE_KINDS:
+        return event.outcome is None or event.outcome != "ok"
+    return event.kind == "slots" and event.message.startswith("NoResourceAvailable")
+
+
 class EventLog:
     """Events of a cluster: kept (bounded) for views, counted for statistics, and streamed to
-    subscribers. Cheap when nobody listens: counters only, plus a bounded deque."""
+    subscribers. Cheap when nobody listens: counters only, plus bounded deques. The notable
+    events are kept apart (`notable`), so that thousands of routine messages after a failure
+    do not push the failure out of what a view can show."""
 
-    def __init__(self, keep: int = 2000) -> None:
+    def __init__(self, keep: int = 2000, keep_notable: int = 200) -> None:
         self.recent: deque[Event] = deque(maxlen=keep)
+        self.notable: deque[Event] = deque(maxlen=keep_notable)
         self.subscribers: list[Callable[[Event], None]] = []
         self.rpc_calls = 0
         self.by_method: dict[str, int] = defaultdict(int)
@@ -91,6 +109,8 @@ class EventLog:
 
     def emit(self, event: Event) -> None:
         self.recent.append(event)
+        if is_notable(event):
+            self.notable.append(event)
         for subscriber in self.subscribers:
             subscriber(event)
         self.changed()

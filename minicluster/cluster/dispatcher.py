@@ -37,7 +37,7 @@ from .snapshot import (
     TaskExecutorSnapshot,
     task_executor_rows,
 )
-from .stats import recent_events, rpc_statistics
+from .stats import notable_events, recent_events, rpc_statistics
 
 # Bounds that keep every reply about jobs within a frame, whatever users submit: at most this
 # many jobs run at once (a submission beyond is refused), at most this many ended jobs are kept
@@ -326,8 +326,13 @@ def build_cluster_snapshot(
     rows: tuple[TaskExecutorSnapshot, ...] = ()
     total = 0
     if detail:
+        rm_leader = ha.leader(RESOURCE_MANAGER)
         rows, total = task_executor_rows(
-            task_executors.task_executor_snapshots(), overview, job_names
+            task_executors.task_executor_snapshots(),
+            overview,
+            job_names,
+            rm_leader[1] if rm_leader is not None else None,
+            {allocation for job in jobs for allocation in job.active_allocations},
         )
     events = context.events
     return ClusterSnapshot(
@@ -341,6 +346,7 @@ def build_cluster_snapshot(
         overview=replace(overview, registered=()),
         rpc=rpc_statistics(context) if detail else None,
         events=recent_events(context, event_limit) if detail else (),
+        notable_events=notable_events(context) if detail else (),
         fencing_rejections=events.fencing_rejections,
         heartbeat_timeout=context.config.heartbeat_timeout,
         free_slots=task_executors.free_slots(),

@@ -547,4 +547,11 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
             slot_assignments=assignments,
             live_executions=live,
             job_master_token=self.fencing_token,
+            active_allocations=tuple(
+                {
+                    e.allocation_id: None
+                    for e in self._by_id.values()
+                    if e.allocation_id is not None and not e.state.is_terminal
+                }
+            ),
         )

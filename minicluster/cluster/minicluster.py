@@ -60,15 +60,19 @@ class _Tracer:
         events = self.events
         events.rpc_calls += 1
         events.by_method[method] += 1
+        reason = ""
         if isinstance(error, FencingTokenError):
             events.fencing_rejections += 1
             kind, outcome = "fencing", "rejected: stale fencing token"
+            reason = str(error)  # names both tokens: the one expected and the one carried
         else:
             kind = "rpc" if is_ask else "tell"
             outcome = "ok" if error is None else f"error: {type(error).__name__}"
         if events.record_rpc or kind == "fencing":
             detail = message_detail(method, args)
-            events.emit(Event(events.now(), kind, sender, receiver, method, outcome, "", detail))
+            events.emit(
+                Event(events.now(), kind, sender, receiver, method, outcome, reason, detail)
+            )
         elif events.watchers:
             events.changed()
 

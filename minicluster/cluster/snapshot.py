@@ -23,7 +23,7 @@ import math
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from typing import Any, TypeVar
 
@@ -383,6 +383,10 @@ class JobSnapshot(_Wire):
     slot_assignments: tuple[SlotAssignmentSnapshot, ...] = ()
     live_executions: tuple[uuid.UUID, ...] = ()  # execution ids not yet in a final state
     job_master_token: uuid.UUID | None = None
+    # the slots (allocation ids) in which a task of the job is deployed or runs: what makes a
+    # slot of a TaskExecutor in another process, known only through the ResourceManager
+    # (which sees it allocated), show as active
+    active_allocations: tuple[uuid.UUID, ...] = ()
 
     def summary(self) -> JobSnapshot:
         """The same job without its tasks and JobMaster internals (what lists carry)."""
@@ -558,6 +562,9 @@ class ClusterSnapshot(_Wire):
     fencing_rejections: int = 0
     heartbeat_timeout: float = 50.0
     free_slots: int = 0  # on the TaskExecutors that run, as they see their slots
+    # the latest events that tell the run's story (failures, fencing rejections, leader
+    # changes, restarts, losses, joins), kept apart from routine traffic; only when asked for
+    notable_events: tuple[EventSnapshot, ...] = ()
 
     def job(self, name: str) -> JobSnapshot | None:
         """The job of that name submitted last (names are the scenario's, not mapped)."""
@@ -575,11 +582,16 @@ class ClusterSnapshot(_Wire):
             "job_masters": [leader.as_dict() for leader in self.job_masters],
             "task_executors": [te.as_dict() for te in self.task_executors],
             "task_executors_total": self.task_executors_total,
-            "jobs": [job.summary_dict() for job in self.jobs],
+            # with the counts of tasks by state: the views draw deploying, running, finished
+            "jobs": [
+                {**job.summary_dict(), "task_states": dict(job.task_states)} for job in self.jobs
+            ],
             "overview": self.overview.as_dict(),
             "rpc": self.rpc.as_dict() if self.rpc is not None else None,
             "events": [event.as_dict() for event in self.events],
+            "notable_events": [event.as_dict() for event in self.notable_events],
             "heartbeat_timeout": self.heartbeat_timeout,
+            "free_slots": self.free_slots,
         }
 
 
@@ -609,18 +621,29 @@ def task_executor_rows(
     local: Iterable[TaskExecutorSnapshot],
     overview: ResourceOverview,
     job_names: Mapping[uuid.UUID, str],
+    leader_token: uuid.UUID | None = None,
+    active_allocations: Collection[uuid.UUID] = (),
 ) -> tuple[tuple[TaskExecutorSnapshot, ...], int]:
-    """The TaskExecutors a view lists, and how many there are: those of this process as they
-    see themselves (lost when the ResourceManager no longer has a registered one), then those
-    of other processes as the ResourceManager knows them. Bounded to fit a frame."""
+    """The TaskExecutors a view lists, each once, and how many there are: those of this
+    process as they see themselves, then those of other processes as the ResourceManager
+    knows them. Bounded to fit a frame.
+
+    One registered on its side but not at the ResourceManager is `reconnecting` when it is
+    registered with an earlier leader (`leader_token` is the current one's: after a failover
+    it registers again once it hears of the new leader), else `lost`. The ResourceManager sees
+    a slot of another process only as allocated: it is shown active when a task of a job is
+    deployed in it (`active_allocations`, from the JobMasters)."""
     registered = {te.id: te for te in overview.registered}
     rows: list[TaskExecutorSnapshot] = []
     seen: set[str] = set()
     for te in local:
+        if te.id in seen:
+            continue  # listed once: the directory lists the running ones before the ended
         seen.add(te.id)
         state = te.state
         if state == "registered" and te.id not in registered:
-            state = "lost"
+            stale = leader_token is not None and te.rm_token != leader_token
+            state = "reconnecting" if stale else "lost"
         known = registered.get(te.id)
         slots = tuple(
             replace(slot, job_name=job_names.get(slot.job_id)) if slot.job_id else slot
@@ -636,15 +659,21 @@ def task_executor_rows(
             if te.state not in _GONE
             else te
         )
+    active = set(active_allocations)
     for te in overview.registered:
         if te.id in seen:
             continue
         slots = tuple(
             SlotSnapshot(
                 slot.index,
-                "FREE" if slot.state == "FREE" else "ALLOCATED",
+                "FREE"
+                if slot.state == "FREE"
+                else "ACTIVE"
+                if slot.allocation_id in active
+                else "ALLOCATED",
                 slot.job_id,
                 job_names.get(slot.job_id) if slot.job_id else None,
+                slot.allocation_id,
             )
             for slot in te.slots
         )

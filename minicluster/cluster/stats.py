@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Protocol
 
-from .context import EventLog
+from .context import Event, EventLog
 from .snapshot import EventSnapshot, MethodStatistics, RpcStatistics
 
 
@@ -40,6 +40,25 @@ def rpc_statistics(cluster: Observed, window: float = 5.0) -> RpcStatistics:
     )
 
 
+def _snapshot(event: Event) -> EventSnapshot:
+    return EventSnapshot(
+        event.time,
+        event.kind,
+        event.sender,
+        event.receiver,
+        event.method,
+        event.outcome,
+        event.message,
+    )
+
+
+def notable_events(cluster: Observed, limit: int = 100) -> tuple[EventSnapshot, ...]:
+    """The last `limit` events that tell the run's story (failures, fencing rejections, leader
+    changes, restarts, losses, joins), however much routine traffic came after them."""
+    kept = list(cluster.events.notable)[-limit:] if limit > 0 else []
+    return tuple(_snapshot(event) for event in kept)
+
+
 def recent_events(cluster: Observed, limit: int = 60) -> tuple[EventSnapshot, ...]:
     """The last events worth showing a person: heartbeats that went fine are left out (a
     healthy cluster sends many; the trace keeps them)."""
@@ -47,17 +66,7 @@ def recent_events(cluster: Observed, limit: int = 60) -> tuple[EventSnapshot, ..
     for event in reversed(cluster.events.recent):
         if event.method and "heartbeat" in event.method and event.outcome == "ok":
             continue
-        shown.append(
-            EventSnapshot(
-                event.time,
-                event.kind,
-                event.sender,
-                event.receiver,
-                event.method,
-                event.outcome,
-                event.message,
-            )
-        )
+        shown.append(_snapshot(event))
         if len(shown) >= limit:
             break
     shown.reverse()

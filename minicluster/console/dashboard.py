@@ -1,6 +1,12 @@
-"""The dashboard's layout: the header line, then topology, jobs next to RPC statistics, and the
-event log, sized so that the whole fits the terminal (no line wraps, so every part's height is
-known without rendering it)."""
+"""The dashboard's layout: the header line, the topology, the jobs, the "What happened" panel,
+then routine traffic (the event log, RPC statistics), sized so that the whole fits the terminal.
+
+Every part's height is known without rendering it (nothing wraps but the story's entries,
+which are measured), so the layout is chosen by counting lines. What matters stays: every
+TaskExecutor (those in trouble first), every job and why it waits, the story's failures with
+their full reasons; routine panels shrink and go first. From 120 columns on the view has two
+columns: the cluster (topology, jobs, event log) on the left, the story and RPC statistics on
+the right."""
 
 from __future__ import annotations
 
@@ -21,13 +27,15 @@ from minicluster.console.events_view import (
 )
 from minicluster.console.format import (
     as_data,
+    as_int,
     as_mappings,
     clean,
     format_clock,
 )
-from minicluster.console.job_keys import _Digest, _digest
+from minicluster.console.job_keys import _digest
 from minicluster.console.jobs_view import DEFAULT_MAX_JOBS, _jobs_table
 from minicluster.console.rpc_view import DEFAULT_MAX_METHODS, _rpc_table
+from minicluster.console.story_view import lines_needed, render_story, story_entries
 from minicluster.console.topology_view import (
     DEFAULT_MAX_JOB_MASTERS,
     DEFAULT_MAX_TASK_EXECUTORS,
@@ -36,8 +44,10 @@ from minicluster.console.topology_view import (
 )
 from minicluster.console.view_parts import _BORDER_STYLE, Data, Viewable, _ByWidth
 
-MAX_WIDTH = 100
+MAX_WIDTH = 160
 """The dashboard never draws wider than this, whatever the terminal."""
+TWO_COLUMNS = 120
+"""From this width on, the story and the RPC statistics stand right of the cluster."""
 
 
 def render_header(status: Data | None, time: object = None) -> RenderableType:
@@ -77,97 +87,129 @@ def render_header(status: Data | None, time: object = None) -> RenderableType:
     return _ByWidth(line(detailed), line(clock), left.cell_len + detailed.cell_len + 2)
 
 
-def _fit(
-    height: int,
-    base: int,
-    te_count: int,
-    event_count: int,
-    te_limit: int,
-    event_limit: int,
-) -> tuple[int, int]:
-    """Choose how many TaskExecutor rows and events to show so that everything fits ``height``
-    lines: a few of each first, then TaskExecutors up to the default, events up to their
-    default, then more TaskExecutors, then more events."""
-    budget = height - base
-
-    def used(te: int, ev: int) -> int:
-        return _task_executor_rows_needed(te_count, te) + _event_rows_needed(event_count, ev)
-
-    te, ev = 0, 0
-    half_te, half_ev = min(te_count, te_limit, 8), min(event_count, event_limit, 8)
-    targets = [
-        (min(te_count, 3), 0),
-        (min(te_count, 3), min(event_count, 3)),
-        (half_te, half_ev),
-        (min(te_count, te_limit), half_ev),
-        (min(te_count, te_limit), min(event_count, event_limit)),
-        (te_count, min(event_count, event_limit)),
-        (te_count, min(event_count, max(event_limit, 40))),
-    ]
-    for target_te, target_ev in targets:
-        while te < target_te and used(te + 1, ev) <= budget:
-            te += 1
-        while ev < target_ev and used(te, ev + 1) <= budget:
-            ev += 1
-    return te, max(ev, 1 if event_count else 0)
-
-
-def _middle(
-    snapshot: Data, digest: _Digest, rpc_stats: Data | None, squeeze: int
-) -> tuple[RenderableType, int]:
-    """Jobs next to RPC statistics, both panels as tall as the taller content.
-
-    Squeezed (short terminals): the RPC table lists no more methods than the jobs table has
-    rows (at least three, or at least one when squeezed hard)."""
-    jobs_table, jobs_lines = _jobs_table(snapshot, DEFAULT_MAX_JOBS, digest.keys)
-    methods = DEFAULT_MAX_METHODS
-    if squeeze:
-        methods = max(3 if squeeze == 1 else 1, min(methods, jobs_lines - 3))
-    rpc_body, rpc_lines = _rpc_table(rpc_stats, methods)
-    lines = max(jobs_lines, rpc_lines) + 2
-    middle = Table.grid(expand=True)
-    middle.add_column(ratio=55)
-    middle.add_column(ratio=45)
-    middle.add_row(
-        Panel(
-            jobs_table,
-            title="[bold]Jobs[/]",
-            title_align="left",
-            border_style=_BORDER_STYLE,
-            box=box.ROUNDED,
-            padding=(0, 1),
-            height=lines,
-        ),
-        Panel(
-            rpc_body,
-            title="[bold]RPC[/]",
-            title_align="left",
-            border_style=_BORDER_STYLE,
-            box=box.ROUNDED,
-            padding=(0, 1),
-            height=lines,
-        ),
-    )
-    return middle, lines
-
-
-_SQUEEZES = (0, 1, 2)
-"""Layouts for shorter terminals: 0 normal; 1 two JobMasters, no blank line, fewer RPC
-methods; 2 one JobMaster and as few RPC methods as jobs."""
-
-
 def _topology_lines(
     executors: int, masters: int, te_rows: int, max_job_masters: int, compact: bool
 ) -> int:
     """How many lines :func:`render_topology` draws (every row is one line: nothing wraps)."""
-    components = 3 + min(masters, max(0, max_job_masters)) + (masters > max_job_masters)
+    shown_masters = min(masters, max(0, max_job_masters)) + (masters > max_job_masters)
+    components = (0 if compact else 1) + 2 + shown_masters
     executor_lines = _task_executor_rows_needed(executors, te_rows) + (2 if executors else 0)
-    return 2 + components + (0 if compact else 1) + executor_lines + 1
+    legend = 0 if compact and executors else 1
+    return 2 + components + (0 if compact else 1) + executor_lines + legend
 
 
 def _events_lines(events: int, limit: int) -> int:
     """How many lines :func:`render_events` draws."""
     return 3 + _event_rows_needed(events, limit)
+
+
+_COMPACTIONS = (
+    (False, DEFAULT_MAX_JOB_MASTERS),
+    (True, DEFAULT_MAX_JOB_MASTERS),
+    (True, 2),
+    (True, 1),
+)
+"""Topology layouts, roomiest first: (compact, JobMasters listed)."""
+
+_STORY_MIN = 5
+"""Lines of story (besides its borders) kept even on a short terminal, when there are any."""
+
+
+class _Frame:
+    """What one frame draws, read once from the snapshot."""
+
+    def __init__(
+        self,
+        snapshot: Data,
+        events: list[Data],
+        rpc_stats: Data | None,
+        status: Data | None,
+        final: bool,
+    ) -> None:
+        self.snapshot = snapshot
+        self.events = events
+        self.rpc_stats = rpc_stats
+        self.final = final
+        self.digest = _digest(snapshot)
+        self.te_count = len(self.digest.executors)
+        self.masters = len(as_mappings(snapshot.get("job_masters")))
+        self.header = render_header(status, snapshot.get("time"))
+        free = self.digest.slot_states.get("FREE", 0) if self.digest.executors else None
+        self.jobs_table, jobs_rows = _jobs_table(snapshot, DEFAULT_MAX_JOBS, self.digest.keys, free)
+        self.jobs_lines = jobs_rows + 2
+        self.entries = story_entries(snapshot)
+        self.fenced = as_int((rpc_stats or {}).get("fencing_rejections"))
+
+    def topology(self, te_rows: int, compact: bool, max_job_masters: int) -> RenderableType:
+        return _topology(self.snapshot, self.digest, te_rows, max_job_masters, compact)
+
+    def topology_lines(self, te_rows: int, compact: bool, max_job_masters: int) -> int:
+        return _topology_lines(self.te_count, self.masters, te_rows, max_job_masters, compact)
+
+    def jobs(self) -> RenderableType:
+        return _panel(self.jobs_table, "Jobs", self.jobs_lines)
+
+    def story(self, width: int, height: int) -> RenderableType:
+        return render_story(self.entries, width, height, self.fenced)
+
+    def story_need(self, width: int) -> int:
+        return lines_needed(self.entries, width)
+
+    def rpc(self, methods: int) -> tuple[RenderableType, int]:
+        body, lines = _rpc_table(self.rpc_stats, methods)
+        return _panel(body, "RPC", lines + 2), lines + 2
+
+
+def _panel(body: RenderableType, title: str, height: int) -> Panel:
+    return Panel(
+        body,
+        title=f"[bold]{title}[/]",
+        title_align="left",
+        border_style=_BORDER_STYLE,
+        box=box.ROUNDED,
+        padding=(0, 1),
+        height=height,
+    )
+
+
+def _cluster_column(
+    frame: _Frame, width: int, height: int, te_limit: int, story_lines: int
+) -> tuple[list[RenderableType], int]:
+    """Topology and jobs within ``height`` lines, leaving ``story_lines`` for what follows:
+    the roomiest topology layout that lists every TaskExecutor (up to ``te_limit``), else
+    the most compact one with as many as fit. Returns the parts and the lines they take."""
+    wanted = min(frame.te_count, te_limit)
+    budget = height - frame.jobs_lines - story_lines
+    choice = _COMPACTIONS[-1]
+    for compact, masters in _COMPACTIONS:
+        if frame.topology_lines(wanted, compact, masters) <= budget:
+            choice = (compact, masters)
+            break
+    compact, masters = choice
+    te_rows = wanted
+    while te_rows > 0 and frame.topology_lines(te_rows, compact, masters) > budget:
+        te_rows -= 1
+    if te_rows == 0 and frame.te_count:
+        te_rows = 1  # at least one row, else nothing but "… and N more"
+    used = frame.topology_lines(te_rows, compact, masters) + frame.jobs_lines
+    return [frame.topology(te_rows, compact, masters), frame.jobs()], used
+
+
+def _routine(frame: _Frame, lines: int, ev_limit: int, with_rpc: bool) -> list[RenderableType]:
+    """Routine traffic in ``lines``: the event log (at least three rows, else none), and the
+    RPC statistics when asked for and there is room for both."""
+    parts: list[RenderableType] = []
+    count = len(frame.events)
+    rpc_parts: list[RenderableType] = []
+    if with_rpc:
+        rpc, rpc_lines = frame.rpc(DEFAULT_MAX_METHODS)
+        if lines - rpc_lines >= _events_lines(count, min(count, 3)) or lines >= rpc_lines + 6:
+            rpc_parts.append(rpc)
+            lines -= rpc_lines
+    rows = min(count, ev_limit, max(0, lines - 3))
+    if rows >= min(count, 3) and lines >= 4:
+        parts.append(render_events(frame.events, limit=max(rows, 1)))
+    return parts + rpc_parts
 
 
 def render_dashboard(
@@ -177,67 +219,90 @@ def render_dashboard(
     status: Data | None = None,
     *,
     height: int | None = None,
-    width: int = MAX_WIDTH,
+    width: int = 100,
     max_task_executors: int | None = None,
     event_limit: int | None = None,
+    final: bool = False,
 ) -> RenderableType:
-    """Header, topology, jobs next to RPC statistics, and the event log, at most ``width``
-    (never more than 100) columns wide.
+    """Header, topology, jobs, what happened, and routine traffic (event log, RPC statistics),
+    at most ``width`` (never more than 160) columns wide; from 120 columns on in two columns.
 
-    With ``height`` (the terminal's lines) the number of TaskExecutor rows and events shown
-    is chosen so that the whole dashboard fits: past the defaults on tall terminals, and on
-    short ones with fewer JobMasters and RPC methods listed so that a few TaskExecutors and
-    events remain visible. Without it, ``max_task_executors`` (12) and ``event_limit`` (12).
+    With ``height`` (the terminal's lines) the parts are sized to fit: every TaskExecutor and
+    job first (as many as fit, the troubled ones first), then the story with its full
+    reasons, and in what is left the event log and the RPC statistics. Without it, at most
+    ``max_task_executors`` (12) TaskExecutors and ``event_limit`` (12) events. ``final``: the
+    run is over and a summary of the jobs and messages follows, so the frame leaves out the
+    jobs and the routine traffic.
     """
     snapshot = as_data(snapshot)
-    rpc_stats = as_data(rpc_stats) if rpc_stats is not None else None
+    rpc_data = as_data(rpc_stats) if rpc_stats is not None else None
     width = max(20, min(width, MAX_WIDTH))
     te_limit = DEFAULT_MAX_TASK_EXECUTORS if max_task_executors is None else max_task_executors
     ev_limit = DEFAULT_EVENT_LIMIT if event_limit is None else event_limit
     event_list = _tail(events, max(ev_limit, 40) if height is not None else ev_limit)
-    digest = _digest(snapshot)
-    te_count, event_count = len(digest.executors), len(event_list)
-    masters = len(as_mappings(snapshot.get("job_masters")))
-    header = render_header(status, snapshot.get("time"))
-    middles = [_middle(snapshot, digest, rpc_stats, squeeze) for squeeze in _SQUEEZES]
-
-    def max_job_masters(squeeze: int) -> int:
-        return (DEFAULT_MAX_JOB_MASTERS, 2, 1)[squeeze]
-
-    def compose(te_rows: int, ev_rows: int, squeeze: int = 0) -> RenderableType:
-        return Constrain(
-            Group(
-                header,
-                _topology(snapshot, digest, te_rows, max_job_masters(squeeze), squeeze > 0),
-                middles[squeeze][0],
-                render_events(event_list, limit=ev_rows),
-            ),
-            width=width,
-        )
+    frame = _Frame(snapshot, event_list, rpc_data, status, final)
+    two = width >= TWO_COLUMNS
+    left_width = width // 2 if two else width
+    right_width = width - left_width if two else width
 
     if height is None:
-        return compose(te_limit, ev_limit)
+        story_height = frame.story_need(right_width)
+        left, _ = _cluster_column(frame, left_width, 10_000, te_limit, 0)
+        routine = _routine(frame, 10_000, ev_limit, True)
+        story = frame.story(right_width, story_height)
+        if two:
+            return Constrain(
+                Group(frame.header, _side_by_side(left, [story, *routine], left_width, width)),
+                width=width,
+            )
+        return Constrain(Group(frame.header, *left, story, *routine), width=width)
 
-    def fit(squeeze: int) -> tuple[int, int]:
-        # every part has a known height (nothing wraps), so no trial rendering is needed
-        base = (
-            1
-            + _topology_lines(te_count, masters, 0, max_job_masters(squeeze), squeeze > 0)
-            - _task_executor_rows_needed(te_count, 0)
-            + middles[squeeze][1]
-            + _events_lines(event_count, 0)
-            - _event_rows_needed(event_count, 0)
+    body = max(1, height - 1)  # below the header
+    # a final frame leaves out the jobs (the summary below it lists them): room for the rest
+    spare = frame.jobs_lines if final else 0
+    if two:
+        left, used = _cluster_column(frame, left_width, body + spare, frame.te_count, 0)
+        if final:
+            left, used = left[:1], used - spare
+        else:
+            left += _routine(frame, body - used, ev_limit, False)
+        story_height = min(frame.story_need(right_width), body)
+        _, rpc_lines = frame.rpc(DEFAULT_MAX_METHODS)
+        if not final and body - story_height < rpc_lines and body - rpc_lines >= 8:
+            story_height = body - rpc_lines
+        right: list[RenderableType] = [frame.story(right_width, story_height)]
+        if not final:
+            right += _routine_rpc(frame, body - story_height)
+        return Constrain(
+            Group(frame.header, _side_by_side(left, right, left_width, width)), width=width
         )
-        return _fit(height, base, te_count, event_count, te_limit, ev_limit)
 
-    # the least squeezed layout that shows 8 TaskExecutors and 8 events (or all there are),
-    # else the one that shows the most of them
-    best: tuple[int, int, int] | None = None
-    for squeeze in _SQUEEZES:
-        te_rows, ev_rows = fit(squeeze)
-        if te_rows >= min(te_count, 8) and ev_rows >= min(event_count, 8):
-            return compose(te_rows, ev_rows, squeeze)
-        if best is None or te_rows + ev_rows > best[0] + best[1]:
-            best = (te_rows, ev_rows, squeeze)
-    assert best is not None
-    return compose(*best)
+    story_need = frame.story_need(width)
+    story_min = min(story_need, _STORY_MIN + 2)
+    left, used = _cluster_column(frame, width, body + spare, frame.te_count, story_min)
+    if final:
+        left, used = left[:1], used - spare
+    story_height = max(3, min(story_need, body - used))
+    parts = [frame.header, *left, frame.story(width, story_height)]
+    if not final:
+        parts += _routine(frame, body - used - story_height, ev_limit, True)
+    return Constrain(Group(*parts), width=width)
+
+
+def _routine_rpc(frame: _Frame, lines: int) -> list[RenderableType]:
+    """The RPC statistics in ``lines``, with fewer methods when short; none below five."""
+    for methods in (DEFAULT_MAX_METHODS, 3, 1):
+        rpc, rpc_lines = frame.rpc(methods)
+        if rpc_lines <= lines:
+            return [rpc]
+    return []
+
+
+def _side_by_side(
+    left: list[RenderableType], right: list[RenderableType], left_width: int, width: int
+) -> Table:
+    grid = Table.grid()
+    grid.add_column(width=left_width)
+    grid.add_column(width=width - left_width)
+    grid.add_row(Group(*left), Group(*right))
+    return grid

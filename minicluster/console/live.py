@@ -116,6 +116,7 @@ class LiveConsole:
         self._rpc_stats: Viewable | None = None
         self._status: Mapping[str, Any] | None = None
         self._version = 0
+        self._leave: int | None = None  # lines left below the final frame, once stopping
         self._drawn: tuple[int, int, int] | None = None
         self._renderable: RenderableType = Text("")
         self._stopping = threading.Event()
@@ -144,12 +145,19 @@ class LiveConsole:
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop redrawing, after drawing the latest data one last time."""
+    def stop(self, *, leave_lines: int | None = None) -> None:
+        """Stop redrawing, after drawing the latest data one last time. The last frame stays
+        on screen (nothing is cleared). With ``leave_lines`` it is the final frame of a run:
+        that many lines shorter, so that the summary printed below it fits on the screen with
+        it, and without the jobs and the routine traffic that the summary reports."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if leave_lines is not None:
+            with self._lock:
+                self._leave = max(0, leave_lines)
+                self._version += 1
         if self._live.is_started:
             self._live.stop()  # redraws once more, with the latest data
 
@@ -199,7 +207,7 @@ class LiveConsole:
         """The dashboard for the latest data, fitted to the console's current size."""
         with self._lock:
             snapshot, events = self._snapshot, self._events
-            rpc_stats, status = self._rpc_stats, self._status
+            rpc_stats, status, leave = self._rpc_stats, self._status, self._leave
         size = self.console.size
         try:
             return render_dashboard(
@@ -208,7 +216,8 @@ class LiveConsole:
                 rpc_stats,
                 status,
                 width=size.width,
-                height=max(size.height - 1, 10),
+                height=max(size.height - 1 - (leave or 0), 10),
+                final=leave is not None,
             )
         except Exception as error:  # a bad snapshot must never kill the display thread
             return Text(f"cannot draw the dashboard: {type(error).__name__}: {error}", "red")

@@ -44,11 +44,12 @@ SLOT_STYLES: dict[str, str] = {
 TE_STATES: dict[str, tuple[str, str]] = {
     "registered": ("● registered", "green"),
     "registering": ("◌ registering", "yellow"),
+    "reconnecting": ("◌ reconnecting", "yellow"),
     "lost": ("✖ lost", "bold red"),
     "killed": ("✖ killed", "bold red"),
     "stopped": ("○ stopped", "dim"),
 }
-_TE_STATE_WIDTH = 13
+_TE_STATE_WIDTH = 14
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,20 @@ def _age_style(age: float | None, timeout: float | None, state: str) -> str:
     return ""
 
 
+def _executors_to_show(executors: Sequence[Data], limit: int) -> list[Data]:
+    """All when they fit; else those not registered first (a killed or lost TaskExecutor is
+    what a person looks for), then the others, in their order."""
+    if len(executors) <= limit:
+        return list(executors)
+    troubled = [i for i, e in enumerate(executors) if _fast(e.get("state")) != "registered"]
+    keep = set(troubled[:limit])
+    for index in range(len(executors)):
+        if len(keep) >= limit:
+            break
+        keep.add(index)
+    return [executors[i] for i in sorted(keep)]
+
+
 def _task_executor_rows_needed(count: int, limit: int) -> int:
     """Lines the TaskExecutor table body takes: the rows shown plus the "and N more" line."""
     if count == 0:
@@ -158,8 +173,10 @@ def render_topology(
 ) -> RenderableType:
     """Dispatcher, ResourceManager and JobMasters with address and short fencing token; one row
     per TaskExecutor (at most ``max_task_executors``, the rest summed up) with its state,
-    heartbeat age and slot cells; totals and a legend. ``compact`` saves the blank line
-    between the components and the TaskExecutors."""
+    heartbeat age and slot cells; totals and a legend. When not all TaskExecutors fit, those
+    not registered (killed, lost, reconnecting...) are listed first. ``compact`` saves the
+    components' header, the blank line below them and the legend (the jobs panel names the
+    letters too)."""
     snapshot = as_data(snapshot)
     return _topology(snapshot, _digest(snapshot), max_task_executors, max_job_masters, compact)
 
@@ -174,7 +191,12 @@ def _topology(
     keys, names = digest.keys, digest.names
 
     components = Table(
-        box=None, expand=True, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold dim"
+        box=None,
+        expand=True,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        header_style="bold dim",
+        show_header=not compact,
     )
     components.add_column("component", no_wrap=True, max_width=26, overflow="ellipsis")
     components.add_column("address", no_wrap=True, overflow="ellipsis", ratio=1)
@@ -193,7 +215,7 @@ def _topology(
 
     executors = digest.executors
     timeout = as_float(snapshot.get("heartbeat_timeout"))
-    shown = executors[: max(0, max_task_executors)]
+    shown = _executors_to_show(executors, max(0, max_task_executors))
     id_width = max([12, *(len(clean(e.get("id"))) for e in shown)])
     id_width = min(id_width, 16)
 
@@ -247,7 +269,8 @@ def _topology(
 
     if executors:
         parts.append(_totals_line(digest))
-    parts.append(_legend_line(digest))
+    if not compact or not executors:
+        parts.append(_legend_line(digest))
     return Panel(
         Group(*parts),
         title="[bold]Topology[/]",
