@@ -161,7 +161,7 @@ def started(args: list[str], log_dir: Path, name: str) -> Iterator[Process]:
 @contextmanager
 def running_cluster(log_dir: Path, *options: str) -> Iterator[tuple[Process, str]]:
     """A `minicluster start` process on a free loopback port; yields it and its address."""
-    args = ["start", "--host", "127.0.0.1", "--port", "0", "--no-live", *options]
+    args = ["start", "--host", "127.0.0.1", "--port", "0", "--no-live", "--no-rest", *options]
     with started(args, log_dir, "cluster") as process:
         address = process.expect_line(READY, timeout=20).group(1)
         yield process, address
@@ -549,7 +549,7 @@ def test_sigterm_right_after_the_ready_line_shuts_the_cluster_down_cleanly() -> 
     # milliseconds, so read the line straight from the pipe and try a few times.
     for _ in range(5):
         process = subprocess.Popen(
-            [*MINICLUSTER, "start", "--host", "127.0.0.1", "--port", "0", "--no-live"],
+            [*MINICLUSTER, "start", "--host", "127.0.0.1", "--port", "0", "--no-live", "--no-rest"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -679,7 +679,7 @@ def test_job_finishes_after_its_task_executor_process_is_killed(tmp_path: Path) 
 
 def test_a_cluster_whose_stdout_nobody_reads_keeps_serving_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "minicluster", "start", "--port", "0", "--no-live"],
+        [sys.executable, "-m", "minicluster", "start", "--port", "0", "--no-live", "--no-rest"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -546,4 +546,6 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
             slot_assignments=assignments,
             live_executions=live,
             job_master_token=self.fencing_token,
+            vertices=tuple((v.name, v.parallelism) for v in self.job.vertices),
+            edges=tuple((e.source, e.target, e.pattern) for e in self.job.edges),
         )

@@ -383,6 +383,10 @@ class JobSnapshot(_Wire):
     slot_assignments: tuple[SlotAssignmentSnapshot, ...] = ()
     live_executions: tuple[uuid.UUID, ...] = ()  # execution ids not yet in a final state
     job_master_token: uuid.UUID | None = None
+    # the job graph's shape: (vertex name, parallelism) in the graph's order, and its edges
+    # (source, target, pattern); bounded by the graph's own limits, so lists keep them
+    vertices: tuple[tuple[str, int], ...] = ()
+    edges: tuple[tuple[str, str, str], ...] = ()
 
     def summary(self) -> JobSnapshot:
         """The same job without its tasks and JobMaster internals (what lists carry)."""
