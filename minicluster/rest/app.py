@@ -34,6 +34,7 @@ MAX_PATH = 2_048  # characters of a path
 MAX_QUERY = 1_024  # characters of a query string
 MAX_QUERY_FIELDS = 8
 MAX_BODY = 4_096  # bytes of a request body (Flink's clients send "{}" with a PATCH)
+MAX_HEADERS = 16 * 1024  # bytes of all header names and values (h11 bounds only a partial read)
 # the dashboard's long poll waits at most this long for the cluster to change
 MAX_POLL_WAIT = 1.0
 # how many recent events a job's exception history and the dashboard look through
@@ -174,6 +175,8 @@ class RestApp:
             raise HttpError(414, f"a path is at most {MAX_PATH:,} characters")
         if len(raw_query) > MAX_QUERY:
             raise HttpError(414, f"a query string is at most {MAX_QUERY:,} characters")
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADERS:
+            raise HttpError(431, f"request headers are at most {MAX_HEADERS:,} bytes in all")
         await self._read_body(scope, receive)
         route = match(scope["method"], path)
         if route.endpoint is None:

@@ -15,7 +15,7 @@ from hypercorn.trio import serve
 from .app import ObservedCluster, RestApp
 
 MAX_HEADER_BYTES = 16 * 1024  # a request line and headers larger than this are refused (400)
-IDLE_TIMEOUT = 5.0  # s: a connection that sends nothing for this long is closed
+IDLE_TIMEOUT = 3.0  # s: a connection that sends nothing for this long is closed
 READ_TIMEOUT = 10  # s: (whole seconds) a request must arrive within this
 GRACEFUL_TIMEOUT = 1.0  # s: requests in flight at shutdown get this long to finish
 
