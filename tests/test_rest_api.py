@@ -145,10 +145,15 @@ async def test_a_failed_task_shows_in_the_jobs_exception_history(
         quiet = (await client.get(f"/jobs/{job_id.hex}/exceptions")).json()
         assert quiet == {"exceptionHistory": {"entries": [], "truncated": False}}
         await cluster.fail_task(job_id, 0, "Source: sleeper")
-        await trio.sleep(0.5)
+        await trio.sleep(0.1)
+        failed_by = (await client.get(f"/jobs/{job_id.hex}")).json()["now"]
+        await trio.sleep(5)
         history = (await client.get(f"/jobs/{job_id.hex}/exceptions")).json()
         same_keys(history, reference("jobs_id_exceptions.json"))
-        assert history["exceptionHistory"]["entries"]
+        [entry] = history["exceptionHistory"]["entries"]
+        # stamped when it happened (the JobMaster's failure event), not when asked
+        assert failed_by - 1000 <= entry["timestamp"] <= failed_by
+        assert "Source: sleeper" in entry["stacktrace"]
 
 
 async def test_patch_mode_cancel_answers_202_and_cancels_the_job_through_the_dispatcher(
@@ -198,6 +203,13 @@ async def test_bad_requests_get_flinks_error_form_and_status(
         assert (await client.request("POST", "/overview")).headers["allow"] == "GET"
         too_big = await client.patch(f"/jobs/{job_id.hex}", content=b"x" * (MAX_BODY + 1))
         assert too_big.status_code == 413
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: read and counted
+            for _ in range(3):
+                yield b"x" * (MAX_BODY // 2)
+
+        chunked = await client.patch(f"/jobs/{job_id.hex}", content=chunks())
+        assert chunked.status_code == 413
         assert cluster.job_status(job_id) is JobStatus.RUNNING
 
 
