@@ -55,6 +55,26 @@ def serving_errors(host: str, port: int) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def rest_errors() -> Iterator[None]:
+    """The REST API's port cannot be had: say so, naming --rest-port."""
+    from minicluster.rest import RestBindError
+
+    try:
+        yield
+    except (RestBindError, BaseExceptionGroup) as exc:
+        leaf: BaseException = exc
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, RestBindError):
+            in_use = leaf.error.errno == errno.EADDRINUSE
+            fail(
+                f"{leaf}; choose another --rest-port, --rest-port 0 for a free one, or --no-rest",
+                EXIT_FAILED if in_use else EXIT_USAGE,
+            )
+        raise
+
+
 def _first_os_error(group: BaseExceptionGroup[BaseException] | None) -> OSError | None:
     while isinstance(group, BaseExceptionGroup):
         inner = group.exceptions[0]
@@ -104,6 +124,14 @@ def _bind_failure(exc: OSError, host: str, port: int) -> None:
 )
 @secret_option
 @tls_options
+@click.option(
+    "--rest-port",
+    type=PORT,
+    default=8081,
+    show_default=True,
+    help="Port of Flink's REST API and the web dashboard, on --host; 0 picks a free port.",
+)
+@click.option("--no-rest", is_flag=True, help="Serve no REST API and no dashboard.")
 @click.option("--no-live", is_flag=True, help="Plain event lines instead of the live view.")
 @click.option(
     "--log-file",
@@ -114,7 +142,8 @@ def _bind_failure(exc: OSError, host: str, port: int) -> None:
 def start(ctx: click.Context, /, **options: Any) -> None:
     """Start a cluster (Dispatcher, ResourceManager, TaskExecutors) serving on TCP.
 
-    Prints `cluster ready at tcp://HOST:PORT` once it accepts submissions, then serves until
+    Prints `cluster ready at tcp://HOST:PORT` once it accepts submissions, then
+    `REST API and dashboard at http://HOST:PORT` (unless --no-rest), then serves until
     Ctrl-C, SIGTERM or `minicluster stop`.
 
     \b
@@ -143,6 +172,10 @@ def start(ctx: click.Context, /, **options: Any) -> None:
             elif printer is not None:
                 cluster.events.subscribers.append(_plain_event_printer(printer))
 
+        def on_rest_ready(url: str) -> None:
+            click.echo(f"REST API and dashboard at {url}")
+            sys.stdout.flush()
+
         def on_tick(cluster: MiniCluster) -> None:
             if log is not None:
                 log.flush()
@@ -154,7 +187,7 @@ def start(ctx: click.Context, /, **options: Any) -> None:
         from minicluster.serve import serve_cluster
 
         try:
-            with serving_errors(options["host"], options["port"]):
+            with rest_errors(), serving_errors(options["host"], options["port"]):
                 reason = trio.run(
                     lambda: serve_cluster(
                         host=options["host"],
@@ -168,6 +201,8 @@ def start(ctx: click.Context, /, **options: Any) -> None:
                         on_ready=on_ready,
                         on_tick=on_tick,
                         background=printer.run if printer is not None else None,
+                        rest_port=None if options["no_rest"] else options["rest_port"],
+                        on_rest_ready=on_rest_ready,
                     )
                 )
         finally:

@@ -78,9 +78,14 @@ async def serve_cluster(
     on_tick: Callable[[MiniCluster], None],
     tick_interval: float = 0.25,
     background: Callable[[], Awaitable[None]] | None = None,
+    rest_port: int | None = None,
+    on_rest_ready: Callable[[str], None] | None = None,
 ) -> str:
     """Serve until Ctrl-C, SIGTERM or `shutdown_cluster`; returns why it stopped.
-    `background` runs alongside for as long as the cluster serves (an output writer, say)."""
+    `background` runs alongside for as long as the cluster serves (an output writer, say).
+    With `rest_port`, Flink's REST API and the dashboard are served on the same host (a task
+    of this nursery, ended with the cluster); it listens before `on_ready` is called, and
+    `on_rest_ready` gets its URL right after."""
     reason = "stopped by a signal"
 
     def said(why: str) -> None:
@@ -100,8 +105,15 @@ async def serve_cluster(
         # catch the signals before saying we are ready: a SIGTERM right after the ready line
         # must shut down cleanly, not kill the process
         with trio.open_signal_receiver(*STOP_SIGNALS) as signals, trio.CancelScope() as scope:
-            on_ready(cluster)
             async with trio.open_nursery() as nursery:
+                rest_url = None
+                if rest_port is not None:
+                    from minicluster.rest import serve_rest
+
+                    rest_url = await nursery.start(serve_rest, cluster, host, rest_port)
+                on_ready(cluster)
+                if rest_url is not None and on_rest_ready is not None:
+                    on_rest_ready(rest_url)
                 nursery.start_soon(_until_signal, signals, scope, said)
 
                 async def shutdown_requested() -> None:

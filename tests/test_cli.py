@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import pytest
+import trio
 from click.testing import CliRunner
 from trio._core import _run as trio_run_internals
 
 from cli.main import cli
 from minicluster import __version__
+from minicluster.client import connect_cluster
+from minicluster.cluster import JobGraph, JobVertex
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -162,7 +165,7 @@ def started(args: list[str], log_dir: Path, name: str) -> Iterator[Process]:
 @contextmanager
 def running_cluster(log_dir: Path, *options: str) -> Iterator[tuple[Process, str]]:
     """A `minicluster start` process on a free loopback port; yields it and its address."""
-    args = ["start", "--host", "127.0.0.1", "--port", "0", "--no-live", *options]
+    args = ["start", "--host", "127.0.0.1", "--port", "0", "--no-live", "--no-rest", *options]
     with started(args, log_dir, "cluster") as process:
         address = process.expect_line(READY, timeout=20).group(1)
         yield process, address
@@ -550,7 +553,7 @@ def test_sigterm_right_after_the_ready_line_shuts_the_cluster_down_cleanly() -> 
     # milliseconds, so read the line straight from the pipe and try a few times.
     for _ in range(5):
         process = subprocess.Popen(
-            [*MINICLUSTER, "start", "--host", "127.0.0.1", "--port", "0", "--no-live"],
+            [*MINICLUSTER, "start", "--host", "127.0.0.1", "--port", "0", "--no-live", "--no-rest"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -652,7 +655,7 @@ def test_job_finishes_after_its_task_executor_process_is_killed(tmp_path: Path) 
             "--parallelism",
             "3",
             "--task-duration",
-            "6s",
+            "4s",
         )
         job_id = submitted["job_id"]
 
@@ -680,22 +683,28 @@ def test_job_finishes_after_its_task_executor_process_is_killed(tmp_path: Path) 
 
 def test_a_cluster_whose_stdout_nobody_reads_keeps_serving_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "minicluster", "start", "--port", "0", "--no-live"],
+        [sys.executable, "-m", "minicluster", "start", "--port", "0", "--no-live", "--no-rest"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
         assert process.stdout is not None
         address = process.stdout.readline().decode().split()[-1]
-        # many events, and nobody reads them: more than a pipe holds
-        for _ in range(25):
-            submitted = subprocess.run(
-                [sys.executable, "-m", "minicluster", "submit-job", "--address", address,
-                 "--parallelism", "4", "--task-duration", "0.1s", "--timeout", "5s"],
-                capture_output=True,
-                timeout=20,
-            )  # fmt: skip
-            assert submitted.returncode == 0, submitted.stderr
+
+        # many events, and nobody reads them: more than a pipe holds (25 jobs of 4 tasks,
+        # submitted over one client connection, each waited for)
+        async def submit_many() -> None:
+            async with connect_cluster(address, timeout=5.0) as cluster:
+                for index in range(25):
+                    graph = JobGraph(uuid.uuid4(), f"j{index}", [JobVertex("task", 4, 0.1)])
+                    job_id = await cluster.call(lambda d, g=graph: d.submit_job(g))
+                    with trio.fail_after(20):
+                        while await cluster.call(lambda d, j=job_id: d.request_job_status(j)) != (
+                            "FINISHED"
+                        ):
+                            await trio.sleep(0.02)
+
+        trio.run(submit_many)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

@@ -153,7 +153,13 @@ def test_the_layering_check_finds_a_cycle_and_ignores_type_checking_imports(
 
 # --- readers of the cluster use its public snapshot, not endpoints' private fields --------
 
-READERS = ("minicluster/console", "minicluster/scenario", "minicluster/simulate", "cli")
+READERS = (
+    "minicluster/console",
+    "minicluster/rest",
+    "minicluster/scenario",
+    "minicluster/simulate",
+    "cli",
+)
 # not a cluster or rpc object: the paced clock wraps trio's MockClock, whose jump it replaces
 NOT_OF_THE_CLUSTER = {"minicluster/scenario/clock.py": {"clock._autojump"}}
 

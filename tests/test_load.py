@@ -595,6 +595,7 @@ async def test_sigterm_under_load_exits_0_promptly_and_callers_get_errors(
             "--port",
             "0",
             "--no-live",
+            "--no-rest",
             "--task-executors",
             "2",
             "--slots-per-executor",

@@ -73,6 +73,8 @@ class JobRecord:
             restart_attempts=graph.restart.attempts,
             failover_strategy=graph.failover_strategy,
             failovers=self.failovers,
+            vertices=tuple((v.name, v.parallelism) for v in graph.vertices),
+            edges=tuple((e.source, e.target, e.pattern) for e in graph.edges),
         )
 
 

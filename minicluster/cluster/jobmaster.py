@@ -554,4 +554,6 @@ class JobMaster(SlotPoolMixin, FailoverMixin, FencedRpcEndpoint, JobMasterGatewa
                     if e.allocation_id is not None and not e.state.is_terminal
                 }
             ),
+            vertices=tuple((v.name, v.parallelism) for v in self.job.vertices),
+            edges=tuple((e.source, e.target, e.pattern) for e in self.job.edges),
         )

@@ -387,6 +387,10 @@ class JobSnapshot(_Wire):
     # slot of a TaskExecutor in another process, known only through the ResourceManager
     # (which sees it allocated), show as active
     active_allocations: tuple[uuid.UUID, ...] = ()
+    # the job graph's shape: (vertex name, parallelism) in the graph's order, and its edges
+    # (source, target, pattern); bounded by the graph's own limits, so lists keep them
+    vertices: tuple[tuple[str, int], ...] = ()
+    edges: tuple[tuple[str, str, str], ...] = ()
 
     def summary(self) -> JobSnapshot:
         """The same job without its tasks and JobMaster internals (what lists carry)."""
