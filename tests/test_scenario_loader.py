@@ -1244,3 +1244,26 @@ steps:
         for s in submits
     ]
     assert strategies == ["full", "region"]
+
+
+def test_a_job_spec_is_converted_to_a_job_graph_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from minicluster.cluster.model import JobGraph
+    from minicluster.scenario.loader.model import JobSpec
+
+    validated: list[str] = []
+    real = JobGraph.validate
+
+    def counting(self: JobGraph) -> None:
+        validated.append(self.name)
+        real(self)
+
+    monkeypatch.setattr(JobGraph, "validate", counting)
+    spec = JobSpec.single("etl", parallelism=3, task_duration=2.0)
+    first = spec.to_job_graph(random.Random(1))
+    second = spec.to_job_graph(random.Random(2), failover_strategy="full")
+    assert validated == ["etl"]  # built and checked once, then reused
+    assert first.job_id != second.job_id
+    assert first.vertices is second.vertices
+    assert (first.failover_strategy, second.failover_strategy) == ("region", "full")

@@ -8,7 +8,9 @@ Nothing here knows YAML; the parsers build these from what the reader checked.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeAlias
 
@@ -153,6 +155,8 @@ class JobSpec:
     restart: RestartStrategy = field(default_factory=RestartStrategy)
     failover_strategy: str | None = None  # None: the cluster's
     source: Source = field(default_factory=Source, compare=False)
+    # the JobGraph this spec converts to, built and validated once (see to_job_graph)
+    _graph: JobGraph | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def single(cls, name: str, parallelism: int = 1, task_duration: float = 1.0) -> JobSpec:
@@ -173,20 +177,31 @@ class JobSpec:
 
     def to_job_graph(self, rng: random.Random, failover_strategy: str = "region") -> JobGraph:
         """A validated JobGraph with a fresh id drawn from ``rng``; `failover_strategy` applies
-        unless the job names its own."""
-        graph = JobGraph(
+        unless the job names its own.
+
+        The spec is converted and validated once (the loader does it, to report a bad job at
+        its file and line); every submission then takes that graph with its own id. Nothing
+        changes a JobGraph after it is built, so submissions share its vertices and edges."""
+        graph = self._graph
+        if graph is None:
+            graph = JobGraph(
+                job_id=uuid.UUID(int=0),
+                name=self.name,
+                vertices=copy.deepcopy(self.vertices),
+                edges=copy.deepcopy(self.edges),
+                restart=copy.deepcopy(self.restart),
+                failover_strategy=self.failover_strategy or failover_strategy,
+            )
+            try:
+                graph.validate()
+            except ValueError as exc:
+                raise self.source.error(str(exc)) from None
+            self._graph = graph
+        return dataclasses.replace(
+            graph,
             job_id=new_id(rng),
-            name=self.name,
-            vertices=copy.deepcopy(self.vertices),
-            edges=copy.deepcopy(self.edges),
-            restart=copy.deepcopy(self.restart),
             failover_strategy=self.failover_strategy or failover_strategy,
         )
-        try:
-            graph.validate()
-        except ValueError as exc:
-            raise self.source.error(str(exc)) from None
-        return graph
 
 
 # --------------------------------------------------------------------------------------------
