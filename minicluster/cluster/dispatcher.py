@@ -12,7 +12,13 @@ import trio
 
 from minicluster.rpc import FencedRpcEndpoint, RpcEndpoint, RpcService
 
-from .components import DISPATCHER, JOB_MASTER_PREFIX, RESOURCE_MANAGER, job_master_endpoint
+from .components import (
+    DISPATCHER,
+    JOB_MASTER_PREFIX,
+    RESOURCE_MANAGER,
+    job_master_endpoint,
+    job_of,
+)
 from .context import ClusterContext
 from .gateways import (
     ClusterGateway,
@@ -56,6 +62,18 @@ class JobRecord:
     submitted_at: float = 0.0
     failovers: int = 0
     done: trio.Event = field(default_factory=trio.Event)
+    # an ended job's summary, made once: a scenario's conditions read every job's summary at
+    # each look, and a long scenario keeps hundreds of ended jobs
+    _ended_summary: JobSnapshot | None = field(default=None, repr=False, compare=False)
+
+    def ended_summary(self) -> JobSnapshot | None:
+        """The summary of a job that has ended (its JobMaster gone, its snapshot archived),
+        made once; None for a job that has not ended."""
+        if self.archived is None or self.job_master is not None:
+            return None
+        if self._ended_summary is None:
+            self._ended_summary = self.snapshot().summary()
+        return self._ended_summary
 
     def snapshot(self) -> JobSnapshot:
         """The job as the Dispatcher knows it once no JobMaster runs it (or before one has
@@ -196,7 +214,8 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
     def job_snapshots(self) -> tuple[JobSnapshot, ...]:
         """Every job's summary, never suspending (for synchronous readers in this process)."""
         return tuple(
-            self.job_snapshot(r, executions=False).summary() for r in self.store.jobs.values()
+            r.ended_summary() or self.job_snapshot(r, executions=False).summary()
+            for r in self.store.jobs.values()
         )
 
     async def _ask_job_snapshot(self, record: JobRecord, executions: bool = True) -> JobSnapshot:
@@ -259,7 +278,10 @@ class Dispatcher(FencedRpcEndpoint, DispatcherGateway):
         TaskExecutor rows, RPC statistics or recent events."""
         jobs = []
         for record in list(self.store.jobs.values()):
-            jobs.append((await self._ask_job_snapshot(record, executions=False)).summary())
+            ended = record.ended_summary()
+            if ended is None:
+                ended = (await self._ask_job_snapshot(record, executions=False)).summary()
+            jobs.append(ended)
         overview = await self._ask_resource_overview(detail)
         return build_cluster_snapshot(
             self.context,
@@ -314,16 +336,18 @@ def build_cluster_snapshot(
     """The ClusterSnapshot from its parts, however they were gathered (asked through the
     gateways by the Dispatcher, or read in-process by a synchronous view)."""
     ha = context.ha
-    names = {job_master_endpoint(job_id): (job_id, name) for job_id, name in job_names.items()}
 
     def leader(component: str) -> LeaderSnapshot:
         found = ha.leader(component)
         return LeaderSnapshot(component, *found) if found else LeaderSnapshot(component)
 
     masters = []
+    # the JobMaster leaders are few (jobs that run); the jobs may be hundreds (ended ones)
     for component, (address, token) in ha.leaders_of(JOB_MASTER_PREFIX).items():
-        job_id, name = names.get(component, (None, None))
-        if job_id is not None:
+        job_hex = job_of(component)
+        job_id = uuid.UUID(hex=job_hex) if job_hex is not None else None
+        name = job_names.get(job_id) if job_id is not None else None
+        if job_id is not None and name is not None:
             masters.append(LeaderSnapshot(component, address, token, job_id, name))
     rows: tuple[TaskExecutorSnapshot, ...] = ()
     total = 0
