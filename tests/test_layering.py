@@ -240,3 +240,13 @@ def test_the_naming_check_finds_a_spelled_out_component_but_not_a_docstring() ->
         '"""jobmaster-1 in a docstring is fine."""\nx = f"jobmaster-{1}"\ny = "job_master:" + "a"\n'
     )
     assert _component_strings(source) == [2, 3]
+
+
+def test_no_module_is_over_800_lines_unless_it_says_why() -> None:
+    # small modules with one job each: a longer one must say in its first lines why it is long
+    long = []
+    for path, _ in _modules(ROOT, PACKAGES).values():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if len(lines) > 800 and not any("long" in line.lower() for line in lines[:15]):
+            long.append(f"{path.relative_to(ROOT)}: {len(lines)} lines")
+    assert long == []
