@@ -103,6 +103,7 @@ class EventLog:
         self.fencing_rejections = 0
         self.record_rpc = True
         self.start = 0.0  # trio time at which the cluster started; events count from there
+        self._clock: Callable[[], float] | None = None  # the run's clock, from begin()
         # called after anything happened, recorded or not: what waits for the cluster's state
         # to change (a scenario's `wait`) wakes up on it instead of polling
         self.watchers: list[Callable[[], None]] = []
@@ -119,8 +120,16 @@ class EventLog:
         for watcher in self.watchers:
             watcher()
 
+    def begin(self) -> None:
+        """The cluster starts now (in its trio run): events count their time from here, read
+        from the run's clock directly (a lookup of the current run per event is measurable)."""
+        clock = trio.lowlevel.current_clock()
+        self.start = clock.current_time()
+        self._clock = clock.current_time
+
     def now(self) -> float:
-        return round(trio.current_time() - self.start, 6)
+        clock = self._clock
+        return round((clock() if clock is not None else trio.current_time()) - self.start, 6)
 
 
 class _Leader:

@@ -174,7 +174,7 @@ class MiniCluster:
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[MiniCluster]:
-        self.events.start = trio.current_time()
+        self.events.begin()
         async with AsyncExitStack() as stack:
             stack.enter_context(_seeded_trio_scheduler(self.config.seed))
             nursery = await stack.enter_async_context(trio.open_nursery())
