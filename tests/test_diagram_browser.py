@@ -11,44 +11,27 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-
-import pytest
 
 from cli.diagram_cmd import render
 from minicluster.diagram import Window, parse_lines, parse_record
 from minicluster.diagram.assets import MERMAID_SHA256
 from minicluster.scenario import load_scenario
 from minicluster.scenario.runner import run_scenario
+from tests.browser import CHROMIUM_FLAGS as BROWSER_FLAGS
+from tests.browser import require_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "minicluster" / "diagram" / "vendor"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=10000",
-]
+CHROMIUM_FLAGS = [*BROWSER_FLAGS, "--virtual-time-budget=10000"]
 BROKEN = "sequenceDiagram\n    A->>: a message without a receiver\n"
 
 
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("MINICLUSTER_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed: apt-get install -y chromium")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return found
+    return require_chromium()
 
 
 def dump_dom(url: str) -> str:

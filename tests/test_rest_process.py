@@ -16,11 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import CHROMIUM_FLAGS, chromium_path
 from tests.test_boundaries import assert_one_sentence, listening_socket, run
 from tests.test_cli import READY, Process, client, eventually, started
 
 REST_READY = re.compile(r"^REST API and dashboard at (http://127\.0\.0\.1:(\d+))$")
-CHROMIUM = shutil.which("chromium")
+CHROMIUM = chromium_path()
 MAX_IDLE_RSS = 80 * 1024 * 1024
 
 
@@ -71,14 +72,7 @@ def chromium(url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
             "--virtual-time-budget=5000",
             "--dump-dom",
