@@ -7,6 +7,7 @@ live here; the simulation is minicluster.simulate.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ from minicluster.simulate import (
 from minicluster.simulate import (
     simulate as run_simulation,
 )
+from minicluster.simulate.dask_sweep import DaskUnavailableError, dask_executor
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
-from .params import POSITIVE_DURATION, Count
+from .params import ADDRESS, POSITIVE_DURATION, Count
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -118,6 +120,14 @@ def _summary_line(summary: SimulationSummary) -> str:
     help="Processes to use.",
 )
 @click.option(
+    "--dask-scheduler",
+    "dask_scheduler",
+    type=ADDRESS,
+    default=None,
+    help="Run the seeds as tasks on the Dask cluster whose scheduler is at tcp://HOST:PORT "
+    "(needs minicluster[dask]; instead of --workers).",
+)
+@click.option(
     "--replay",
     "replay_file",
     type=click.Path(dir_okay=False),
@@ -133,6 +143,7 @@ def simulate(
     dump_dir: str | None,
     time_limit: float | None,
     workers: int,
+    dask_scheduler: str | None,
     replay_file: str | None,
     verbose: bool,
     as_json: bool,
@@ -150,6 +161,7 @@ def simulate(
       minicluster simulate --runs 50 --seed 1 --duration 2m
       minicluster simulate --runs 1000 --time-limit 30m --workers 2 --dump-scenario failing/
       minicluster simulate --replay failing/simulate-seed-17.yaml
+      minicluster simulate --runs 10000 --duration 2m --dask-scheduler tcp://10.0.0.5:8786
     """
     with reported():
         if replay_file is not None:
@@ -173,17 +185,28 @@ def simulate(
                     f"{verdict}{where}"
                 )
 
-        summary = run_simulation(
-            runs,
-            seed,
-            faults,
-            duration,
-            dump_dir,
-            on_violation,
-            on_run,
-            time_limit=time_limit,
-            workers=workers,
-        )
+        if dask_scheduler is not None and workers > 1:
+            fail("--dask-scheduler and --workers do not go together: pick one", EXIT_USAGE)
+        with ExitStack() as stack:
+            executor, slots = None, 1
+            if dask_scheduler is not None:
+                try:
+                    executor, slots = stack.enter_context(dask_executor(dask_scheduler))
+                except DaskUnavailableError as exc:
+                    fail(str(exc), EXIT_USAGE)
+            summary = run_simulation(
+                runs,
+                seed,
+                faults,
+                duration,
+                dump_dir,
+                on_violation,
+                on_run,
+                time_limit=time_limit,
+                workers=workers,
+                executor=executor,
+                executor_slots=slots,
+            )
         if as_json:
             document = summary.as_dict()
             document["faults"] = list(faults)

@@ -81,7 +81,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import IO
@@ -313,10 +313,14 @@ def simulate(
     *,
     time_limit: float | None = None,
     workers: int = 1,
+    executor: Executor | None = None,
+    executor_slots: int = 1,
 ) -> SimulationSummary:
     """``runs`` seeded runs, seeds ``seed``, ``seed + 1``, ...; ``seed`` None picks one at
     random. ``time_limit`` (wall seconds) stops starting runs once passed. ``workers`` > 1
-    runs that many processes; results still arrive in seed order."""
+    runs that many processes; an ``executor`` (a Dask cluster's, say: see dask_sweep) runs
+    them wherever it runs things, ``executor_slots`` at a time. Either way results arrive in
+    seed order, and each run is the one ``run_one(seed)`` makes anywhere."""
     if runs < 0:
         raise ValueError("runs must not be negative")
     faults = parse_faults(faults)
@@ -347,7 +351,26 @@ def simulate(
         if on_run is not None:
             on_run(result)
 
-    if workers <= 1:
+    def run_on(pool: Executor, slots: int) -> None:
+        """Keep twice as many runs submitted as the pool runs at once; take their results in
+        seed order."""
+        pending: deque[Future[RunResult]] = deque()
+        index = 0
+        while True:
+            while index < runs and len(pending) < 2 * slots:
+                if over_time():
+                    summary.stopped_early = True
+                    index = runs
+                    break
+                pending.append(pool.submit(run_one, seed + index, faults, duration))
+                index += 1
+            if not pending:
+                break
+            account(pending.popleft().result())
+
+    if executor is not None:
+        run_on(executor, max(1, executor_slots))
+    elif workers <= 1:
         for index in range(runs):
             if over_time():
                 summary.stopped_early = True
@@ -355,18 +378,6 @@ def simulate(
             account(run_one(seed + index, faults, duration))
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            pending: deque[Future[RunResult]] = deque()
-            index = 0
-            while True:
-                while index < runs and len(pending) < 2 * workers:
-                    if over_time():
-                        summary.stopped_early = True
-                        index = runs
-                        break
-                    pending.append(pool.submit(run_one, seed + index, faults, duration))
-                    index += 1
-                if not pending:
-                    break
-                account(pending.popleft().result())
+            run_on(pool, workers)
     summary.wall_time = time.perf_counter() - started
     return summary
