@@ -74,6 +74,27 @@ def _summary_line(summary: SimulationSummary) -> str:
     )
 
 
+def _coverage_lines(summary: SimulationSummary) -> list[str]:
+    """The coverage table: per fault kind, invariant and state, in how many runs (a zero says
+    what these runs never tried)."""
+    coverage = summary.coverage()
+    lines = [f"coverage ({summary.runs} run(s)), runs per item:"]
+    titles = {
+        "faults": "fault injected",
+        "invariants": "invariant checked",
+        "states": "state reached",
+    }
+    for section, title in titles.items():
+        items = coverage[section]
+        width = max(len(name) for name in items)
+        lines.append(f"  {title}:")
+        cells = [f"{name:<{width}} {count:>6}" for name, count in items.items()]
+        per_row = max(1, 96 // (width + 10))
+        for start in range(0, len(cells), per_row):
+            lines.append("    " + "   ".join(cells[start : start + per_row]))
+    return lines
+
+
 @click.command("simulate", context_settings=CONTEXT)
 @click.option(
     "--runs", type=click.IntRange(1), default=100, show_default=True, help="How many runs."
@@ -123,6 +144,12 @@ def _summary_line(summary: SimulationSummary) -> str:
     type=click.Path(dir_okay=False),
     help="Run this scenario file with the invariant checks instead of generated runs.",
 )
+@click.option(
+    "--swarm/--no-swarm",
+    default=True,
+    show_default=True,
+    help="Each run enables its own random subset of --faults, each at its own rate.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="One line per run, and violation details.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def simulate(
@@ -134,6 +161,7 @@ def simulate(
     time_limit: float | None,
     workers: int,
     replay_file: str | None,
+    swarm: bool,
     verbose: bool,
     as_json: bool,
 ) -> None:
@@ -183,13 +211,17 @@ def simulate(
             on_run,
             time_limit=time_limit,
             workers=workers,
+            swarm=swarm,
         )
         if as_json:
             document = summary.as_dict()
             document["faults"] = list(faults)
             document["duration"] = duration
+            document["swarm"] = swarm
             click.echo(json.dumps(document, indent=2))
         else:
+            for line in _coverage_lines(summary):
+                click.echo(line)
             click.echo(_summary_line(summary))
             if not summary.ok:
                 kinds = ",".join(faults) or "none"

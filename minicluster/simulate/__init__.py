@@ -89,6 +89,7 @@ from typing import IO
 import trio
 
 from minicluster.cluster import MiniCluster
+from minicluster.cluster.model import ExecutionState, JobStatus, SlotState
 from minicluster.scenario import (
     AddTaskExecutorStep,
     CancelStep,
@@ -121,7 +122,9 @@ from minicluster.simulate.common import (
     final_settle,
     quiet_settle,
 )
-from minicluster.simulate.generator import generate_scenario, parse_faults
+from minicluster.simulate.generator import generate_run, generate_scenario, parse_faults
+
+_STATE_KIND: dict[type, str] = {JobStatus: "job", ExecutionState: "task", SlotState: "slot"}
 
 __all__ = [
     "CAPACITY_SPARE",
@@ -185,6 +188,9 @@ class _CheckingObserver(Observer):
         assert checker is not None
         step = self.scenario.steps[result.index]
         now = cluster.events.now()
+        condition = getattr(step, "condition", None)
+        if isinstance(condition, JobStatusCondition):
+            checker.exercised.add("job-terminal" if isinstance(step, WaitStep) else "job-outcome")
         if isinstance(step, _FAULT_STEPS):
             end = now + (step.duration if isinstance(step, PartitionStep) else 0.0)
             self.disturbed_until = max(self.disturbed_until, end)
@@ -192,7 +198,6 @@ class _CheckingObserver(Observer):
             self._checkpoint(cluster, now)
         if result.ok:
             return
-        condition = getattr(step, "condition", None)
         if isinstance(step, WaitStep) and isinstance(condition, JobStatusCondition):
             self._add(
                 "job-terminal",
@@ -267,6 +272,10 @@ def check_scenario(
     result.wall_time = time.perf_counter() - wall
     if observer.checker is not None:
         result.events = observer.checker.events
+        result.exercised = tuple(sorted(observer.checker.exercised))
+        result.states = tuple(
+            sorted(f"{_STATE_KIND[type(s)]}:{s.value}" for s in observer.checker.states_seen)
+        )
     violations = observer.violations
     if len(violations) > MAX_VIOLATIONS_PER_RUN:
         extra = len(violations) - MAX_VIOLATIONS_PER_RUN + 1
@@ -278,12 +287,16 @@ def check_scenario(
     return result
 
 
-def run_one(seed: int, faults: Sequence[str] = FAULT_KINDS, duration: float = 600.0) -> RunResult:
-    """Generate run ``seed``, run it with the checks, and keep its scenario text."""
-    text = generate_scenario(seed, faults, duration)
+def run_one(
+    seed: int, faults: Sequence[str] = FAULT_KINDS, duration: float = 600.0, swarm: bool = False
+) -> RunResult:
+    """Generate run ``seed`` (with ``swarm``, its own subset of ``faults``), run it with the
+    checks, and keep its scenario text."""
+    text, injected = generate_run(seed, faults, duration, swarm)
     scenario = parse_scenario(text, f"simulate-seed-{seed}.yaml")
     result = check_scenario(scenario, seed)
     result.scenario_text = text
+    result.faults = injected
     return result
 
 
@@ -313,10 +326,12 @@ def simulate(
     *,
     time_limit: float | None = None,
     workers: int = 1,
+    swarm: bool = False,
 ) -> SimulationSummary:
     """``runs`` seeded runs, seeds ``seed``, ``seed + 1``, ...; ``seed`` None picks one at
     random. ``time_limit`` (wall seconds) stops starting runs once passed. ``workers`` > 1
-    runs that many processes; results still arrive in seed order."""
+    runs that many processes; results still arrive in seed order. ``swarm``: each run enables
+    its own subset of ``faults`` (see generator.swarm_faults)."""
     if runs < 0:
         raise ValueError("runs must not be negative")
     faults = parse_faults(faults)
@@ -330,6 +345,7 @@ def simulate(
 
     def account(result: RunResult) -> None:
         summary.runs += 1
+        summary.cover(result)
         summary.events += result.events
         summary.virtual_time += result.virtual_time
         if result.ok:
@@ -352,7 +368,7 @@ def simulate(
             if over_time():
                 summary.stopped_early = True
                 break
-            account(run_one(seed + index, faults, duration))
+            account(run_one(seed + index, faults, duration, swarm))
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             pending: deque[Future[RunResult]] = deque()
@@ -363,7 +379,7 @@ def simulate(
                         summary.stopped_early = True
                         index = runs
                         break
-                    pending.append(pool.submit(run_one, seed + index, faults, duration))
+                    pending.append(pool.submit(run_one, seed + index, faults, duration, swarm))
                     index += 1
                 if not pending:
                     break
