@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from minicluster.limits import MAX_WORKERS
-from minicluster.scenario import load_scenario
+from minicluster.scenario import Scenario, load_scenario
 from minicluster.simulate import (
     FAULT_KINDS,
     RunResult,
@@ -21,10 +21,12 @@ from minicluster.simulate import (
     Violation,
     check_scenario,
     parse_faults,
+    run_one,
 )
 from minicluster.simulate import (
     simulate as run_simulation,
 )
+from minicluster.simulate.shrink import shrink as shrink_run
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
 from .params import POSITIVE_DURATION, Count
@@ -145,6 +147,12 @@ def _coverage_lines(summary: SimulationSummary) -> list[str]:
     help="Run this scenario file with the invariant checks instead of generated runs.",
 )
 @click.option(
+    "--shrink",
+    is_flag=True,
+    help="Shrink the first failing run to the smallest scenario that breaks the same invariant"
+    " (written with --dump-scenario).",
+)
+@click.option(
     "--swarm/--no-swarm",
     default=True,
     show_default=True,
@@ -161,6 +169,7 @@ def simulate(
     time_limit: float | None,
     workers: int,
     replay_file: str | None,
+    shrink: bool,
     swarm: bool,
     verbose: bool,
     as_json: bool,
@@ -231,12 +240,65 @@ def simulate(
                 )
                 for path in summary.dumped:
                     click.echo(f"scenario written: {path}")
+        if shrink and not summary.ok:
+            _shrink(summary.failed_seeds[0], faults, duration, swarm, dump_dir, as_json)
         if not summary.ok:
             fail(
                 f"{len(summary.violations)} invariant violation(s) in "
                 f"{len(summary.failed_seeds)} of {summary.runs} run(s)",
                 EXIT_FAILED,
             )
+
+
+def _shrink(
+    seed: int,
+    faults: tuple[str, ...],
+    duration: float,
+    swarm: bool,
+    dump_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Shrink run ``seed`` (rerun here: same seed, same run) and write the result."""
+    found = shrink_run(run_one(seed, faults, duration, swarm))
+    where = None
+    if dump_dir is not None:
+        folder = Path(dump_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"simulate-seed-{seed}-shrunk.yaml"
+        text = found.text.replace("\nseed: ", "\nchecks: invariants\nseed: ", 1)
+        path.write_text(found.header(seed) + text, encoding="utf-8")
+        where = str(path)
+    if as_json:
+        return
+    budget = " (budget spent)" if found.exhausted else ""
+    click.echo(
+        f"shrunk seed={seed}: {found.original_steps} steps -> {found.steps} in "
+        f"{found.attempts} candidate run(s){budget}; it still breaks {found.invariant}"
+    )
+    if where is not None:
+        click.echo(f"shrunk scenario written: {where} (minicluster run-scenario {where})")
+    else:
+        click.echo("add --dump-scenario DIR to write the shrunk scenario")
+
+
+def run_checked(scenario: Scenario, seed: int | None, trace_file: str | None) -> None:
+    """run-scenario of a scenario with ``checks: invariants``: the run with every check of
+    simulate; its violations printed, exit 1 on any."""
+    if trace_file is not None:
+        with open(trace_file, "w", encoding="utf-8") as trace:
+            result = check_scenario(scenario, seed, trace)
+    else:
+        result = check_scenario(scenario, seed)
+    for violation in result.violations:
+        click.echo(violation.line())
+    verdict = "no violations" if result.ok else f"{len(result.violations)} violation(s)"
+    click.echo(
+        f"ran {scenario.name} (seed {result.seed}) with the invariant checks: "
+        f"{result.steps_ok}/{result.steps} steps ok, {result.events} events, "
+        f"{_seconds(result.virtual_time)} of cluster time: {verdict}"
+    )
+    if not result.ok:
+        fail(f"{len(result.violations)} invariant violation(s) in {scenario.name}", EXIT_FAILED)
 
 
 def _replay(path: str, dump_dir: str | None, verbose: bool, as_json: bool) -> None:

@@ -173,10 +173,13 @@ class _CheckingObserver(Observer):
         self.checker: InvariantChecker | None = None
         self.violations: list[Violation] = []
         self.disturbed_until = 0.0  # cluster time of the last fault's end
+        self._failed_step: int | None = None  # while a failed step is reported
 
     def _add(self, invariant: str, description: str, detail: str = "") -> None:
         at = self.checker.cluster.events.now() if self.checker is not None else None
-        self.violations.append(Violation(self.seed, invariant, description, at, detail))
+        self.violations.append(
+            Violation(self.seed, invariant, description, at, detail, self._failed_step)
+        )
 
     def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
         if self.checker is None:
@@ -198,6 +201,14 @@ class _CheckingObserver(Observer):
             self._checkpoint(cluster, now)
         if result.ok:
             return
+        self._failed_step = result.index
+        try:
+            self._step_failed(step, result, checker)
+        finally:
+            self._failed_step = None
+
+    def _step_failed(self, step: Step, result: StepResult, checker: InvariantChecker) -> None:
+        condition = getattr(step, "condition", None)
         if isinstance(step, WaitStep) and isinstance(condition, JobStatusCondition):
             self._add(
                 "job-terminal",

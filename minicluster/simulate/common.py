@@ -96,6 +96,9 @@ class Violation:
     description: str
     at: float | None = None  # cluster seconds since the run started
     detail: str = ""
+    # the scenario step whose failure this is (0-based), None when a check of the checker
+    # found it: a shrink keeps a checker's violation a checker's
+    step: int | None = None
 
     def line(self) -> str:
         """``VIOLATION seed=S: <description>``: what the command prints."""
