@@ -6,6 +6,7 @@ live here; the simulation is minicluster.simulate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from minicluster.simulate.shrink import shrink as shrink_run
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
 from .params import POSITIVE_DURATION, Count
+from .simulate_progress import SweepProgress
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -200,7 +202,11 @@ def simulate(
                     for line in violation.detail.splitlines():
                         click.echo(f"    {line}")
 
+        progress = None if as_json else SweepProgress(runs, time_limit)
+
         def on_run(result: RunResult) -> None:
+            if progress is not None:
+                progress.run_done(result)
             if verbose and not as_json:
                 verdict = "ok" if result.ok else f"{len(result.violations)} violation(s)"
                 where = f", dumped to {result.dumped}" if result.dumped else ""
@@ -210,18 +216,19 @@ def simulate(
                     f"{verdict}{where}"
                 )
 
-        summary = run_simulation(
-            runs,
-            seed,
-            faults,
-            duration,
-            dump_dir,
-            on_violation,
-            on_run,
-            time_limit=time_limit,
-            workers=workers,
-            swarm=swarm,
-        )
+        with progress if progress is not None else contextlib.nullcontext():
+            summary = run_simulation(
+                runs,
+                seed,
+                faults,
+                duration,
+                dump_dir,
+                on_violation,
+                on_run,
+                time_limit=time_limit,
+                workers=workers,
+                swarm=swarm,
+            )
         if as_json:
             document = summary.as_dict()
             document["faults"] = list(faults)
