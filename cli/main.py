@@ -117,6 +117,11 @@ def run_scenario(
         scenario = load_scenario(scenario_file)
         for warning in scenario.warnings:
             click.echo(f"minicluster: warning: {warning}", err=True)
+        if scenario.checks == "invariants":
+            from .simulate_cmd import run_checked
+
+            run_checked(scenario, seed, trace_file)
+            return
         pace = speed if isinstance(speed, float) else None
         trace_copy = TraceCopy(None) if diagram_file else None
         result = run_with_view(

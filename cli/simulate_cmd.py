@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from minicluster.limits import MAX_WORKERS
-from minicluster.scenario import load_scenario
+from minicluster.scenario import Scenario, load_scenario
 from minicluster.simulate import (
     FAULT_KINDS,
     RunResult,
@@ -22,14 +22,17 @@ from minicluster.simulate import (
     Violation,
     check_scenario,
     parse_faults,
+    run_one,
 )
 from minicluster.simulate import (
     simulate as run_simulation,
 )
 from minicluster.simulate.dask_sweep import DaskUnavailableError, dask_executor
+from minicluster.simulate.shrink import shrink as shrink_run
 
 from .errors import EXIT_FAILED, EXIT_USAGE, fail, reported
 from .params import ADDRESS, POSITIVE_DURATION, Count
+from .simulate_progress import SweepProgress
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -74,6 +77,27 @@ def _summary_line(summary: SimulationSummary) -> str:
         f"{stopped}: {verdict}; {summary.clean_runs} run(s) ({summary.clean_events} events) "
         "without a violation"
     )
+
+
+def _coverage_lines(summary: SimulationSummary) -> list[str]:
+    """The coverage table: per fault kind, invariant and state, in how many runs (a zero says
+    what these runs never tried)."""
+    coverage = summary.coverage()
+    lines = [f"coverage ({summary.runs} run(s)), runs per item:"]
+    titles = {
+        "faults": "fault injected",
+        "invariants": "invariant checked",
+        "states": "state reached",
+    }
+    for section, title in titles.items():
+        items = coverage[section]
+        width = max(len(name) for name in items)
+        lines.append(f"  {title}:")
+        cells = [f"{name:<{width}} {count:>6}" for name, count in items.items()]
+        per_row = max(1, 96 // (width + 10))
+        for start in range(0, len(cells), per_row):
+            lines.append("    " + "   ".join(cells[start : start + per_row]))
+    return lines
 
 
 @click.command("simulate", context_settings=CONTEXT)
@@ -133,6 +157,18 @@ def _summary_line(summary: SimulationSummary) -> str:
     type=click.Path(dir_okay=False),
     help="Run this scenario file with the invariant checks instead of generated runs.",
 )
+@click.option(
+    "--shrink",
+    is_flag=True,
+    help="Shrink the first failing run to the smallest scenario that breaks the same invariant"
+    " (written with --dump-scenario).",
+)
+@click.option(
+    "--swarm/--no-swarm",
+    default=True,
+    show_default=True,
+    help="Each run enables its own random subset of --faults, each at its own rate.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="One line per run, and violation details.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def simulate(
@@ -145,6 +181,8 @@ def simulate(
     workers: int,
     dask_scheduler: str | None,
     replay_file: str | None,
+    shrink: bool,
+    swarm: bool,
     verbose: bool,
     as_json: bool,
 ) -> None:
@@ -175,7 +213,11 @@ def simulate(
                     for line in violation.detail.splitlines():
                         click.echo(f"    {line}")
 
+        progress = None if as_json else SweepProgress(runs, time_limit)
+
         def on_run(result: RunResult) -> None:
+            if progress is not None:
+                progress.run_done(result)
             if verbose and not as_json:
                 verdict = "ok" if result.ok else f"{len(result.violations)} violation(s)"
                 where = f", dumped to {result.dumped}" if result.dumped else ""
@@ -194,6 +236,8 @@ def simulate(
                     executor, slots = stack.enter_context(dask_executor(dask_scheduler))
                 except DaskUnavailableError as exc:
                     fail(str(exc), EXIT_USAGE)
+            if progress is not None:
+                stack.enter_context(progress)
             summary = run_simulation(
                 runs,
                 seed,
@@ -204,6 +248,7 @@ def simulate(
                 on_run,
                 time_limit=time_limit,
                 workers=workers,
+                swarm=swarm,
                 executor=executor,
                 executor_slots=slots,
             )
@@ -211,8 +256,11 @@ def simulate(
             document = summary.as_dict()
             document["faults"] = list(faults)
             document["duration"] = duration
+            document["swarm"] = swarm
             click.echo(json.dumps(document, indent=2))
         else:
+            for line in _coverage_lines(summary):
+                click.echo(line)
             click.echo(_summary_line(summary))
             if not summary.ok:
                 kinds = ",".join(faults) or "none"
@@ -222,12 +270,65 @@ def simulate(
                 )
                 for path in summary.dumped:
                     click.echo(f"scenario written: {path}")
+        if shrink and not summary.ok:
+            _shrink(summary.failed_seeds[0], faults, duration, swarm, dump_dir, as_json)
         if not summary.ok:
             fail(
                 f"{len(summary.violations)} invariant violation(s) in "
                 f"{len(summary.failed_seeds)} of {summary.runs} run(s)",
                 EXIT_FAILED,
             )
+
+
+def _shrink(
+    seed: int,
+    faults: tuple[str, ...],
+    duration: float,
+    swarm: bool,
+    dump_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Shrink run ``seed`` (rerun here: same seed, same run) and write the result."""
+    found = shrink_run(run_one(seed, faults, duration, swarm))
+    where = None
+    if dump_dir is not None:
+        folder = Path(dump_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"simulate-seed-{seed}-shrunk.yaml"
+        text = found.text.replace("\nseed: ", "\nchecks: invariants\nseed: ", 1)
+        path.write_text(found.header(seed) + text, encoding="utf-8")
+        where = str(path)
+    if as_json:
+        return
+    budget = " (budget spent)" if found.exhausted else ""
+    click.echo(
+        f"shrunk seed={seed}: {found.original_steps} steps -> {found.steps} in "
+        f"{found.attempts} candidate run(s){budget}; it still breaks {found.invariant}"
+    )
+    if where is not None:
+        click.echo(f"shrunk scenario written: {where} (minicluster run-scenario {where})")
+    else:
+        click.echo("add --dump-scenario DIR to write the shrunk scenario")
+
+
+def run_checked(scenario: Scenario, seed: int | None, trace_file: str | None) -> None:
+    """run-scenario of a scenario with ``checks: invariants``: the run with every check of
+    simulate; its violations printed, exit 1 on any."""
+    if trace_file is not None:
+        with open(trace_file, "w", encoding="utf-8") as trace:
+            result = check_scenario(scenario, seed, trace)
+    else:
+        result = check_scenario(scenario, seed)
+    for violation in result.violations:
+        click.echo(violation.line())
+    verdict = "no violations" if result.ok else f"{len(result.violations)} violation(s)"
+    click.echo(
+        f"ran {scenario.name} (seed {result.seed}) with the invariant checks: "
+        f"{result.steps_ok}/{result.steps} steps ok, {result.events} events, "
+        f"{_seconds(result.virtual_time)} of cluster time: {verdict}"
+    )
+    if not result.ok:
+        fail(f"{len(result.violations)} invariant violation(s) in {scenario.name}", EXIT_FAILED)
 
 
 def _replay(path: str, dump_dir: str | None, verbose: bool, as_json: bool) -> None:

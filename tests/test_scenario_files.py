@@ -153,12 +153,12 @@ def test_extension_keys_are_allowed() -> None:
         (
             "name: t\nx_owner: me\nsteps: [sleep: 1s]\n",
             "x_owner (line 2): unknown key 'x_owner'; the keys here are name, description, "
-            "seed, cluster, steps, or any key starting with 'x-' for your own use",
+            "seed, checks, cluster, steps, or any key starting with 'x-' for your own use",
         ),
         (
             "name: t\nX-owner: me\nsteps: [sleep: 1s]\n",
             "X-owner (line 2): unknown key 'X-owner'; the keys here are name, description, "
-            "seed, cluster, steps, or any key starting with 'x-' for your own use",
+            "seed, checks, cluster, steps, or any key starting with 'x-' for your own use",
         ),
     ],
     ids=["underscore", "capital X"],

@@ -499,7 +499,7 @@ UNKNOWN_KEYS = {
     "top_level": (
         "name: t\nowner: team-a\nsteps:\n  - sleep: 1s\n",
         "owner (line 2): unknown key 'owner'; the keys here are name, description, seed, "
-        "cluster, steps, or any key starting with 'x-' for your own use",
+        "checks, cluster, steps, or any key starting with 'x-' for your own use",
     ),
     "cluster": (
         "name: t\ncluster:\n  task_executors: 1\n  colour: blue\nsteps:\n  - sleep: 1s\n",

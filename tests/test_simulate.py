@@ -177,8 +177,8 @@ def test_the_command_prints_violations_dumps_the_run_and_exits_1(
 
     real = module.run_one
 
-    def planted(seed: int, faults: Any, duration: float) -> RunResult:
-        result = real(seed, faults, duration)
+    def planted(seed: int, faults: Any, duration: float, swarm: bool = False) -> RunResult:
+        result = real(seed, faults, duration, swarm)
         if seed == 8:
             result.violations.append(Violation(seed, "slot-agreement", "planted", 1.5))
         return result

@@ -89,6 +89,7 @@ from typing import IO
 import trio
 
 from minicluster.cluster import MiniCluster
+from minicluster.cluster.model import ExecutionState, JobStatus, SlotState
 from minicluster.scenario import (
     AddTaskExecutorStep,
     CancelStep,
@@ -121,7 +122,9 @@ from minicluster.simulate.common import (
     final_settle,
     quiet_settle,
 )
-from minicluster.simulate.generator import generate_scenario, parse_faults
+from minicluster.simulate.generator import generate_run, generate_scenario, parse_faults
+
+_STATE_KIND: dict[type, str] = {JobStatus: "job", ExecutionState: "task", SlotState: "slot"}
 
 __all__ = [
     "CAPACITY_SPARE",
@@ -170,10 +173,13 @@ class _CheckingObserver(Observer):
         self.checker: InvariantChecker | None = None
         self.violations: list[Violation] = []
         self.disturbed_until = 0.0  # cluster time of the last fault's end
+        self._failed_step: int | None = None  # while a failed step is reported
 
     def _add(self, invariant: str, description: str, detail: str = "") -> None:
         at = self.checker.cluster.events.now() if self.checker is not None else None
-        self.violations.append(Violation(self.seed, invariant, description, at, detail))
+        self.violations.append(
+            Violation(self.seed, invariant, description, at, detail, self._failed_step)
+        )
 
     def step_started(self, index: int, total: int, step: Step, cluster: MiniCluster) -> None:
         if self.checker is None:
@@ -185,6 +191,9 @@ class _CheckingObserver(Observer):
         assert checker is not None
         step = self.scenario.steps[result.index]
         now = cluster.events.now()
+        condition = getattr(step, "condition", None)
+        if isinstance(condition, JobStatusCondition):
+            checker.exercised.add("job-terminal" if isinstance(step, WaitStep) else "job-outcome")
         if isinstance(step, _FAULT_STEPS):
             end = now + (step.duration if isinstance(step, PartitionStep) else 0.0)
             self.disturbed_until = max(self.disturbed_until, end)
@@ -192,6 +201,13 @@ class _CheckingObserver(Observer):
             self._checkpoint(cluster, now)
         if result.ok:
             return
+        self._failed_step = result.index
+        try:
+            self._step_failed(step, result, checker)
+        finally:
+            self._failed_step = None
+
+    def _step_failed(self, step: Step, result: StepResult, checker: InvariantChecker) -> None:
         condition = getattr(step, "condition", None)
         if isinstance(step, WaitStep) and isinstance(condition, JobStatusCondition):
             self._add(
@@ -267,6 +283,10 @@ def check_scenario(
     result.wall_time = time.perf_counter() - wall
     if observer.checker is not None:
         result.events = observer.checker.events
+        result.exercised = tuple(sorted(observer.checker.exercised))
+        result.states = tuple(
+            sorted(f"{_STATE_KIND[type(s)]}:{s.value}" for s in observer.checker.states_seen)
+        )
     violations = observer.violations
     if len(violations) > MAX_VIOLATIONS_PER_RUN:
         extra = len(violations) - MAX_VIOLATIONS_PER_RUN + 1
@@ -278,12 +298,16 @@ def check_scenario(
     return result
 
 
-def run_one(seed: int, faults: Sequence[str] = FAULT_KINDS, duration: float = 600.0) -> RunResult:
-    """Generate run ``seed``, run it with the checks, and keep its scenario text."""
-    text = generate_scenario(seed, faults, duration)
+def run_one(
+    seed: int, faults: Sequence[str] = FAULT_KINDS, duration: float = 600.0, swarm: bool = False
+) -> RunResult:
+    """Generate run ``seed`` (with ``swarm``, its own subset of ``faults``), run it with the
+    checks, and keep its scenario text."""
+    text, injected = generate_run(seed, faults, duration, swarm)
     scenario = parse_scenario(text, f"simulate-seed-{seed}.yaml")
     result = check_scenario(scenario, seed)
     result.scenario_text = text
+    result.faults = injected
     return result
 
 
@@ -313,6 +337,7 @@ def simulate(
     *,
     time_limit: float | None = None,
     workers: int = 1,
+    swarm: bool = False,
     executor: Executor | None = None,
     executor_slots: int = 1,
 ) -> SimulationSummary:
@@ -320,7 +345,8 @@ def simulate(
     random. ``time_limit`` (wall seconds) stops starting runs once passed. ``workers`` > 1
     runs that many processes; an ``executor`` (a Dask cluster's, say: see dask_sweep) runs
     them wherever it runs things, ``executor_slots`` at a time. Either way results arrive in
-    seed order, and each run is the one ``run_one(seed)`` makes anywhere."""
+    seed order, and each run is the one ``run_one(seed)`` makes anywhere. ``swarm``: each run
+    enables its own subset of ``faults`` (see generator.swarm_faults)."""
     if runs < 0:
         raise ValueError("runs must not be negative")
     faults = parse_faults(faults)
@@ -334,6 +360,7 @@ def simulate(
 
     def account(result: RunResult) -> None:
         summary.runs += 1
+        summary.cover(result)
         summary.events += result.events
         summary.virtual_time += result.virtual_time
         if result.ok:
@@ -362,7 +389,7 @@ def simulate(
                     summary.stopped_early = True
                     index = runs
                     break
-                pending.append(pool.submit(run_one, seed + index, faults, duration))
+                pending.append(pool.submit(run_one, seed + index, faults, duration, swarm))
                 index += 1
             if not pending:
                 break
@@ -375,7 +402,7 @@ def simulate(
             if over_time():
                 summary.stopped_early = True
                 break
-            account(run_one(seed + index, faults, duration))
+            account(run_one(seed + index, faults, duration, swarm))
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             run_on(pool, workers)

@@ -10,6 +10,7 @@ ask-reply).
 
 from __future__ import annotations
 
+import enum
 import heapq
 import itertools
 import math
@@ -29,7 +30,7 @@ from minicluster.cluster.components import (
 )
 from minicluster.cluster.context import Event
 from minicluster.cluster.jobmaster import JobMaster
-from minicluster.cluster.model import SlotID, SlotState
+from minicluster.cluster.model import JobStatus, SlotID, SlotState
 from minicluster.cluster.resourcemanager import ResourceManager
 from minicluster.cluster.snapshot import JobSnapshot
 from minicluster.cluster.taskexecutor import TaskExecutor
@@ -79,6 +80,15 @@ __all__ = [
 ]
 
 
+# which invariants each check after an event (or at quiescence) looks after: a run "exercised"
+# an invariant when one of its checks ran on an event that could break it
+_TASK_EXECUTOR_CHECKS = ("slot-exclusive", "fencing")
+_JOB_MASTER_CHECKS = ("slot-exclusive", "job-finished")
+_SCHEDULING_CHECKS = ("region-whole", "slot-reuse", "restart-accounting", "slot-request-timeout")
+_QUIET_CHECKS = ("slot-agreement", "slot-exclusive", "ask-reply")
+_JOB_STATUS_REACHED = {status.value: status for status in JobStatus}
+
+
 class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
     """Watches one MiniCluster: cheap checks after every event (only what the event can have
     changed: the TaskExecutor, JobMaster or ResourceManager it names), full scans when asked
@@ -125,6 +135,10 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
         self._ask_numbers = itertools.count()
         self._hooked: set[int] = set()
         self._job_views: dict[JobMaster, JobSnapshot] = {}  # per event: see job_view
+        # coverage: the invariants whose check ran on a relevant event, and the states seen
+        # (enum members, so that recording one is a set insertion and nothing more)
+        self.exercised: set[str] = set()
+        self.states_seen: set[enum.Enum] = set()
         self._hook_services()
 
     # --- hooks ----------------------------------------------------------------------------
@@ -177,7 +191,9 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
     def _on_event(self, event: Event) -> None:
         cluster = self.cluster
         now = event.time
+        exercised = self.exercised
         if self._asks:
+            exercised.add("ask-reply")
             self._check_asks()
         if cluster.resource_manager is not self._rms[-1]:
             self._rms.append(cluster.resource_manager)
@@ -196,6 +212,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
         ):
             failing = self._job_master(sender_job)
             if failing is not None:
+                exercised.add("slot-request-timeout")
                 self.check_no_resource_failure(failing, event.message, now)
         for endpoint_id in (event.sender, event.receiver):
             if endpoint_id is None:
@@ -205,10 +222,12 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
             if resource_id is not None:
                 te = cluster.task_executors.get(resource_id)
                 if te is not None:
+                    exercised.update(_TASK_EXECUTOR_CHECKS)
                     self.check_task_executor(te, now)
             elif job is not None:
                 jm = self._job_master(job)
                 if jm is not None:
+                    exercised.update(_JOB_MASTER_CHECKS)
                     self.check_job_master(jm, now)
             elif endpoint_id == RESOURCE_MANAGER:
                 self._track_lost(now)
@@ -220,13 +239,18 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
                 and event.outcome == "ok"
                 and (receiver in (RESOURCE_MANAGER, DISPATCHER) or receiver_job is not None)
             ):
+                exercised.add("fencing")
                 self.check_fenced_receiver(receiver)
             if receiver_job is not None:
                 # the JobMaster has handled a call: its state is whole again
                 handled = self._job_master(receiver_job)
                 if handled is not None:
+                    exercised.update(_SCHEDULING_CHECKS)
                     self.check_scheduling(handled, now)
         elif kind == "job" and event.sender is not None:
+            status = _JOB_STATUS_REACHED.get(event.message.rpartition(" -> ")[2])
+            if status is not None:
+                self.states_seen.add(status)
             if (
                 event.message.endswith(("-> FINISHED", "-> FAILED", "-> CANCELED"))
                 and sender_job is not None
@@ -234,12 +258,15 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
                 self.job_ended_at = now
                 ended = self._job_master(sender_job)
                 if ended is not None and event.message.endswith("-> FINISHED"):
+                    exercised.add("job-finished")
                     self.check_finished_job(ended, now)
                 elif ended is not None and event.message.endswith("-> FAILED"):
+                    exercised.add("restart-accounting")
                     self.check_failed_job(ended)
         elif kind == "failure" and event.sender is not None:
             self.last_failure[event.sender] = event.message
         if self._lost_since:
+            exercised.add("lost-task-executor")
             self.check_lost_task_executors(now)
 
     # --- at quiescence ----------------------------------------------------------------------
@@ -253,6 +280,7 @@ class InvariantChecker(SlotChecks, SchedulingChecks, LivenessChecks):
         store = cluster.store
         now = cluster.events.now()
         self._job_views.clear()
+        self.exercised.update(_QUIET_CHECKS)
         self._check_asks()
         for te in live.values():
             self.check_task_executor(te, now)

@@ -5,6 +5,7 @@ the state it reads and updates."""
 
 from __future__ import annotations
 
+import enum
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
@@ -64,6 +65,8 @@ class CheckerState:
     _reported: set[str]
     events: int
     errors: int
+    exercised: set[str]
+    states_seen: set[enum.Enum]
     _te_tasks: dict[TaskExecutor, set[uuid.UUID]]
     _te_allocations: dict[TaskExecutor, list[uuid.UUID | None]]
     _started: dict[uuid.UUID, _Started]

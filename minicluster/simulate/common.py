@@ -5,6 +5,7 @@ RunResult, SimulationSummary).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,34 @@ INVARIANTS: tuple[str, ...] = (
     "expectation",
     "crash",
 )
+
+# the invariants a check of the checker looks after (the others name a failed step or a crash)
+CHECKED_INVARIANTS = INVARIANTS[:-3]
+
+# the states the coverage reports, by kind: Flink's JobStatus, ExecutionState and slot states
+STATE_NAMES: dict[str, tuple[str, ...]] = {
+    "job": (
+        "RUNNING",
+        "FAILING",
+        "RESTARTING",
+        "FINISHED",
+        "FAILED",
+        "CANCELLING",
+        "CANCELED",
+    ),
+    "task": (
+        "CREATED",
+        "SCHEDULED",
+        "DEPLOYING",
+        "INITIALIZING",
+        "RUNNING",
+        "FINISHED",
+        "CANCELING",
+        "CANCELED",
+        "FAILED",
+    ),
+    "slot": ("FREE", "ALLOCATED", "ACTIVE"),
+}
 
 MAX_VIOLATIONS_PER_RUN = 25
 # The generator's capacity rule. Once the ResourceManager is older than its start-up period
@@ -67,6 +96,9 @@ class Violation:
     description: str
     at: float | None = None  # cluster seconds since the run started
     detail: str = ""
+    # the scenario step whose failure this is (0-based), None when a check of the checker
+    # found it: a shrink keeps a checker's violation a checker's
+    step: int | None = None
 
     def line(self) -> str:
         """``VIOLATION seed=S: <description>``: what the command prints."""
@@ -94,6 +126,11 @@ class RunResult:
     violations: list[Violation] = field(default_factory=list)
     scenario_text: str = ""
     dumped: str | None = None
+    # coverage: the fault kinds the run injected, the invariants whose checks ran on a relevant
+    # event, and the states reached ("job:RUNNING", "task:DEPLOYING", "slot:ACTIVE")
+    faults: tuple[str, ...] = ()
+    exercised: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -113,6 +150,31 @@ class SimulationSummary:
     failed_seeds: list[int] = field(default_factory=list)
     dumped: list[str] = field(default_factory=list)
     stopped_early: bool = False  # the time limit ended the simulation before `runs`
+    # coverage: how many runs injected each fault kind, exercised each invariant, reached
+    # each state
+    fault_runs: Counter[str] = field(default_factory=Counter)
+    invariant_runs: Counter[str] = field(default_factory=Counter)
+    state_runs: Counter[str] = field(default_factory=Counter)
+
+    def cover(self, result: RunResult) -> None:
+        """Count what run ``result`` exercised."""
+        self.fault_runs.update(result.faults)
+        self.invariant_runs.update(result.exercised)
+        self.state_runs.update(result.states)
+
+    def coverage(self) -> dict[str, dict[str, int]]:
+        """Runs per fault kind, per invariant and per state, every known one listed (a zero
+        is what a reader looks for)."""
+        states = {
+            f"{prefix}:{name}": self.state_runs[f"{prefix}:{name}"]
+            for prefix, names in STATE_NAMES.items()
+            for name in names
+        }
+        return {
+            "faults": {k: self.fault_runs[k] for k in FAULT_KINDS},
+            "invariants": {k: self.invariant_runs[k] for k in CHECKED_INVARIANTS},
+            "states": states,
+        }
 
     @property
     def ok(self) -> bool:
@@ -135,4 +197,5 @@ class SimulationSummary:
             "failed_seeds": self.failed_seeds,
             "violations": [v.as_dict() for v in self.violations],
             "dumped": self.dumped,
+            "coverage": self.coverage(),
         }

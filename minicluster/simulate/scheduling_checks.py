@@ -108,7 +108,9 @@ class SchedulingChecks(CheckerState):
                     f"[{waiting[0].subtask}] is {waiting[0].state.value}",
                     key=f"partial:{jm.job_id}:{jm.fencing_token}:{region.index}:{attempt}",
                 )
+            seen = self.states_seen
             for execution in executions:
+                seen.add(execution.state)
                 if execution.state in _IN_SLOT:
                     slot = pool.get(execution.allocation_id) if execution.allocation_id else None
                     if (

@@ -33,7 +33,9 @@ class SlotChecks(CheckerState):
         tasks = te.tasks
         rid = te.resource_id
         in_slots = 0
+        seen = self.states_seen
         for slot in te.slots:
+            seen.add(slot.state)
             for execution_id in slot.tasks:
                 in_slots += 1
                 task = tasks.get(execution_id)

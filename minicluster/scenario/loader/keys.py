@@ -13,7 +13,7 @@ from minicluster.limits import CLUSTER_DURATIONS
 # and docker-compose files).
 EXTENSION_PREFIX = "x-"
 
-SCENARIO_KEYS = ("name", "description", "seed", "cluster", "steps")
+SCENARIO_KEYS = ("name", "description", "seed", "checks", "cluster", "steps")
 
 # The cluster durations' keys under cluster:, from limits.CLUSTER_DURATIONS: a one-part key is a
 # duration directly in the cluster section (rpc_timeout), a two-part key a sub-map's entry

@@ -515,6 +515,9 @@ class Scenario:
     name: str
     description: str = ""
     seed: int | None = None
+    # "invariants": run-scenario runs it with the checks of `minicluster simulate` (a scenario
+    # that simulate --shrink wrote says so, to fail the way its run did)
+    checks: str = "none"
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     steps: list[Step] = field(default_factory=list)
     file: str = "<string>"

@@ -526,6 +526,11 @@ def _parse_scenario_root(r: _Reader, root: MappingNode) -> Scenario:
         if isinstance(value, bool) or not isinstance(value, int):
             raise r.error("seed", n, f"expected an integer, got {describe_value(value)}")
         seed = value
+    checks = "none"
+    if (n := m.get("checks")) is not None and not r.is_null(n):
+        checks = r.text(n, "checks", "'invariants' or 'none'")
+        if checks not in ("invariants", "none"):
+            raise r.error("checks", n, f"expected 'invariants' or 'none', got {checks!r}")
     cluster = _parse_cluster(r, m.get("cluster"), "cluster")
     steps_node = m.require("steps", " (the list of what the scenario does)")
     step_nodes = r.sequence_at_most(
@@ -540,6 +545,7 @@ def _parse_scenario_root(r: _Reader, root: MappingNode) -> Scenario:
         name=name,
         description=description,
         seed=seed,
+        checks=checks,
         cluster=cluster,
         steps=steps,
         file=r.file,
