@@ -8,6 +8,7 @@ replies, and says goodbye to one that breaks the protocol.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from typing import Any
 
@@ -72,13 +73,42 @@ class ServerConnection:
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
         self.batching = False  # handling the requests of one read: hold replies back
+        # the idle watchdog's view of the reader: parked in a read since this time
+        self.receiving = False
+        self.read_since = 0.0
+        self.went_idle = False
+
+    async def _watch_idle(self, reading: trio.CancelScope) -> None:
+        """Close a connection whose peer said nothing for `idle_timeout` (one task per
+        connection instead of a cancel scope per read: the reader only notes when it starts
+        to wait for bytes). Time spent waiting for our own answers, for mailbox room or for a
+        slow peer to read its replies is not idleness: the watch starts again from then."""
+        timeout = self.service.idle_timeout
+        if timeout == math.inf:
+            return
+        deadline = trio.current_time() + timeout
+        while True:
+            await trio.sleep_until(deadline)
+            now = trio.current_time()
+            if not self.receiving or self.in_progress:
+                deadline = now + timeout
+                continue
+            deadline = self.read_since + timeout
+            if deadline <= now:
+                self.went_idle = True
+                reading.cancel()
+                return
 
     async def serve(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.writer.run)
                 try:
-                    await self._serve()
+                    with trio.CancelScope() as reading:
+                        nursery.start_soon(self._watch_idle, reading)
+                        await self._serve()
+                    if self.went_idle:
+                        self._goodbye(f"connection idle for {self.service.idle_timeout:g} s")
                 finally:
                     await self.writer.close_after_flush()
                     nursery.cancel_scope.cancel()
@@ -117,25 +147,25 @@ class ServerConnection:
                 await trio.lowlevel.checkpoint()  # one busy peer must not starve the others
 
     async def _frames(self) -> Any:
-        """Payloads as they arrive; ends on EOF, after an idle timeout, or after saying goodbye
-        to an oversized frame. Stops reading while too many replies wait to be written (a
-        peer that does not read cannot make us buffer without bound)."""
+        """Payloads as they arrive; ends on EOF, or after saying goodbye to an oversized frame
+        (the idle watchdog cancels a read that waits too long). Stops reading while too many
+        replies wait to be written (a peer that does not read cannot make us buffer without
+        bound)."""
         decoder = self.decoder
         writer = self.writer
-        idle_timeout = self.service.idle_timeout
+        now = trio.lowlevel.current_clock().current_time  # cheaper than trio.current_time()
+        receive_some = self.stream.receive_some
         while True:
             if writer.buffered > WRITE_HIGH_WATER:
                 await writer.wait_below(WRITE_LOW_WATER)
-            with trio.move_on_after(idle_timeout) as idle:
-                try:
-                    data = await self.stream.receive_some(decoder.receive_size())
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-            if idle.cancelled_caught:
-                if self.in_progress:
-                    continue  # waiting for our own answers is not idleness
-                self._goodbye(f"connection idle for {idle_timeout:g} s")
+            self.read_since = now()
+            self.receiving = True
+            try:
+                data = await receive_some(decoder.receive_size())
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+            finally:
+                self.receiving = False
             if not data:
                 return
             try:
