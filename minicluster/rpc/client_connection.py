@@ -199,17 +199,32 @@ class ClientConnection:
     async def _read_replies(self) -> None:
         assert self.stream is not None
         stream, decoder, pending = self.stream, self.decoder, self.pending
+        # the rest of a large reply goes straight from the socket into its own buffer
+        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         while True:
+            view = decoder.receive_view() if sock is not None else None
             try:
-                data = await stream.receive_some(decoder.receive_size())
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if view is None:
+                    data = await stream.receive_some(decoder.receive_size())
+                else:
+                    assert sock is not None
+                    data = b""
+                    with view:
+                        count = await sock.recv_into(view)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self.close_reason = f"connection to {self.peer} lost: {exc}"
                 return
-            if not data:
+            if view is not None:
+                if not count:
+                    self.close_reason = f"{self.peer} closed the connection"
+                    return
+                decoder.received(count)
+            elif not data:
                 self.close_reason = f"{self.peer} closed the connection"
                 return
             try:
-                decoder.feed(data)
+                if data:
+                    decoder.feed(data)
                 for payload in decoder:
                     message = protocol.decode_message(payload)
                     kind = message.get("type")

@@ -155,21 +155,36 @@ class ServerConnection:
         writer = self.writer
         now = trio.lowlevel.current_clock().current_time  # cheaper than trio.current_time()
         receive_some = self.stream.receive_some
+        # the rest of a large frame goes straight from the socket into its own buffer
+        stream = self.stream
+        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         while True:
             if writer.buffered > WRITE_HIGH_WATER:
                 await writer.wait_below(WRITE_LOW_WATER)
+            view = decoder.receive_view() if sock is not None else None
             self.read_since = now()
             self.receiving = True
             try:
-                data = await receive_some(decoder.receive_size())
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                if view is None:
+                    data = await receive_some(decoder.receive_size())
+                else:
+                    assert sock is not None
+                    data = b""
+                    with view:
+                        count = await sock.recv_into(view)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             finally:
                 self.receiving = False
-            if not data:
+            if view is not None:
+                if not count:
+                    return
+                decoder.received(count)
+            elif not data:
                 return
             try:
-                decoder.feed(data)
+                if data:
+                    decoder.feed(data)
                 del data  # the decoder has a copy: do not hold a second one while decoding
                 # replies to a batch of requests go out in one write, after the batch
                 self.batching = True
