@@ -264,13 +264,14 @@ class ClientConnection:
         self._cancel.cancel()
 
     def _encode(self, message: dict[str, Any]) -> bytes:
+        """The frame payload of `message` (the writer adds the header)."""
         payload = protocol.encode_message(message)
         if len(payload) > self.peer_max_frame_size:
             raise MessageTooLargeError(
                 f"{message['type']} {message.get('method', '')} of {len(payload)} bytes exceeds "
                 f"the frame limit of {self.peer_max_frame_size} bytes; not sent"
             )
-        return protocol.frame_bytes(payload)
+        return payload
 
     async def request(
         self, message: dict[str, Any], timeout: float, what: Callable[[], str]
@@ -285,7 +286,7 @@ class ClientConnection:
         alone = not pending
         pending[request_id] = reply
         assert self.writer is not None
-        self.writer.send(frame, alone)
+        self.writer.send_payload(frame, alone)
         try:
             return await reply.wait(self.service.timeouts, timeout, what)
         finally:
@@ -296,7 +297,7 @@ class ClientConnection:
             return
         frame = self._encode(message)
         assert self.writer is not None
-        self.writer.send(frame)
+        self.writer.send_payload(frame)
 
 
 def _why(exc: OSError) -> str:
@@ -360,7 +361,7 @@ class RemoteInvoker:
         pending[request_id] = reply
         message_filter = conn.service.message_filter
         if message_filter is None or message_filter(self.caller, self.endpoint_id, method):
-            conn.writer.send(frame, alone)  # type: ignore[union-attr]
+            conn.writer.send_payload(frame, alone)  # type: ignore[union-attr]
         elif conn.service.tracer is not None:
             conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
         return request_id

@@ -377,7 +377,7 @@ class ServerConnection:
             # call on it: this one call fails instead
             self.send_error(request_id, self._too_large(method, len(payload)))
             return
-        self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
+        self.writer.send_payload(payload, not self.in_progress and not self.batching)
 
     def _too_large(self, method: str, size: int) -> MessageTooLargeError:
         caller_limit = self.caller_limit
@@ -393,7 +393,7 @@ class ServerConnection:
 
     def send_error(self, request_id: int, error: BaseException) -> None:
         payload = protocol.encode_message(protocol.error_reply(request_id, error, self.reply_limit))
-        self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
+        self.writer.send_payload(payload, not self.in_progress and not self.batching)
 
 
 class _Prefixed(trio.abc.Stream):
