@@ -19,9 +19,7 @@ async def _read_frames(stream: trio.SocketStream, count: int) -> list[bytes]:
     return frames
 
 
-async def test_large_payloads_arrive_whole_and_in_order_with_the_small_frames_around_them() -> (
-    None
-):
+async def test_large_payloads_arrive_whole_and_in_order_with_the_small_frames_around_them() -> None:
     left, right = trio.socket.socketpair()
     sender, receiver = trio.SocketStream(left), trio.SocketStream(right)
     large = bytes(range(256)) * (4 * COALESCE_LIMIT // 256 + 3)
