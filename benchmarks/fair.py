@@ -23,15 +23,17 @@ Variants (remote: the client in the `--one` process, the server in its own child
   floor for handlers that suspend; the same client.
 * mc-inline: minicluster (`open_rpc_service` + `connect`), handlers that never await (served
   inline on the connection's reader task).
-* mc-suspend: minicluster, handlers that `await trio.sleep(0)` once (as a cluster endpoint
-  that awaits anything does; they run on the endpoint's main thread).
+* mc-suspend: minicluster, handlers that `await trio.sleep(0)` once, holding the endpoint's
+  main thread meanwhile (calls to one endpoint run one after another).
+* mc-offmain: minicluster, handlers that `await self.off_main(trio.sleep(0))`, as cluster
+  endpoints wait for anything slow: the main thread serves other calls meanwhile.
 * pyro5 (msgpack, threaded server, TCP_NODELAY), rpyc (ThreadedServer): synchronous clients,
   64 threads with a connection each for the in-flight figure.
 
 Workloads: sequential `add(i, 1)` p50/p99; `add` with 64 calls in flight, calls/s; a 1 MiB echo
 as the TOTAL time of N sequential round trips, reported as MB/s (N x 1 MiB / total seconds).
-Local (in the `--one` process): a minicluster self-gateway ask with an inline and a suspending
-handler, a bare trio memory-channel round trip, and Pykka (ThreadingActor `ask`).
+Local (in the `--one` process): a minicluster self-gateway ask with an inline, a suspending
+and an off-main handler, a bare trio memory-channel round trip, and Pykka (ThreadingActor `ask`).
 
 Bounded: every loop has a count and a time budget, every child a timeout after which it is
 killed by its PID, servers listen on 127.0.0.1 port 0 and stop when their stdin closes.
@@ -69,8 +71,8 @@ SERVER_START_TIMEOUT = 30.0
 CALL_TIMEOUT = 20.0
 CONCURRENCY = 64
 
-REMOTE = ["raw-inline", "raw-task", "mc-inline", "mc-suspend", "pyro5", "rpyc"]
-LOCAL = ["local-memchan", "local-mc-inline", "local-mc-suspend", "local-pykka"]
+REMOTE = ["raw-inline", "raw-task", "mc-inline", "mc-suspend", "mc-offmain", "pyro5", "rpyc"]
+LOCAL = ["local-memchan", "local-mc-inline", "local-mc-suspend", "local-mc-offmain", "local-pykka"]
 NEEDS = {"pyro5": "Pyro5", "rpyc": "rpyc", "local-pykka": "pykka"}
 
 Figures = dict[str, float]
@@ -123,7 +125,22 @@ class SuspendingCalc(RpcEndpoint, CalcGateway):
         return data
 
 
+class OffMainCalc(RpcEndpoint, CalcGateway):
+    """Handlers that wait off the main thread (`off_main`), as endpoints do for anything slow:
+    calls overlap, each resumes on the main thread to answer."""
+
+    async def add(self, a: int, b: int) -> int:
+        await self.off_main(trio.sleep(0))
+        return a + b
+
+    async def echo(self, data: bytes) -> bytes:
+        await self.off_main(trio.sleep(0))
+        return data
+
+
 def calc_class(kind: str) -> type[RpcEndpoint]:
+    if kind.endswith("offmain"):
+        return OffMainCalc
     return SuspendingCalc if kind.endswith("suspend") else InlineCalc
 
 
