@@ -38,3 +38,22 @@ async def test_large_payloads_arrive_whole_and_in_order_with_the_small_frames_ar
             frames = await _read_frames(receiver, 5)
         nursery.cancel_scope.cancel()
     assert frames == [large, b"small", huge, large, b"last"]
+
+
+async def test_frames_held_back_then_flushed_at_once_arrive_whole_and_in_order() -> None:
+    left, right = trio.socket.socketpair()
+    sender, receiver = trio.SocketStream(left), trio.SocketStream(right)
+    large = bytes(range(256)) * (2 * COALESCE_LIMIT // 256)
+    huge = b"\x07" * (16 * 1024 * 1024)  # more than the kernel takes in one write
+    writer = FrameWriter(sender)
+    async with sender, receiver, trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        await trio.sleep(0)  # the writer task parks
+        # replies to one read's requests are queued, then written from the reader's task
+        for payload in (b"first", huge, b"between", large):
+            writer.send_payload(payload)
+        writer.flush_direct()
+        with trio.fail_after(10):
+            frames = await _read_frames(receiver, 4)
+        nursery.cancel_scope.cancel()
+    assert frames == [b"first", huge, b"between", large]

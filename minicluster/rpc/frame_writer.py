@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 COALESCE_LIMIT = 256 * 1024
+WRITEV_PIECES = 64  # well below any system's IOV_MAX
 _Abort = trio.lowlevel.Abort
 
 
@@ -113,16 +114,28 @@ class FrameWriter:
         if self._fd is None or self._busy or not self._pending or self.closed:
             return
         pending = self._pending
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        try:
-            written = os.write(self._fd, data)
-        except OSError:
-            return  # the writer task meets the same error and ends the connection
-        self.buffered -= written
-        if written == len(data):
-            pending.clear()
+        if 1 < len(pending) <= WRITEV_PIECES and any(
+            len(piece) >= COALESCE_LIMIT for piece in pending
+        ):
+            # a large payload among them (queued apart from its header): hand the pieces to
+            # the kernel as they are rather than copy them into one
+            try:
+                written = os.writev(self._fd, pending)
+            except OSError:
+                return  # the writer task meets the same error and ends the connection
+            self.buffered -= written
+            self._pending = _after(pending, written)
         else:
-            self._pending = [data[written:]]
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            try:
+                written = os.write(self._fd, data)
+            except OSError:
+                return  # the writer task meets the same error and ends the connection
+            self.buffered -= written
+            if written == len(data):
+                pending.clear()
+            else:
+                self._pending = [data[written:]]
         if self._below:
             self._wake_below()
 
@@ -178,6 +191,18 @@ class FrameWriter:
         with trio.move_on_after(timeout):
             await self._flushed.wait()
         self._fd = None
+
+
+def _after(pieces: list[bytes | memoryview], written: int) -> list[bytes | memoryview]:
+    """What is left of `pieces` once the kernel took their first `written` bytes."""
+    for i, piece in enumerate(pieces):
+        if written < len(piece):
+            rest = pieces[i:]
+            if written:
+                rest[0] = memoryview(piece)[written:]
+            return rest
+        written -= len(piece)
+    return []
 
 
 def _coalesce(frames: list[bytes | memoryview]) -> list[bytes | memoryview]:
