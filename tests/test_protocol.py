@@ -854,3 +854,28 @@ def test_an_int_or_str_enum_cannot_be_registered_since_its_type_would_be_lost() 
 
     with pytest.raises(TypeError, match="subclasses a CBOR type"):
         wire_type(Priority)
+
+
+def test_a_large_frame_received_straight_into_its_own_buffer_comes_out_whole_in_order() -> None:
+    big = bytes(range(256)) * (protocol.LARGE_PAYLOAD // 256 + 7)
+    small_before, small_after = b"before", b"after"
+    stream = (
+        protocol.frame_bytes(small_before)
+        + protocol.frame_bytes(big)
+        + protocol.frame_bytes(small_after)
+    )
+    decoder = FrameDecoder()
+    decoder.feed(stream[:100_000])  # the first frame, the large one's header and its start
+    assert list(decoder) == [small_before]
+    end_of_big = 4 + len(small_before) + 4 + len(big)
+    pos = 100_000
+    while (view := decoder.receive_view()) is not None:
+        with view:
+            count = min(len(view), 70_000)  # a socket's recv_into fills a part of the view
+            view[:count] = stream[pos : pos + count]
+        decoder.received(count)
+        pos += count
+    assert pos == end_of_big  # nothing past the large frame was taken into its buffer
+    decoder.feed(stream[pos:])
+    assert list(decoder) == [big, small_after]
+    assert decoder.buffered == 0

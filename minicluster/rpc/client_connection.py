@@ -199,17 +199,32 @@ class ClientConnection:
     async def _read_replies(self) -> None:
         assert self.stream is not None
         stream, decoder, pending = self.stream, self.decoder, self.pending
+        # the rest of a large reply goes straight from the socket into its own buffer
+        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         while True:
+            view = decoder.receive_view() if sock is not None else None
             try:
-                data = await stream.receive_some(decoder.receive_size())
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if view is None:
+                    data = await stream.receive_some(decoder.receive_size())
+                else:
+                    assert sock is not None
+                    data = b""
+                    with view:
+                        count = await sock.recv_into(view)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self.close_reason = f"connection to {self.peer} lost: {exc}"
                 return
-            if not data:
+            if view is not None:
+                if not count:
+                    self.close_reason = f"{self.peer} closed the connection"
+                    return
+                decoder.received(count)
+            elif not data:
                 self.close_reason = f"{self.peer} closed the connection"
                 return
             try:
-                decoder.feed(data)
+                if data:
+                    decoder.feed(data)
                 for payload in decoder:
                     message = protocol.decode_message(payload)
                     kind = message.get("type")
@@ -249,13 +264,14 @@ class ClientConnection:
         self._cancel.cancel()
 
     def _encode(self, message: dict[str, Any]) -> bytes:
+        """The frame payload of `message` (the writer adds the header)."""
         payload = protocol.encode_message(message)
         if len(payload) > self.peer_max_frame_size:
             raise MessageTooLargeError(
                 f"{message['type']} {message.get('method', '')} of {len(payload)} bytes exceeds "
                 f"the frame limit of {self.peer_max_frame_size} bytes; not sent"
             )
-        return protocol.frame_bytes(payload)
+        return payload
 
     async def request(
         self, message: dict[str, Any], timeout: float, what: Callable[[], str]
@@ -270,7 +286,7 @@ class ClientConnection:
         alone = not pending
         pending[request_id] = reply
         assert self.writer is not None
-        self.writer.send(frame, alone)
+        self.writer.send_payload(frame, alone)
         try:
             return await reply.wait(self.service.timeouts, timeout, what)
         finally:
@@ -281,7 +297,7 @@ class ClientConnection:
             return
         frame = self._encode(message)
         assert self.writer is not None
-        self.writer.send(frame)
+        self.writer.send_payload(frame)
 
 
 def _why(exc: OSError) -> str:
@@ -345,7 +361,7 @@ class RemoteInvoker:
         pending[request_id] = reply
         message_filter = conn.service.message_filter
         if message_filter is None or message_filter(self.caller, self.endpoint_id, method):
-            conn.writer.send(frame, alone)  # type: ignore[union-attr]
+            conn.writer.send_payload(frame, alone)  # type: ignore[union-attr]
         elif conn.service.tracer is not None:
             conn.service.tracer.dropped(self.caller, self.endpoint_id, method, True)
         return request_id

@@ -63,7 +63,7 @@ class DecodeBudgetError(ProtocolError):
         self.budget = budget
 
 
-def check_decode_cost(data: bytes, budget: int) -> None:
+def check_decode_cost(data: bytes | bytearray, budget: int) -> None:
     """Raise `DecodeBudgetError` if decoding `data` would take more than `budget` bytes."""
     if len(data) * MAX_COST_PER_BYTE <= budget:
         return
@@ -77,7 +77,7 @@ def decode_cost(data: bytes) -> int:
     return _walk(data, 1 << 62)
 
 
-def _walk(data: bytes, budget: int) -> int:
+def _walk(data: bytes | bytearray, budget: int) -> int:
     """The estimate for the items of `data`, stopping as soon as it passes `budget`."""
     size = len(data)
     pos = 0

@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 COALESCE_LIMIT = 256 * 1024
+WRITEV_PIECES = 64  # well below any system's IOV_MAX
 _Abort = trio.lowlevel.Abort
 
 
@@ -40,7 +41,7 @@ class FrameWriter:
         self._stream = stream
         sock = getattr(stream, "socket", None)
         self._fd: int | None = sock.fileno() if sock is not None else None
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []
         self._waiter: trio.lowlevel.Task | None = None
         self._busy = False
         self.closed = False
@@ -56,7 +57,31 @@ class FrameWriter:
         self._below.append((level, event))
         await event.wait()
 
-    def send(self, frame: bytes, direct: bool = False) -> None:
+    def send_payload(self, payload: bytes, direct: bool = False) -> None:
+        """Queue one frame made of its header and `payload`. A large payload is not copied to
+        put the header before it: both go to the kernel in one `writev`, or queued as two
+        pieces (the header joins the small frames before it, the payload is written alone)."""
+        header = len(payload).to_bytes(4, "big")
+        if len(payload) < COALESCE_LIMIT:
+            self.send(header + payload, direct)
+            return
+        if self.closed:
+            return
+        if direct and self._fd is not None and not self._busy and not self._pending:
+            try:
+                written = os.writev(self._fd, (header, payload))
+            except OSError:
+                written = 0  # would block, or the writer task meets the same error
+            if written == len(payload) + 4:
+                return
+            if written >= 4:
+                self._queue(memoryview(payload)[written - 4 :])
+                return
+            header = header[written:]
+        self._queue(header)
+        self._queue(payload)
+
+    def send(self, frame: bytes | memoryview, direct: bool = False) -> None:
         """Queue `frame`; with `direct`, try to write it at once (the caller expects no other
         frame soon, so batching would only add latency)."""
         if self.closed:
@@ -71,6 +96,9 @@ class FrameWriter:
             if written == len(frame):
                 return
             frame = frame[written:]
+        self._queue(frame)
+
+    def _queue(self, frame: bytes | memoryview) -> None:
         self._pending.append(frame)
         self.buffered += len(frame)
         if self._flushed.is_set():
@@ -86,16 +114,28 @@ class FrameWriter:
         if self._fd is None or self._busy or not self._pending or self.closed:
             return
         pending = self._pending
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        try:
-            written = os.write(self._fd, data)
-        except OSError:
-            return  # the writer task meets the same error and ends the connection
-        self.buffered -= written
-        if written == len(data):
-            pending.clear()
+        if 1 < len(pending) <= WRITEV_PIECES and any(
+            len(piece) >= COALESCE_LIMIT for piece in pending
+        ):
+            # a large payload among them (queued apart from its header): hand the pieces to
+            # the kernel as they are rather than copy them into one
+            try:
+                written = os.writev(self._fd, pending)
+            except OSError:
+                return  # the writer task meets the same error and ends the connection
+            self.buffered -= written
+            self._pending = _after(pending, written)
         else:
-            self._pending = [data[written:]]
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            try:
+                written = os.write(self._fd, data)
+            except OSError:
+                return  # the writer task meets the same error and ends the connection
+            self.buffered -= written
+            if written == len(data):
+                pending.clear()
+            else:
+                self._pending = [data[written:]]
         if self._below:
             self._wake_below()
 
@@ -153,12 +193,24 @@ class FrameWriter:
         self._fd = None
 
 
-def _coalesce(frames: list[bytes]) -> list[bytes]:
+def _after(pieces: list[bytes | memoryview], written: int) -> list[bytes | memoryview]:
+    """What is left of `pieces` once the kernel took their first `written` bytes."""
+    for i, piece in enumerate(pieces):
+        if written < len(piece):
+            rest = pieces[i:]
+            if written:
+                rest[0] = memoryview(piece)[written:]
+            return rest
+        written -= len(piece)
+    return []
+
+
+def _coalesce(frames: list[bytes | memoryview]) -> list[bytes | memoryview]:
     """Join small frames into few writes; large ones go alone, uncopied."""
     if len(frames) == 1:
         return frames
-    chunks: list[bytes] = []
-    group: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
+    group: list[bytes | memoryview] = []
     size = 0
     for frame in frames:
         if len(frame) >= COALESCE_LIMIT:

@@ -52,7 +52,7 @@ MIN_FRAME_SIZE: Final = 1024  # room for any set-up message and any (cut) error 
 SETUP_MAX_FRAME_SIZE: Final = 4096
 SETUP_DECODE_BUDGET: Final = 16 * 1024
 HEADER_SIZE: Final = 4
-LARGE_PAYLOAD: Final = 1024 * 1024  # gathered in parts by the FrameDecoder
+LARGE_PAYLOAD: Final = 256 * 1024  # received into a buffer of its own by the FrameDecoder
 CHALLENGE_SIZE: Final = 16
 
 
@@ -76,29 +76,47 @@ class FrameDecoder:
     and the decoder drops what it buffered, so an oversized body is never kept.
     """
 
-    __slots__ = ("_broken", "_buf", "_missing", "_parts", "_pos", "_ready", "max_frame_size")
+    __slots__ = ("_broken", "_buf", "_filled", "_large", "_pos", "_ready", "max_frame_size")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
         self._buf = bytearray()
         self._pos = 0
         self._broken: FrameTooLargeError | None = None
-        # A large payload is gathered as the chunks that came and joined once: growing the
-        # buffer to its size and copying it out would hold it two or three times over.
-        self._parts: list[bytes] | None = None
-        self._missing = 0  # bytes of the gathered payload still to come
-        self._ready: list[bytes] = []  # gathered payloads, before anything in the buffer
+        # A large payload goes into a buffer of its own, allocated once at its announced size
+        # (the reader may receive straight into it, see `receive_view`) and handed out as it
+        # is: growing the shared buffer and copying the payload out would hold it twice over.
+        self._large: bytearray | None = None
+        self._filled = 0  # bytes of the large payload received so far
+        self._ready: list[bytes | bytearray] = []  # large payloads, before the buffer's
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a frame."""
-        gathered = sum(map(len, self._parts)) if self._parts is not None else 0
+        gathered = self._filled if self._large is not None else 0
         return len(self._buf) - self._pos + gathered + sum(map(len, self._ready))
+
+    def receive_view(self) -> memoryview | None:
+        """Where the rest of a large payload goes (receive into it, then `received`), or None
+        when the next bytes may belong to several frames."""
+        large = self._large
+        if large is None:
+            return None
+        return memoryview(large)[self._filled :]
+
+    def received(self, count: int) -> None:
+        """`count` bytes were received into `receive_view()`."""
+        large = self._large
+        assert large is not None
+        self._filled += count
+        if self._filled == len(large):
+            self._ready.append(large)
+            self._large = None
 
     def receive_size(self, minimum: int = 65536, maximum: int = 16 * 1024 * 1024) -> int:
         """How much to ask the socket for: enough for the rest of a large frame in one go."""
-        if self._parts is not None:
-            return min(max(minimum, self._missing), maximum)
+        if self._large is not None:
+            return min(max(minimum, len(self._large) - self._filled), maximum)
         available = len(self._buf) - self._pos
         if available < HEADER_SIZE:
             return minimum
@@ -109,17 +127,18 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray) -> None:
         if self._broken is not None:
             raise self._broken
-        parts = self._parts
-        if parts is not None:
-            missing = self._missing
+        large = self._large
+        if large is not None:
+            filled = self._filled
+            missing = len(large) - filled
             if len(data) < missing:
-                parts.append(bytes(data))
-                self._missing -= len(data)
+                large[filled : filled + len(data)] = data
+                self._filled += len(data)
                 return
-            parts.append(bytes(data[:missing]))
-            self._ready.append(b"".join(parts))
-            self._parts = None
-            data = data[missing:]
+            with memoryview(data) as view:
+                large[filled:] = view[:missing]
+                self.received(missing)
+                data = view[missing:].tobytes() if len(data) > missing else b""
         self._buf += data
         if len(self._buf) - self._pos >= HEADER_SIZE:
             self._check_header()
@@ -132,8 +151,10 @@ class FrameDecoder:
         size = _unpack_header(buf, pos)[0]
         if size >= LARGE_PAYLOAD and len(buf) - pos < HEADER_SIZE + size:
             start = pos + HEADER_SIZE
-            self._parts = [bytes(buf[start:])]
-            self._missing = size - (len(buf) - start)
+            self._large = large = bytearray(size)  # zero pages: memory is taken as bytes come
+            self._filled = len(buf) - start
+            with memoryview(buf) as view:
+                large[: self._filled] = view[start:]
             buf.clear()
             self._pos = 0
 
@@ -145,7 +166,7 @@ class FrameDecoder:
             self._broken = FrameTooLargeError(size, self.max_frame_size)
             raise self._broken
 
-    def next_frame(self) -> bytes | None:
+    def next_frame(self) -> bytes | bytearray | None:
         """The next complete payload, or None until more bytes arrive."""
         if self._ready:
             return self._ready.pop(0)
@@ -171,13 +192,13 @@ class FrameDecoder:
                 self._pos = 0
         return payload
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | bytearray]:
         # drained again after each batch: the limit may change in between (after set-up), and
         # an oversized header after the frames raises then
         while frames := self.drain():
             yield from frames
 
-    def drain(self) -> list[bytes]:
+    def drain(self) -> list[bytes | bytearray]:
         """Every complete payload buffered now, in order (one pass: the hot path of a reader)."""
         frames, self._ready = self._ready, []
         buf, pos = self._buf, self._pos
@@ -201,8 +222,12 @@ class FrameDecoder:
             if pos > 65536 and pos * 2 > end_of_data:
                 del buf[:pos]
                 self._pos = 0
-            if end_of_data - self._pos >= HEADER_SIZE and not frames:
-                self.next_frame()  # raises FrameTooLargeError for an oversized header
+            if end_of_data - self._pos >= HEADER_SIZE:
+                if _unpack_header(buf, self._pos)[0] > limit:
+                    if not frames:
+                        self.next_frame()  # raises FrameTooLargeError for an oversized header
+                else:
+                    self._gather()  # a large frame's rest can be received into its own buffer
         return frames
 
 
@@ -225,7 +250,7 @@ def encode_frame(message: dict[str, Any], max_frame_size: int | None = None) -> 
     return frame_bytes(payload)
 
 
-def decode_message(payload: bytes, budget: int | None = None) -> dict[str, Any]:
+def decode_message(payload: bytes | bytearray, budget: int | None = None) -> dict[str, Any]:
     """A frame payload as a message map; `ProtocolError` for anything else.
 
     `budget` bounds the memory its values may take (see `serialization.loads`); a payload over
@@ -245,7 +270,7 @@ def decode_message(payload: bytes, budget: int | None = None) -> dict[str, Any]:
     return message
 
 
-def _readable_id(payload: bytes) -> int | None:
+def _readable_id(payload: bytes | bytearray) -> int | None:
     """The request id of a message whose values could not all be decoded, if there is one."""
     try:
         message = serialization.loads(payload, lenient=True)

@@ -215,7 +215,7 @@ def decode_budget(size: int) -> int:
     return max(DECODE_BUDGET_FLOOR, size * DECODE_BUDGET_FACTOR_PERCENT // 100)
 
 
-def loads(data: bytes, *, lenient: bool = False, budget: int | None = None) -> Any:
+def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None = None) -> Any:
     """Decode one CBOR item; anything malformed, unknown or too deep is a `ProtocolError`.
 
     A payload whose values would take more than `budget` bytes of memory (by default

@@ -8,6 +8,7 @@ replies, and says goodbye to one that breaks the protocol.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from typing import Any
 
@@ -72,13 +73,42 @@ class ServerConnection:
         self.writer = FrameWriter(stream)
         self.in_progress = 0  # calls handed to endpoints and not answered yet
         self.batching = False  # handling the requests of one read: hold replies back
+        # the idle watchdog's view of the reader: parked in a read since this time
+        self.receiving = False
+        self.read_since = 0.0
+        self.went_idle = False
+
+    async def _watch_idle(self, reading: trio.CancelScope) -> None:
+        """Close a connection whose peer said nothing for `idle_timeout` (one task per
+        connection instead of a cancel scope per read: the reader only notes when it starts
+        to wait for bytes). Time spent waiting for our own answers, for mailbox room or for a
+        slow peer to read its replies is not idleness: the watch starts again from then."""
+        timeout = self.service.idle_timeout
+        if timeout == math.inf:
+            return
+        deadline = trio.current_time() + timeout
+        while True:
+            await trio.sleep_until(deadline)
+            now = trio.current_time()
+            if not self.receiving or self.in_progress:
+                deadline = now + timeout
+                continue
+            deadline = self.read_since + timeout
+            if deadline <= now:
+                self.went_idle = True
+                reading.cancel()
+                return
 
     async def serve(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.writer.run)
                 try:
-                    await self._serve()
+                    with trio.CancelScope() as reading:
+                        nursery.start_soon(self._watch_idle, reading)
+                        await self._serve()
+                    if self.went_idle:
+                        self._goodbye(f"connection idle for {self.service.idle_timeout:g} s")
                 finally:
                     await self.writer.close_after_flush()
                     nursery.cancel_scope.cancel()
@@ -117,29 +147,44 @@ class ServerConnection:
                 await trio.lowlevel.checkpoint()  # one busy peer must not starve the others
 
     async def _frames(self) -> Any:
-        """Payloads as they arrive; ends on EOF, after an idle timeout, or after saying goodbye
-        to an oversized frame. Stops reading while too many replies wait to be written (a
-        peer that does not read cannot make us buffer without bound)."""
+        """Payloads as they arrive; ends on EOF, or after saying goodbye to an oversized frame
+        (the idle watchdog cancels a read that waits too long). Stops reading while too many
+        replies wait to be written (a peer that does not read cannot make us buffer without
+        bound)."""
         decoder = self.decoder
         writer = self.writer
-        idle_timeout = self.service.idle_timeout
+        now = trio.lowlevel.current_clock().current_time  # cheaper than trio.current_time()
+        receive_some = self.stream.receive_some
+        # the rest of a large frame goes straight from the socket into its own buffer
+        stream = self.stream
+        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         while True:
             if writer.buffered > WRITE_HIGH_WATER:
                 await writer.wait_below(WRITE_LOW_WATER)
-            with trio.move_on_after(idle_timeout) as idle:
-                try:
-                    data = await self.stream.receive_some(decoder.receive_size())
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-            if idle.cancelled_caught:
-                if self.in_progress:
-                    continue  # waiting for our own answers is not idleness
-                self._goodbye(f"connection idle for {idle_timeout:g} s")
+            view = decoder.receive_view() if sock is not None else None
+            self.read_since = now()
+            self.receiving = True
+            try:
+                if view is None:
+                    data = await receive_some(decoder.receive_size())
+                else:
+                    assert sock is not None
+                    data = b""
+                    with view:
+                        count = await sock.recv_into(view)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
-            if not data:
+            finally:
+                self.receiving = False
+            if view is not None:
+                if not count:
+                    return
+                decoder.received(count)
+            elif not data:
                 return
             try:
-                decoder.feed(data)
+                if data:
+                    decoder.feed(data)
                 del data  # the decoder has a copy: do not hold a second one while decoding
                 # replies to a batch of requests go out in one write, after the batch
                 self.batching = True
@@ -332,7 +377,7 @@ class ServerConnection:
             # call on it: this one call fails instead
             self.send_error(request_id, self._too_large(method, len(payload)))
             return
-        self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
+        self.writer.send_payload(payload, not self.in_progress and not self.batching)
 
     def _too_large(self, method: str, size: int) -> MessageTooLargeError:
         caller_limit = self.caller_limit
@@ -348,7 +393,7 @@ class ServerConnection:
 
     def send_error(self, request_id: int, error: BaseException) -> None:
         payload = protocol.encode_message(protocol.error_reply(request_id, error, self.reply_limit))
-        self.writer.send(protocol.frame_bytes(payload), not self.in_progress and not self.batching)
+        self.writer.send_payload(payload, not self.in_progress and not self.batching)
 
 
 class _Prefixed(trio.abc.Stream):
