@@ -923,3 +923,15 @@ def test_a_run_that_once_broke_an_invariant_now_keeps_it(text: str, invariant: s
     found = {v.invariant for v in result.violations}
     assert invariant not in found, "\n".join(v.line() for v in result.violations)
     assert result.ok, "\n".join(v.line() for v in result.violations)
+
+
+def test_a_generated_run_reads_the_same_through_libyaml() -> None:
+    # the simulator parses its own runs with libyaml's parser (fast); a scenario file a person
+    # wrote keeps the pure-Python one: both must give the same scenario
+    from minicluster.scenario.loader import parse_scenario
+    from minicluster.simulate import FAULT_KINDS
+    from minicluster.simulate.generator import generate_run
+
+    for seed in (3, 11):
+        text, _ = generate_run(seed, FAULT_KINDS, 120.0, True)
+        assert parse_scenario(text, generated=True) == parse_scenario(text)

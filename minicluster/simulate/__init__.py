@@ -304,7 +304,7 @@ def run_one(
     """Generate run ``seed`` (with ``swarm``, its own subset of ``faults``), run it with the
     checks, and keep its scenario text."""
     text, injected = generate_run(seed, faults, duration, swarm)
-    scenario = parse_scenario(text, f"simulate-seed-{seed}.yaml")
+    scenario = parse_scenario(text, f"simulate-seed-{seed}.yaml", generated=True)
     result = check_scenario(scenario, seed)
     result.scenario_text = text
     result.faults = injected

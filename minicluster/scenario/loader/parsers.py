@@ -559,9 +559,13 @@ def _parse_job_root(r: _Reader, root: MappingNode) -> JobSpec:
     return _parse_job_body(r, m, name, JOB_FILE_KEYS, Source(r.file, "", r.line(root)))
 
 
-def parse_scenario(text: str, file: str = "<string>") -> Scenario:
-    """A Scenario from YAML text; ``file`` is only for messages. Raises ScenarioError."""
-    return _load(text, file, "a map with name, cluster and steps", _parse_scenario_root)
+def parse_scenario(text: str, file: str = "<string>", *, generated: bool = False) -> Scenario:
+    """A Scenario from YAML text; ``file`` is only for messages. Raises ScenarioError.
+    ``generated``: the program wrote the text itself (the simulator), so libyaml's faster
+    parser may read it; the checks of the scenario are the same."""
+    return _load(
+        text, file, "a map with name, cluster and steps", _parse_scenario_root, trusted=generated
+    )
 
 
 def load_scenario(path: str | Path) -> Scenario:
