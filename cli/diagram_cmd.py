@@ -99,14 +99,18 @@ def render(
     text = render_mermaid(sequence)
     if fmt == "mermaid":
         return text
-    from minicluster.diagram.assets import mermaid_js
+    from minicluster.diagram.assets import MermaidBuildError, mermaid_js
 
+    try:
+        renderer = mermaid_js()
+    except MermaidBuildError as exc:
+        fail(str(exc), EXIT_USAGE)
     svg = render_svg(build_timeline(records, window, only), "Slots over time")
     drawn = sequence.selected - sequence.left_out
     summary = (
         f"{len(records):,} messages in the trace, {sequence.selected:,} selected, {drawn:,} drawn."
     )
-    return render_page(title, text, svg, mermaid_js(), summary)
+    return render_page(title, text, svg, renderer, summary)
 
 
 def write_output(text: str, output: str | None) -> None:

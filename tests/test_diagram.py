@@ -487,3 +487,26 @@ def test_the_quickstart_diagram_in_the_docs_is_what_the_command_draws() -> None:
     assert block == render(records, "mermaid", title="quickstart.jsonl")
     svg = (ROOT / "docs" / "quickstart-slots.svg").read_text(encoding="utf-8")
     assert svg == render(records, "svg", title="quickstart.jsonl")
+
+
+def test_without_a_mermaid_build_the_page_shows_the_source_and_how_to_get_one() -> None:
+    from minicluster.diagram.page import NO_RENDERER
+
+    page = render_page("run", "sequenceDiagram\n    A->>B: x\n", "<svg></svg>", None)
+    assert "<script" not in page and 'class="mermaid"' not in page
+    assert "A-&gt;&gt;B: x" in page and "<svg></svg>" in page
+    assert "python -m minicluster.diagram.fetch" in NO_RENDERER
+
+
+def test_a_mermaid_build_that_is_not_the_pinned_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minicluster.diagram.assets import ENVIRONMENT, MermaidBuildError, mermaid_js
+
+    other = tmp_path / "mermaid.min.js"
+    other.write_text("window.mermaid = {};", encoding="utf-8")
+    monkeypatch.setenv(ENVIRONMENT, str(other))
+    with pytest.raises(MermaidBuildError, match=r"not Mermaid 11\.17\.2 as pinned"):
+        mermaid_js()
+    monkeypatch.setenv(ENVIRONMENT, str(tmp_path / "missing.js"))
+    assert mermaid_js() is None

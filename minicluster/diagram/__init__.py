@@ -1,7 +1,8 @@
 """Diagrams of a trace: Mermaid sequence diagrams, a slot timeline (SVG) and an HTML page.
 
-Sans-IO: records in, text out (assets.py reads the vendored Mermaid build, nothing else reads
-or writes). `records` checks trace lines at the boundary; `participants` names components;
+Sans-IO: records in, text out (assets.py reads the Mermaid build found on the machine; nothing
+else reads or writes). `records` checks trace lines at the boundary; `participants` names
+components;
 `sequence` selects and folds messages; `mermaid` writes the diagram; `timeline` finds and draws
 which task ran in which slot; `page` puts both into one offline page.
 """
