@@ -11,81 +11,30 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from minicluster.rpc import FencedRpcEndpoint
-
+from .jobmaster_base import JobMasterParts
 from .jobmaster_state import (
     _REPORTED_FROM,
     BULK_TIMEOUT,
     Execution,
     _Bulk,
-    _PendingRestart,
     _PoolSlot,
-    _TaskManager,
 )
 from .model import (
     ExecutionState,
-    JobGraph,
     JobStatus,
     SlotOffer,
     TaskDeploymentDescriptor,
     TaskExecutionState,
     TaskSubmissionError,
 )
-from .topology import ExecutionVertexId, PipelinedRegion, SchedulingTopology
+from .topology import PipelinedRegion
 
 if TYPE_CHECKING:
-    from .context import ClusterConfig, ClusterContext
     from .gateways import TaskExecutorGateway
 
 
-class SlotPoolMixin(FencedRpcEndpoint):
+class SlotPoolMixin(JobMasterParts):
     """The slot pool and region scheduling of JobMaster; only JobMaster mixes it in."""
-
-    # the JobMaster's state this mixin uses (set in JobMaster.__init__)
-    context: ClusterContext
-    config: ClusterConfig
-    job: JobGraph
-    job_id: uuid.UUID
-    topology: SchedulingTopology
-    status: JobStatus
-    restarts: int
-    failure_cause: str | None
-    pool: dict[uuid.UUID, _PoolSlot]
-    _pool_by_place: dict[tuple[str, int], _PoolSlot]
-    _free: dict[uuid.UUID, _PoolSlot]
-    _group_slot: dict[int, _PoolSlot]
-    _group_users: dict[int, int]
-    _pending: dict[int, _Bulk]
-    _restarts_pending: list[_PendingRestart]
-    _idle_check_scheduled: bool
-    executions: dict[ExecutionVertexId, Execution]
-    state_counts: dict[ExecutionState, int]
-    _by_id: dict[uuid.UUID, Execution]
-    task_managers: dict[str, _TaskManager]
-
-    if TYPE_CHECKING:
-
-        @property
-        def required(self) -> int: ...
-
-        @property
-        def _live(self) -> bool: ...
-
-        def _emit(self, kind: str, message: str) -> None: ...
-
-        def _set_status(self, status: JobStatus) -> None: ...
-
-        def _transition(self, execution: Execution, state: ExecutionState) -> None: ...
-
-        def _declare(self) -> None: ...
-
-        def _job_reached_terminal_state(self, status: JobStatus) -> None: ...
-
-        def _execution_id_failed(self, execution_id: uuid.UUID | None, message: str) -> None: ...
-
-        def _execution_failed(self, execution: Execution, cause: str) -> None: ...
-
-        def _maybe_cancelled(self) -> None: ...
 
     # --- the slot pool ------------------------------------------------------------------
 
