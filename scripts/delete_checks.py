@@ -2,9 +2,9 @@
 must fail (exit 1 when one passes). Each file is restored afterwards. Run from the repository
 root, outside the test suite: python scripts/delete_checks.py"""
 
-import pathlib
-import subprocess
 import sys
+
+from deletions import run_deletions
 
 M = [
     (
@@ -119,36 +119,6 @@ M = [
         "test_silent_job_masters_and_resource_managers_are_noticed_by_heartbeat",
     ),
 ]
-ok = True
-for what, path, old, new, test in M:
-    p = pathlib.Path(path)
-    text = p.read_text()
-    assert text.count(old) == 1, (what, text.count(old))
-    p.write_text(text.replace(old, new))
-    try:
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-x",
-                "-o",
-                "addopts=",
-                "-p",
-                "no:cacheprovider",
-                "tests/test_flink_behaviour.py",
-                "tests/test_task_executor_identity.py",
-                "-k",
-                test,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        p.write_text(text)
-    failed = r.returncode == 1
-    ok &= failed
-    print(f"{'FAILS (good)' if failed else 'PASSES (BAD)'}  {what}  [{test}]  rc={r.returncode}")
-sys.exit(0 if ok else 1)
+sys.exit(
+    run_deletions(M, ["tests/test_flink_behaviour.py", "tests/test_task_executor_identity.py"])
+)

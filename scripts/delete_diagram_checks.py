@@ -3,9 +3,9 @@ run the test that guards it: every test must fail (exit 1 when one passes). Each
 restored afterwards. Run from the repository root, outside the test suite:
 python scripts/delete_diagram_checks.py"""
 
-import pathlib
-import subprocess
 import sys
+
+from deletions import run_deletions
 
 D = "minicluster/diagram/"
 M = [
@@ -229,36 +229,8 @@ M = [
         "test_run_scenario_refuses_a_diagram_file_of_unknown_kind_before_running",
     ),
 ]
-ok = True
-for what, path, old, new, test in M:
-    p = pathlib.Path(path)
-    text = p.read_text()
-    assert text.count(old) == 1, (what, text.count(old))
-    p.write_text(text.replace(old, new))
-    try:
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-o",
-                "addopts=",
-                "-p",
-                "no:cacheprovider",
-                "tests/test_diagram.py",
-                "tests/test_diagram_cli.py",
-                "tests/test_diagram_browser.py",
-                "-k",
-                test,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        p.write_text(text)
-    failed = r.returncode == 1
-    ok &= failed
-    print(f"{'FAILS (good)' if failed else 'PASSES (BAD)'}  {what}  [{test}]  rc={r.returncode}")
-sys.exit(0 if ok else 1)
+sys.exit(
+    run_deletions(
+        M, ["tests/test_diagram.py", "tests/test_diagram_cli.py", "tests/test_diagram_browser.py"]
+    )
+)
