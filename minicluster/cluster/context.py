@@ -102,6 +102,9 @@ class EventLog:
         self.latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=512))
         self.fencing_rejections = 0
         self.record_rpc = True
+        # the ids a message carries (trace_detail), kept only for a trace file: reading them
+        # costs a lookup per message that nothing else needs
+        self.record_detail = False
         self.start = 0.0  # trio time at which the cluster started; events count from there
         self._clock: Callable[[], float] | None = None  # the run's clock, from begin()
         # called after anything happened, recorded or not: what waits for the cluster's state

@@ -69,7 +69,7 @@ class _Tracer:
             kind = "rpc" if is_ask else "tell"
             outcome = "ok" if error is None else f"error: {type(error).__name__}"
         if events.record_rpc or kind == "fencing":
-            detail = message_detail(method, args)
+            detail = message_detail(method, args) if events.record_detail else None
             events.emit(
                 Event(events.now(), kind, sender, receiver, method, outcome, reason, detail)
             )

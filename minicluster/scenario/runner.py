@@ -222,6 +222,7 @@ class ScenarioRun:
                         trace.write(line + "\n")
 
                 cluster.events.subscribers.append(write)
+                cluster.events.record_detail = True  # the ids trace lines carry
             events = cluster.events
             self._recording = lambda: events.record_rpc
             cluster.events.subscribers.append(self._saw)
