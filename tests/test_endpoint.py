@@ -492,3 +492,87 @@ async def test_the_service_schedules_work_after_a_delay_and_drops_it_when_cancel
         dropped.cancel()
         await trio.sleep(5)
     assert ran == [("sync", 2.0), ("async", 3.0)]
+
+
+class WaitsOffMain(RpcEndpoint, CalcGateway):
+    """Handlers that wait off the main thread, and say on which task they ran each part."""
+
+    def __init__(self, service, endpoint_id="waits"):  # type: ignore[no-untyped-def]
+        super().__init__(service, endpoint_id)
+        self.tasks: set[object] = set()
+        self.cleaned_up = 0
+        self.gate = trio.Event()
+
+    async def add(self, a: int, b: int) -> int:
+        self.tasks.add(trio.lowlevel.current_task())
+        await self.off_main(trio.sleep(0))
+        self.validate_runs_in_main_thread()
+        self.tasks.add(trio.lowlevel.current_task())
+        return a + b
+
+    async def sleep(self, seconds: float, timeout: float = 10.0) -> str:
+        try:
+            await self.off_main(self.gate.wait())
+            return "woke"
+        finally:
+            self.cleaned_up += 1
+
+
+class PassCounter(trio.abc.Instrument):
+    """Counts the scheduler's passes (each pass looks for I/O once)."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+
+
+async def test_calls_waiting_off_main_are_served_in_a_few_scheduler_passes_not_one_each() -> None:
+    # A handler parked in off_main frees the main thread at once: the next call starts in
+    # the same scheduler pass, so 64 such calls are not 64 passes end to end.
+    async with open_rpc_service() as service:
+        endpoint = WaitsOffMain(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        assert await gateway.add(0, 0) == 0
+        results: list[int] = []
+
+        async def call(i: int) -> None:
+            results.append(await gateway.add(i, 1))
+
+        counter = PassCounter()
+        trio.lowlevel.add_instrument(counter)
+        try:
+            async with trio.open_nursery() as nursery:
+                for i in range(64):
+                    nursery.start_soon(call, i)
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert sorted(results) == list(range(1, 65))
+        assert counter.passes < 16
+        # both halves of every handler ran on the endpoint's one main-thread task
+        assert len(endpoint.tasks) == 1
+
+
+async def test_closing_an_endpoint_ends_handlers_parked_off_main_and_runs_their_finally() -> None:
+    async with open_rpc_service() as service:
+        endpoint = WaitsOffMain(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        errors: list[BaseException] = []
+
+        async def call() -> None:
+            try:
+                await gateway.sleep(1)
+            except RecipientUnreachableError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(call)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.fail_after(1):
+                await endpoint.close()
+        assert len(errors) == 3
+        assert endpoint.cleaned_up == 3

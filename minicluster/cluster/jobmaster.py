@@ -35,7 +35,7 @@ from typing import Any
 import trio
 
 from minicluster.rpc import FencedRpcEndpoint, ask_with_callback
-from minicluster.rpc.endpoint import EndpointHost
+from minicluster.rpc.endpoint_host import EndpointHost
 
 from .components import RESOURCE_MANAGER, job_master_endpoint
 from .context import ClusterContext

@@ -7,7 +7,6 @@ connects to remote ones over TCP with CBOR frames.
 
 from .endpoint import (
     EndpointState,
-    FencedRpcEndpoint,
     NotInMainThreadError,
     RpcEndpoint,
 )
@@ -29,6 +28,7 @@ from .errors import (
     SerializationError,
     register_error,
 )
+from .fenced import FencedRpcEndpoint
 from .gateway import FencedRpcGateway, RpcGateway, RpcTimeout, ask_with_callback
 from .protocol import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION
 from .serialization import wire_type

@@ -16,12 +16,13 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import outcome
 import trio
 
+from .endpoint_host import EndpointHost
 from .errors import (
     EndpointNotStartedError,
     FencingTokenError,
@@ -36,13 +37,22 @@ from .gateway import (
     gateway_methods,
     implemented_gateways,
 )
+from .mailbox import (
+    Call,
+    Continue,
+    OffMain,
+    Parked,
+    Resume,
+    Run,
+    Start,
+    await_,
+    forward_trap,
+    off_main_request,
+)
 from .protocol import show
-from .ratelimit import LogLimiter
 from .reply import Reply, answer
-from .scheduled import ScheduledRun, ScheduledRuns
+from .scheduled import ScheduledRun
 from .suspends import never_suspends
-from .timeouts import Timeouts
-from .tracing import Tracer
 
 T = TypeVar("T")
 log = logging.getLogger("minicluster.rpc")
@@ -62,97 +72,6 @@ class EndpointState(enum.Enum):
 
 class NotInMainThreadError(AssertionError):
     """Endpoint state was touched from outside the endpoint's main thread."""
-
-
-class EndpointHost(Protocol):
-    """What an endpoint needs of the RPC service it lives in (`RpcService` is the one there is).
-
-    Named by shape so that this module does not import the service module, which imports this
-    one: the service holds endpoints, an endpoint only needs these few things of its service.
-    `connect` and `local_gateway` are here because endpoints reach their peers through
-    `rpc_service`.
-    """
-
-    address: str
-    ask_timeout: float
-    mailbox_limit: int
-    timeouts: Timeouts
-    scheduled_runs: ScheduledRuns
-    log_limiter: LogLimiter
-    tracer: Tracer | None
-
-    def new_endpoint_id(self, prefix: str) -> str: ...
-
-    def register_endpoint(self, endpoint: RpcEndpoint) -> None: ...
-
-    def unregister_endpoint(self, endpoint: RpcEndpoint) -> None: ...
-
-    def record_fencing_rejection(self, endpoint: RpcEndpoint, token: UUID | None) -> None: ...
-
-    def spawn_system_task(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
-
-    def local_gateway(
-        self,
-        endpoint: RpcEndpoint,
-        gateway: type[G],
-        token: UUID | None,
-        caller: str | None = None,
-    ) -> G: ...
-
-    async def connect(
-        self,
-        address: str,
-        gateway: type[G],
-        fencing_token: UUID | None = None,
-        *,
-        timeout: float | None = None,
-        caller: str | None = None,
-    ) -> G: ...
-
-
-class _Call:
-    __slots__ = ("args", "kwargs", "method", "reply", "sender", "token")
-
-    def __init__(
-        self,
-        method: str,
-        args: tuple[Any, ...] | list[Any],
-        kwargs: dict[str, Any],
-        token: UUID | None,
-        reply: Reply | None,
-        sender: str | None,
-    ) -> None:
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs
-        self.token = token
-        self.reply = reply
-        self.sender = sender
-
-
-class _Run:
-    """`run_async` (reply None) or `call_async` (reply set)."""
-
-    __slots__ = ("fn", "reply")
-
-    def __init__(self, fn: Callable[[], Any], reply: Reply | None) -> None:
-        self.fn = fn
-        self.reply = reply
-
-
-class _Resume:
-    """Gives the main thread back to a handler whose `off_main` wait is over."""
-
-    __slots__ = ("cancelled", "parked", "task")
-
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
-        self.cancelled = False
-        self.parked = False
-
-
-class _Start:
-    __slots__ = ()
 
 
 class RpcEndpoint(GatewayImplementation):
@@ -181,6 +100,10 @@ class RpcEndpoint(GatewayImplementation):
             object, deque[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]]
         ] = {}
         self._work: trio.Nursery | None = None
+        # handlers parked in off_main (an insertion-ordered set), and whether a handler
+        # coroutine is being sent a value by _drive right now (off_main asks the driver)
+        self._parked: dict[Parked, None] = {}
+        self._driving = False
         self._handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
         # handlers that never suspend (sync, or async without an await) may run on the
         # caller's task when the endpoint is idle: see call_inline
@@ -246,7 +169,7 @@ class RpcEndpoint(GatewayImplementation):
         if self._state is not EndpointState.NEW:
             return
         self._state = EndpointState.RUNNING
-        self._queue.append(_Start())
+        self._queue.append(Start())
         self._rpc_service.spawn_system_task(self._run)
 
     def close_async(self) -> None:
@@ -287,6 +210,7 @@ class RpcEndpoint(GatewayImplementation):
                 self._work = None
                 self._state = EndpointState.STOPPING
                 self._fail_queued()
+                self._close_parked()
                 if self._started_ok:
                     self._holder = _current_task()
                     try:
@@ -305,6 +229,7 @@ class RpcEndpoint(GatewayImplementation):
             self._state = EndpointState.TERMINATED
             self._background = None
             self._fail_queued()
+            self._close_parked()
             self._wake_space_waiters()
             self._rpc_service.unregister_endpoint(self)
             self._terminated.set()
@@ -312,7 +237,7 @@ class RpcEndpoint(GatewayImplementation):
     def _release_parked(self) -> None:
         """Handlers that wait for the main thread and cannot be cancelled now get an error."""
         for message in self._queue:
-            if isinstance(message, _Resume) and message.parked and not message.cancelled:
+            if isinstance(message, Resume) and message.parked and not message.cancelled:
                 message.cancelled = True
                 _reschedule(message.task, outcome.Error(self._unreachable()))
 
@@ -327,8 +252,10 @@ class RpcEndpoint(GatewayImplementation):
             reply = getattr(message, "reply", None)
             if reply is not None:
                 reply.set_error(self._unreachable())
-            elif isinstance(message, _Resume):
+            elif isinstance(message, Resume):
                 message.cancelled = True
+            elif isinstance(message, Continue):
+                self._parked[message.parked] = None  # closed by _close_parked
 
     def _unreachable(self) -> RecipientUnreachableError:
         return RecipientUnreachableError(f"endpoint {self.address} terminated")
@@ -362,41 +289,43 @@ class RpcEndpoint(GatewayImplementation):
             if self._space_waiters and len(queue) < self._mailbox_limit:
                 self._wake_space_waiters(self._mailbox_limit - len(queue))
             kind = type(message)
-            if kind is _Call:
+            if kind is Call:
                 await self._handle_call(message)
-            elif kind is _Run:
+            elif kind is Continue:
+                parked = message.parked
+                if parked in self._parked:
+                    del self._parked[parked]
+                    await self._drive(parked.coro, parked.message, message.outcome)
+            elif kind is Run:
                 await self._handle_run(message)
-            elif kind is _Resume:
+            elif kind is Resume:
                 if not message.cancelled:
                     self._holder = message.task
                     _reschedule(message.task)
                     return
-            elif kind is _Start and not await self._handle_start():
-                return
+            elif kind is Start:
+                await self._handle_start(message)
             if self._holder is not me:
-                return  # a handler went off the main thread; another task holds it now
+                return  # a handler went off the main thread in place; another task holds it now
             served += 1
             if served >= 32:
                 served = 0
                 await trio.lowlevel.checkpoint()
 
-    async def _handle_start(self) -> bool:
+    async def _handle_start(self, start: Start) -> None:
         try:
             result = self.on_start()
-            if inspect.isawaitable(result):
-                await result
         except Exception as exc:
-            log.debug("on_start of %s failed: %r", self._endpoint_id, exc)
-            self._fail(exc)
-            self.close_async()
-            self._fail_queued()
-            return False
-        self._started_ok = True
-        return True
+            self._finish(start, None, exc)
+            return
+        if inspect.iscoroutine(result):
+            await self._drive(result, start, None)
+        elif inspect.isawaitable(result):
+            await self._drive(await_(result), start, None)
+        else:
+            self._finish(start, None, None)
 
-    async def _handle_call(self, call: _Call) -> None:
-        reply = call.reply
-        tracer = self._rpc_service.tracer
+    async def _handle_call(self, call: Call) -> None:
         try:
             self._check_token(call.token)
             handler = self._handlers.get(call.method)
@@ -406,49 +335,146 @@ class RpcEndpoint(GatewayImplementation):
                 )
             fn, is_async = handler
             result = fn(*call.args, **call.kwargs)
-            if is_async:
-                result = await result
-        except trio.Cancelled:
-            if reply is not None:
-                reply.set_error(self._unreachable())
-            raise
         except Exception as exc:
-            if tracer is not None:
-                tracer.message(
-                    call.sender, self._endpoint_id, call.method, reply is not None, exc, call.args
-                )
-            if reply is not None:
-                answer(reply, None, exc)
-            elif not isinstance(exc, FencingTokenError):
-                self._rpc_service.log_limiter.warning(
-                    log, "tell %s.%s failed: %s", self._endpoint_id, call.method, show(exc)
-                )
+            self._finish(call, None, exc)
             return
-        if tracer is not None:
-            tracer.message(
-                call.sender, self._endpoint_id, call.method, reply is not None, None, call.args
-            )
-        if reply is not None:
-            answer(reply, result, None)
+        if is_async:
+            await self._drive(result, call, None)
+        else:
+            self._finish(call, result, None)
 
-    async def _handle_run(self, run: _Run) -> None:
-        reply = run.reply
+    async def _handle_run(self, run: Run) -> None:
         try:
             result = run.fn()
-            if inspect.isawaitable(result):
-                result = await result
-        except trio.Cancelled:
-            if reply is not None:
-                reply.set_error(self._unreachable())
-            raise
         except Exception as exc:
-            if reply is not None:
-                reply.set_error(exc)
-            else:
-                log.warning("run_async on %s failed: %r", self._endpoint_id, exc)
+            self._finish(run, None, exc)
             return
+        if inspect.iscoroutine(result):
+            await self._drive(result, run, None)
+        elif inspect.isawaitable(result):
+            await self._drive(await_(result), run, None)
+        else:
+            self._finish(run, result, None)
+
+    async def _drive(self, coro: Any, message: Any, resume: outcome.Outcome[Any] | None) -> None:
+        """Run a handler coroutine on the main thread until it ends or parks in `off_main`.
+
+        The handler's own awaits are passed on to trio: the handler waits holding the main
+        thread, so calls to this endpoint keep running one after another. An `off_main` wait
+        comes here instead (see `OffMain`): the coroutine is parked, a task of the endpoint
+        awaits the awaitable, and the loop goes on with the next message at once, in the same
+        scheduler pass; the outcome comes back through the mailbox (`Continue`) and the
+        handler goes on from there on the main thread. That is Flink's way: a handler never
+        blocks the main thread, and what follows a future runs on the main thread executor.
+        """
+        task = _current_task()
+        base = getattr(task, "_cancel_status", None)
+        value: Any = None
+        error: BaseException | None = None
+        if resume is not None:
+            if type(resume) is outcome.Value:
+                value = resume.value
+            else:
+                error = resume.error  # type: ignore[attr-defined]
+        while True:
+            self._driving = True
+            try:
+                if error is None:
+                    yielded = coro.send(value)
+                else:
+                    yielded = coro.throw(error)
+            except StopIteration as stop:
+                self._finish(message, stop.value, None)
+                return
+            except trio.Cancelled:
+                self._abandon(message)
+                raise
+            except Exception as exc:
+                self._finish(message, None, exc)
+                return
+            finally:
+                self._driving = False
+            value = error = None
+            if type(yielded) is OffMain:
+                if getattr(task, "_cancel_status", None) is base and self._work is not None:
+                    parked = Parked(coro, message)
+                    self._parked[parked] = None
+                    self._work.start_soon(self._wait_off_main, parked, yielded.awaitable)
+                    return
+                # The handler opened a cancel scope or nursery around the wait: both belong
+                # to this task, so the wait stays here and the main thread moves instead.
+                try:
+                    value = await self._off_main_in_place(yielded.awaitable)
+                except BaseException as exc:
+                    error = exc
+                continue
+            try:
+                value = await forward_trap(yielded)
+            except BaseException as exc:  # pragma: no cover - trio resumes with send
+                error = exc
+
+    async def _wait_off_main(self, parked: Parked, awaitable: Awaitable[Any]) -> None:
+        result = await outcome.acapture(await_, awaitable)
+        if type(result) is outcome.Error and isinstance(result.error, trio.Cancelled):
+            result.unwrap()  # the endpoint is closing: _close_parked answers the call
+        if self._state is EndpointState.RUNNING:
+            self._put(Continue(parked, result))
+
+    def _close_parked(self) -> None:
+        """Handlers parked in `off_main` when the endpoint stops: their coroutines are closed
+        (finally blocks run) and their calls fail with unreachable."""
+        parked_jobs = list(self._parked)
+        self._parked.clear()
+        for parked in parked_jobs:
+            try:
+                parked.coro.close()
+            except Exception as exc:  # a handler that awaited again in its finally block
+                log.debug("closing a parked handler of %s: %r", self._endpoint_id, exc)
+            self._abandon(parked.message)
+
+    def _abandon(self, message: Any) -> None:
+        """A handler that will not end (the endpoint stops): its caller hears unreachable."""
+        reply = getattr(message, "reply", None)
         if reply is not None:
-            reply.set_result(result)
+            reply.set_error(self._unreachable())
+
+    def _finish(self, message: Any, result: Any, error: BaseException | None) -> None:
+        """A handler, run or on_start has ended: answer it."""
+        kind = type(message)
+        if kind is Call:
+            reply = message.reply
+            tracer = self._rpc_service.tracer
+            if tracer is not None:
+                tracer.message(
+                    message.sender,
+                    self._endpoint_id,
+                    message.method,
+                    reply is not None,
+                    error,
+                    message.args,
+                )
+            if reply is not None:
+                answer(reply, result, error)
+            elif error is not None and not isinstance(error, FencingTokenError):
+                self._rpc_service.log_limiter.warning(
+                    log, "tell %s.%s failed: %s", self._endpoint_id, message.method, show(error)
+                )
+        elif kind is Run:
+            reply = message.reply
+            if reply is not None:
+                if error is None:
+                    reply.set_result(result)
+                else:
+                    reply.set_error(error)
+            elif error is not None:
+                log.warning("run_async on %s failed: %r", self._endpoint_id, error)
+        elif error is None:
+            self._started_ok = True
+        else:
+            log.debug("on_start of %s failed: %r", self._endpoint_id, error)
+            self._fail(error)
+            self.close_async()
+            self._fail_queued()
 
     def _check_token(self, token: UUID | None) -> None:
         """Fenced endpoints override this; unfenced ones accept any token."""
@@ -468,23 +494,35 @@ class RpcEndpoint(GatewayImplementation):
         """Wait for `awaitable` without holding the main thread; resume on the main thread.
 
         Other messages are served meanwhile, so re-check any state the handler read before.
+        The handler resumes as a message of its own, behind those queued before the wait
+        ended, as a continuation scheduled on Flink's main thread executor does.
         """
         if _current_task() is not self._holder:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()
             self.validate_runs_in_main_thread()
+        if self._driving:
+            result: T = await off_main_request(awaitable)
+            return result
+        # not under _drive: on_stop, where nothing else will run anyway
+        return await awaitable
+
+    async def _off_main_in_place(self, awaitable: Awaitable[T]) -> T:
+        """`off_main` for a handler that opened a cancel scope or nursery around the wait:
+        the handler keeps this task, waits here, and a fresh task serves the mailbox as the
+        main thread meanwhile; the handler gets the main thread back through a Resume."""
         work = self._work
         if work is None:  # on_stop: nothing else will run anyway
             return await awaitable
         me = _current_task()
         self._holder = None
         work.start_soon(self._main_loop)
-        result = await outcome.acapture(_await, awaitable)
+        result = await outcome.acapture(await_, awaitable)
         if self._state is not EndpointState.RUNNING:
             # Closing: the work scope is cancelled now or in a moment; never run on without
             # the main thread.
             await trio.sleep_forever()
-        resume = _Resume(me)
+        resume = Resume(me)
         self._put(resume)
 
         def abort(raise_cancel: Any) -> _Abort:
@@ -504,14 +542,14 @@ class RpcEndpoint(GatewayImplementation):
     def run_async(self, fn: Callable[[], Any]) -> None:
         """Run `fn` (sync or async) on the main thread later; dropped if not running."""
         if self._state is EndpointState.RUNNING:
-            self._put(_Run(fn, None))
+            self._put(Run(fn, None))
 
     async def call_async(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run `fn` on the main thread and return its result; RpcTimeoutError after `timeout`."""
         if self._state is not EndpointState.RUNNING:
             raise self._not_running()
         reply = Reply()
-        self._put(_Run(fn, reply))
+        self._put(Run(fn, reply))
         if timeout is None:
             timeout = self._rpc_service.ask_timeout
         return await reply.wait(
@@ -544,7 +582,7 @@ class RpcEndpoint(GatewayImplementation):
             return
         waiter = self._loop_waiter
         if waiter is None or self._holder is not waiter or self._queue:
-            self._put(_Run(fn, None))
+            self._put(Run(fn, None))
             return
         self._holder = _current_task()
         try:
@@ -556,7 +594,7 @@ class RpcEndpoint(GatewayImplementation):
             self._holder = waiter
         if inspect.isawaitable(result):
             # it must suspend: the rest runs on the main thread, in mailbox order
-            self._put(_Run(lambda: result, None))
+            self._put(Run(lambda: result, None))
 
     def start_background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run an async function off the main thread for as long as the endpoint lives.
@@ -722,48 +760,13 @@ class RpcEndpoint(GatewayImplementation):
     ) -> None:
         """Queue a call (reply None for a tell); fails the reply at once if not running."""
         if self._state is EndpointState.RUNNING:
-            self._put(_Call(method, args, kwargs, token, reply, sender))
+            self._put(Call(method, args, kwargs, token, reply, sender))
         elif reply is not None:
             reply.set_error(self._not_running())
 
 
-class FencedRpcEndpoint(RpcEndpoint):
-    """An endpoint that only acts on messages carrying its fencing token.
-
-    The token is fixed for the endpoint's life: a new leader is a new endpoint with a new token.
-    """
-
-    def __init__(
-        self, rpc_service: EndpointHost, fencing_token: UUID, endpoint_id: str | None = None
-    ) -> None:
-        self._fencing_token = fencing_token
-        super().__init__(rpc_service, endpoint_id)
-
-    @property
-    def fencing_token(self) -> UUID:
-        return self._fencing_token
-
-    def _check_token(self, token: UUID | None) -> None:
-        if token != self._fencing_token:
-            self._rpc_service.record_fencing_rejection(self, token)
-            if token is None:
-                raise FencingTokenError(
-                    f"endpoint {self._endpoint_id} is fenced with token {self._fencing_token} "
-                    "but the message carried no token"
-                )
-            raise FencingTokenError(
-                f"endpoint {self._endpoint_id} is fenced with token {self._fencing_token} "
-                f"but the message carried {token if isinstance(token, UUID) else show(token)}"
-            )
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
 __all__ = [
     "EndpointState",
-    "FencedRpcEndpoint",
     "NotInMainThreadError",
     "Reply",
     "RpcEndpoint",
