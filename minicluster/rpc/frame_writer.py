@@ -159,7 +159,10 @@ class FrameWriter:
                 self._busy = True
                 try:
                     for chunk in _coalesce(batch):
-                        await stream.send_all(chunk)
+                        if self._fd is None:
+                            await stream.send_all(chunk)
+                        else:
+                            await self._write(chunk)
                         self.buffered -= len(chunk)
                         if self._below:
                             self._wake_below()
@@ -171,6 +174,28 @@ class FrameWriter:
             self._flushed.set()
             self.buffered = 0
             self._wake_below()
+
+    async def _write(self, chunk: bytes | memoryview) -> None:
+        """Write all of `chunk` to the socket, waiting only while the kernel takes no more.
+
+        A plain socket is written with `os.write`: trio's `send_all` passes through the
+        scheduler twice per call even when the kernel takes everything at once, and a writer
+        that stays busy across a pass makes the next batch wait for it instead of being
+        written by `flush_direct`."""
+        fd = self._fd
+        assert fd is not None
+        view = memoryview(chunk)
+        while True:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"write failed: {exc}") from exc
+            if written == len(view):
+                return
+            view = view[written:]
+            await trio.lowlevel.wait_writable(fd)
 
     def _wake_below(self) -> None:
         keep = []

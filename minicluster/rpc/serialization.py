@@ -223,25 +223,46 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
     With `lenient`, refused tags decode as None instead, so that a reader can still find out
     who sent a message that it cannot accept.
     """
-    check_decode_cost(data, decode_budget(len(data)) if budget is None else budget)
+    size = len(data)
+    if budget is None:
+        budget = size * DECODE_BUDGET_FACTOR_PERCENT // 100
+        if budget < DECODE_BUDGET_FLOOR:
+            budget = DECODE_BUDGET_FLOOR
+    check_decode_cost(data, budget)
     _decode_failure.clear()
+    stream = io.BytesIO(data)
+    # A decoder costs as much to build as a small message to decode: reuse one. Decoding is
+    # synchronous, so one is enough per thread at a time; the list's pop and append are atomic.
+    decoder = _idle_decoders.pop() if _idle_decoders else _new_decoder()
     try:
-        stream = io.BytesIO(data)
-        value = cbor2.CBORDecoder(
-            stream,
-            semantic_decoders=_SEMANTIC_DECODERS,
-            tag_hook=_unknown_tag,
-            max_depth=MAX_DEPTH,
-        ).decode()
-        if stream.tell() != len(data):
-            _fail(f"{len(data) - stream.tell()} bytes after the CBOR item")
+        decoder.fp = stream
+        value = decoder.decode()
+        if stream.tell() != size:
+            _fail(f"{size - stream.tell()} bytes after the CBOR item")
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         if _decode_failure:
             raise ProtocolError(_decode_failure[0]) from None
         raise ProtocolError(f"malformed CBOR: {exc}") from None
+    finally:
+        decoder.fp = _EMPTY
+        if len(_idle_decoders) < 4:
+            _idle_decoders.append(decoder)
     if _decode_failure and not lenient:
         raise ProtocolError(_decode_failure[0])
     return value
+
+
+def _new_decoder() -> cbor2.CBORDecoder:
+    return cbor2.CBORDecoder(
+        _EMPTY,
+        semantic_decoders=_SEMANTIC_DECODERS,
+        tag_hook=_unknown_tag,
+        max_depth=MAX_DEPTH,
+    )
+
+
+_EMPTY = io.BytesIO(b"")
+_idle_decoders: list[cbor2.CBORDecoder] = []
 
 
 def roundtrip(value: Any) -> Any:
