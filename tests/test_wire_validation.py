@@ -143,3 +143,28 @@ async def test_a_declaration_of_more_slots_than_any_job_has_tasks_is_refused() -
             with pytest.raises(ClusterError, match="0 to 100,000 slots"):
                 await gateway.declare_required_resources(jm.fencing_token, job_id, 10**30)
             assert rm.requirements[job_id].slots == 2
+
+
+def test_the_exact_type_shortcut_of_argument_checks_refuses_what_the_checkers_refuse() -> None:
+    from minicluster.rpc.typecheck import ArgumentsChecker
+
+    def method(self: Any, count: int, ratio: float, name: str, state: ExecutionState) -> None:
+        """A gateway method's shape: every parameter has a shortcut."""
+
+    checker = ArgumentsChecker(method)
+    ok = [3, 2, "x", ExecutionState.RUNNING]
+    assert checker.problem(ok, {}) is None
+    assert checker.problem([3, 0.5, "x", ExecutionState.RUNNING], {}) is None
+    assert checker.problem([True, 2, "x", ExecutionState.RUNNING], {}) == (
+        "argument count: expected an integer, got bool"
+    )
+    assert checker.problem([3, math.inf, "x", ExecutionState.RUNNING], {}) == (
+        "argument ratio: expected a finite number, got inf"
+    )
+    assert checker.problem([3, 2, b"x", ExecutionState.RUNNING], {}) == (
+        "argument name: expected text, got bytes"
+    )
+    assert checker.problem([3, 2, "x", "RUNNING"], {}) == (
+        "argument state: expected ExecutionState, got str"
+    )
+    assert checker.problem([3, 2], {"name": 5}) == "argument name: expected text, got int"

@@ -4,10 +4,9 @@ The *main thread* is a role held by one trio task at a time. That task takes mes
 endpoint's mailbox (RPC calls, `run_async`, `call_async`, scheduled runs) and runs each to its
 end before the next, so endpoint state needs no locks. A handler that must wait for something
 outside the endpoint (another endpoint's answer, a delay) does `await self.off_main(aw)`: the
-main thread passes to a fresh task that serves the mailbox meanwhile, and the handler resumes on
-the main thread once `aw` is done and the messages queued before its resumption have run. So A
-calling B calling A never deadlocks.
-"""
+handler is parked, a helper task awaits `aw`, the main thread serves the next message at once,
+and the handler goes on as a message of its own once `aw` is done. So A calling B calling A
+never deadlocks."""
 
 from __future__ import annotations
 
@@ -38,8 +37,10 @@ from .gateway import (
     implemented_gateways,
 )
 from .mailbox import (
+    IDLE_HELPERS,
     Call,
     Continue,
+    Helper,
     OffMain,
     Parked,
     Resume,
@@ -103,6 +104,9 @@ class RpcEndpoint(GatewayImplementation):
         # handlers parked in off_main (an insertion-ordered set), and whether a handler
         # coroutine is being sent a value by _drive right now (off_main asks the driver)
         self._parked: dict[Parked, None] = {}
+        # tasks that awaited an off_main awaitable and wait for the next one: starting a
+        # trio task costs more than a whole inline call, reusing a parked one a reschedule
+        self._idle_helpers: list[Helper] = []
         self._driving = False
         self._handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
         # handlers that never suspend (sync, or async without an await) may run on the
@@ -295,7 +299,7 @@ class RpcEndpoint(GatewayImplementation):
                 parked = message.parked
                 if parked in self._parked:
                     del self._parked[parked]
-                    await self._drive(parked.coro, parked.message, message.outcome)
+                    await self._drive(parked.coro, parked.message, message.value, message.error)
             elif kind is Run:
                 await self._handle_run(message)
             elif kind is Resume:
@@ -319,9 +323,9 @@ class RpcEndpoint(GatewayImplementation):
             self._finish(start, None, exc)
             return
         if inspect.iscoroutine(result):
-            await self._drive(result, start, None)
+            await self._drive(result, start)
         elif inspect.isawaitable(result):
-            await self._drive(await_(result), start, None)
+            await self._drive(await_(result), start)
         else:
             self._finish(start, None, None)
 
@@ -339,7 +343,7 @@ class RpcEndpoint(GatewayImplementation):
             self._finish(call, None, exc)
             return
         if is_async:
-            await self._drive(result, call, None)
+            await self._drive(result, call)
         else:
             self._finish(call, result, None)
 
@@ -350,32 +354,26 @@ class RpcEndpoint(GatewayImplementation):
             self._finish(run, None, exc)
             return
         if inspect.iscoroutine(result):
-            await self._drive(result, run, None)
+            await self._drive(result, run)
         elif inspect.isawaitable(result):
-            await self._drive(await_(result), run, None)
+            await self._drive(await_(result), run)
         else:
             self._finish(run, result, None)
 
-    async def _drive(self, coro: Any, message: Any, resume: outcome.Outcome[Any] | None) -> None:
+    async def _drive(
+        self, coro: Any, message: Any, value: Any = None, error: BaseException | None = None
+    ) -> None:
         """Run a handler coroutine on the main thread until it ends or parks in `off_main`.
 
-        The handler's own awaits are passed on to trio: the handler waits holding the main
-        thread, so calls to this endpoint keep running one after another. An `off_main` wait
-        comes here instead (see `OffMain`): the coroutine is parked, a task of the endpoint
-        awaits the awaitable, and the loop goes on with the next message at once, in the same
-        scheduler pass; the outcome comes back through the mailbox (`Continue`) and the
-        handler goes on from there on the main thread. That is Flink's way: a handler never
-        blocks the main thread, and what follows a future runs on the main thread executor.
+        The handler's own awaits go on to trio: it waits holding the main thread, so calls
+        run one after another. An `off_main` wait comes here instead (`OffMain`): the
+        coroutine is parked, a helper task awaits the awaitable, and the loop goes on with the
+        next message in the same scheduler pass; the outcome comes back through the mailbox
+        (`Continue`). So a handler never blocks the main thread, as in Flink, where what
+        follows a future runs on the main thread executor.
         """
         task = _current_task()
         base = getattr(task, "_cancel_status", None)
-        value: Any = None
-        error: BaseException | None = None
-        if resume is not None:
-            if type(resume) is outcome.Value:
-                value = resume.value
-            else:
-                error = resume.error  # type: ignore[attr-defined]
         while True:
             self._driving = True
             try:
@@ -399,7 +397,13 @@ class RpcEndpoint(GatewayImplementation):
                 if getattr(task, "_cancel_status", None) is base and self._work is not None:
                     parked = Parked(coro, message)
                     self._parked[parked] = None
-                    self._work.start_soon(self._wait_off_main, parked, yielded.awaitable)
+                    helpers = self._idle_helpers
+                    if helpers:
+                        helper = helpers.pop()
+                        helper.parked, helper.awaitable = parked, yielded.awaitable
+                        _reschedule(helper.task)
+                    else:
+                        self._work.start_soon(self._wait_off_main, parked, yielded.awaitable)
                     return
                 # The handler opened a cancel scope or nursery around the wait: both belong
                 # to this task, so the wait stays here and the main thread moves instead.
@@ -414,11 +418,33 @@ class RpcEndpoint(GatewayImplementation):
                 error = exc
 
     async def _wait_off_main(self, parked: Parked, awaitable: Awaitable[Any]) -> None:
-        result = await outcome.acapture(await_, awaitable)
-        if type(result) is outcome.Error and isinstance(result.error, trio.Cancelled):
-            result.unwrap()  # the endpoint is closing: _close_parked answers the call
-        if self._state is EndpointState.RUNNING:
-            self._put(Continue(parked, result))
+        """Await off_main awaitables one after another; between them, wait among the idle
+        helpers (at most IDLE_HELPERS), and each done wait sends its continuation."""
+        helper = Helper(_current_task())
+        idle = self._idle_helpers
+
+        def abort(raise_cancel: Any) -> _Abort:
+            if helper in idle:
+                idle.remove(helper)
+            return _Abort.SUCCEEDED
+
+        while True:
+            try:
+                value, error = await awaitable, None
+            except trio.Cancelled:
+                raise  # the endpoint is closing: _close_parked answers the call
+            except BaseException as exc:  # the handler gets whatever its wait raised
+                value, error = None, exc
+            if self._state is not EndpointState.RUNNING:
+                return
+            self._put(Continue(parked, value, error))
+            del parked, awaitable, value, error  # nothing of a finished wait is kept idle
+            if len(idle) >= IDLE_HELPERS:
+                return
+            idle.append(helper)
+            await _wait_rescheduled(abort)
+            parked, awaitable = helper.parked, helper.awaitable  # type: ignore[assignment]
+            helper.parked = helper.awaitable = None
 
     def _close_parked(self) -> None:
         """Handlers parked in `off_main` when the endpoint stops: their coroutines are closed

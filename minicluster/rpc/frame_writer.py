@@ -35,6 +35,7 @@ class FrameWriter:
         "_waiter",
         "buffered",
         "closed",
+        "held",
     )
 
     def __init__(self, stream: trio.abc.Stream) -> None:
@@ -47,6 +48,9 @@ class FrameWriter:
         self.closed = False
         self._flushed = trio.Event()
         self.buffered = 0  # bytes queued, not yet handed to the kernel
+        # set by a reader answering a batch of requests: it calls flush_direct after the
+        # batch (and before it awaits anything), so queued frames need not wake the writer task
+        self.held = False
         self._below: list[tuple[int, trio.Event]] = []
 
     async def wait_below(self, level: int) -> None:
@@ -103,6 +107,10 @@ class FrameWriter:
         self.buffered += len(frame)
         if self._flushed.is_set():
             self._flushed = trio.Event()
+        if not self.held:
+            self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -112,6 +120,8 @@ class FrameWriter:
         """Write what is queued now from the caller's task, if the writer task is idle; the
         writer task gets only what the kernel does not take."""
         if self._fd is None or self._busy or not self._pending or self.closed:
+            if self._pending:
+                self._wake()
             return
         pending = self._pending
         if 1 < len(pending) <= WRITEV_PIECES and any(
@@ -136,6 +146,8 @@ class FrameWriter:
                 pending.clear()
             else:
                 self._pending = [data[written:]]
+        if self._pending:
+            self._wake()
         if self._below:
             self._wake_below()
 

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
-import outcome
 import trio
 
 from .reply import Reply
@@ -91,11 +90,12 @@ class Continue:
     """Resumes a parked handler on the main thread with the outcome of its wait (Flink: the
     continuation of a future, scheduled on the main thread executor)."""
 
-    __slots__ = ("outcome", "parked")
+    __slots__ = ("error", "parked", "value")
 
-    def __init__(self, parked: Parked, result: outcome.Outcome[Any]) -> None:
+    def __init__(self, parked: Parked, value: Any, error: BaseException | None) -> None:
         self.parked = parked
-        self.outcome = result
+        self.value = value
+        self.error = error
 
 
 async def await_(awaitable: Awaitable[T]) -> T:
@@ -113,3 +113,17 @@ def off_main_request(awaitable: Awaitable[Any]) -> Any:
 def forward_trap(trap: Any) -> Any:
     """Passes a trap the handler yielded on to trio, and trio's answer back."""
     return (yield trap)
+
+
+IDLE_HELPERS = 64  # per endpoint: enough for bursts, few enough to cost nothing idle
+
+
+class Helper:
+    """A task of the endpoint's that awaits what handlers wait for off the main thread."""
+
+    __slots__ = ("awaitable", "parked", "task")
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.parked: Parked | None = None
+        self.awaitable: Awaitable[Any] | None = None

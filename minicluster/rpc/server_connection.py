@@ -136,15 +136,28 @@ class ServerConnection:
             while isinstance(outcome, RpcEndpoint):
                 # backpressure: the endpoint's mailbox is full, so this peer waits (we read no
                 # more of its requests) until there is room, then the request goes in
+                self._release_replies()
                 await outcome.wait_for_mailbox_space()
+                writer.held = self.batching
                 outcome = self._handle(payload)
             if not outcome:
                 return
             if writer.buffered > WRITE_HIGH_WATER:
+                self._release_replies()
                 await writer.wait_below(WRITE_LOW_WATER)  # a peer that reads too slowly
+                writer.held = self.batching
             handled += 1
-            if handled % 32 == 0:
-                await trio.lowlevel.checkpoint()  # one busy peer must not starve the others
+            if handled % 128 == 0:
+                # one busy peer must not starve the others (each read is a checkpoint too)
+                self._release_replies()
+                await trio.lowlevel.checkpoint()
+                writer.held = self.batching
+
+    def _release_replies(self) -> None:
+        """Before the reader waits for anything: the replies it held back go out now (the
+        writer task takes over what the kernel does not)."""
+        self.writer.held = False
+        self.writer.flush_direct()
 
     async def _frames(self) -> Any:
         """Payloads as they arrive; ends on EOF, or after saying goodbye to an oversized frame
@@ -187,7 +200,7 @@ class ServerConnection:
                     decoder.feed(data)
                 del data  # the decoder has a copy: do not hold a second one while decoding
                 # replies to a batch of requests go out in one write, after the batch
-                self.batching = True
+                self.batching = writer.held = True
                 for payload in decoder:
                     yield payload
             except FrameTooLargeError as exc:
@@ -195,7 +208,7 @@ class ServerConnection:
                 self._goodbye(f"{exc}{during}; closing the connection")
                 return
             finally:
-                self.batching = False
+                self.batching = writer.held = False
             writer.flush_direct()
 
     async def _next(self, frames: Any) -> dict[str, Any] | None:

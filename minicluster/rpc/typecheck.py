@@ -135,10 +135,34 @@ def field_checkers(cls: type) -> list[tuple[str, Checker]]:
     return [(f.name, compile_checker(hints.get(f.name, Any))) for f in fields(cls)]
 
 
+_NOT_EXACT: frozenset[type] = frozenset()
+_EXACT_TYPES = {
+    int: frozenset({int}),
+    str: frozenset({str}),
+    bytes: frozenset({bytes}),
+    bool: frozenset({bool}),
+    float: frozenset({int}),
+}
+
+
+def _surely_accepted(annotation: Any) -> frozenset[type] | None:
+    """The exact types that `compile_checker(annotation)` accepts without looking further
+    (None: every value; empty: no shortcut for this annotation). A float is left to the
+    checker, which refuses the non-finite ones."""
+    if annotation is Any or annotation is object or annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, type):
+        if annotation in _EXACT_TYPES:
+            return _EXACT_TYPES[annotation]
+        if annotation is uuid.UUID or issubclass(annotation, enum.Enum) or is_dataclass(annotation):
+            return frozenset({annotation})
+    return _NOT_EXACT
+
+
 class ArgumentsChecker:
     """Checks a call's positional and keyword arguments against a method's parameters."""
 
-    __slots__ = ("_by_name", "_positional")
+    __slots__ = ("_by_name", "_exact", "_positional")
 
     def __init__(self, method: Callable[..., Any]) -> None:
         hints = resolved_hints(method)
@@ -153,9 +177,27 @@ class ArgumentsChecker:
             if p.kind is p.POSITIONAL_OR_KEYWORD
         ]
         self._by_name = {p.name: compile_checker(hints.get(p.name, Any)) for p in parameters}
+        # The common case in one pass: positional arguments whose exact types the checkers
+        # surely accept (an int for an int, a str for a str, anything for Any). Whatever
+        # this does not accept goes through the checkers, which say what is wrong.
+        exact = [
+            _surely_accepted(hints.get(p.name, Any))
+            for p in parameters
+            if p.kind is p.POSITIONAL_OR_KEYWORD
+        ]
+        self._exact: tuple[frozenset[type] | None, ...] | None = (
+            tuple(exact) if all(e is not _NOT_EXACT for e in exact) else None
+        )
 
     def problem(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """What is wrong with the arguments, or None. Arity is left to the call itself."""
+        exact = self._exact
+        if exact is not None and not kwargs:
+            for wanted, value in zip(exact, args, strict=False):
+                if wanted is not None and type(value) not in wanted:
+                    break
+            else:
+                return None
         for (name, check), value in zip(self._positional, args, strict=False):
             problem = check(value)
             if problem is not None:
