@@ -1519,3 +1519,27 @@ async def test_a_flood_of_readable_bad_requests_does_not_starve_other_clients() 
     print(f"\nunder a flood of bad requests: {len(latencies)} good calls in 1.5 s")
     assert len(latencies) >= 20
     assert latencies[len(latencies) // 2] < 0.05
+
+
+def test_malformed_payloads_one_after_another_are_each_refused_and_decoding_goes_on() -> None:
+    # Decoders are reused between payloads; one that met malformed input is not (cbor2 6.3
+    # left in that state panicked on the second payload below).
+    from minicluster.rpc import ProtocolError as Refused
+    from minicluster.rpc import serialization
+
+    invalid_utf8 = bytes.fromhex(
+        "a6f9747970656b63616c6c6269640168656e64706f696e746463616c63666d6574686f64636164"
+        "6464f1726773820102666bc2617267"
+    )
+    truncated = bytes.fromhex("a6647479706564")
+    cut_short = bytes.fromhex(
+        "a60f747970656463616c6c6269640168656e64706f696e740463616c63666d6574686f64636164"
+        "64640d7267"
+    )
+    for payload in (invalid_utf8, truncated, cut_short):
+        with pytest.raises(Refused):
+            serialization.loads(payload)
+    good = serialization.dumps({"type": "call", "id": 7, "args": [1, 2]})
+    assert serialization.loads(good) == {"type": "call", "id": 7, "args": [1, 2]}
+    with pytest.raises(Refused, match="1 bytes after the CBOR item"):
+        serialization.loads(good + b"\x01")

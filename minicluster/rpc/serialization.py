@@ -230,12 +230,19 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
             budget = DECODE_BUDGET_FLOOR
     check_decode_cost(data, budget)
     _decode_failure.clear()
-    stream = io.BytesIO(data)
-    # A decoder costs as much to build as a small message to decode: reuse one. Decoding is
-    # synchronous, so one is enough per thread at a time; the list's pop and append are atomic.
-    decoder = _idle_decoders.pop() if _idle_decoders else _new_decoder()
+    # A decoder costs as much to build as a small message to decode, and so does pointing it
+    # at a new stream: a small payload is copied into the stream of an idle decoder instead.
+    # Decoding is synchronous, so few are ever in use at once; list pop and append are atomic.
+    pair = _idle_decoders.pop() if _idle_decoders else _new_decoder()
+    decoder, stream = pair
     try:
-        decoder.fp = stream
+        if size <= _COPY_LIMIT:
+            stream.seek(0)
+            stream.truncate()
+            stream.write(data)
+            stream.seek(0)
+        else:  # large: decode from the payload itself rather than a copy of it
+            decoder.fp = stream = io.BytesIO(data)
         value = decoder.decode()
         if stream.tell() != size:
             _fail(f"{size - stream.tell()} bytes after the CBOR item")
@@ -243,26 +250,30 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
         if _decode_failure:
             raise ProtocolError(_decode_failure[0]) from None
         raise ProtocolError(f"malformed CBOR: {exc}") from None
-    finally:
-        decoder.fp = _EMPTY
-        if len(_idle_decoders) < 4:
-            _idle_decoders.append(decoder)
+    if size > _COPY_LIMIT:
+        decoder.fp = pair[1]
+    # only a decoder that ended cleanly is used again: one that met malformed input may be
+    # left in a state that breaks its next decode (cbor2 6.3 panics then)
+    if not _decode_failure and len(_idle_decoders) < 4:
+        _idle_decoders.append(pair)
     if _decode_failure and not lenient:
         raise ProtocolError(_decode_failure[0])
     return value
 
 
-def _new_decoder() -> cbor2.CBORDecoder:
-    return cbor2.CBORDecoder(
-        _EMPTY,
+def _new_decoder() -> tuple[cbor2.CBORDecoder, io.BytesIO]:
+    stream = io.BytesIO()
+    decoder = cbor2.CBORDecoder(
+        stream,
         semantic_decoders=_SEMANTIC_DECODERS,
         tag_hook=_unknown_tag,
         max_depth=MAX_DEPTH,
     )
+    return decoder, stream
 
 
-_EMPTY = io.BytesIO(b"")
-_idle_decoders: list[cbor2.CBORDecoder] = []
+_COPY_LIMIT = 16 * 1024
+_idle_decoders: list[tuple[cbor2.CBORDecoder, io.BytesIO]] = []
 
 
 def roundtrip(value: Any) -> Any:
