@@ -504,10 +504,12 @@ class WaitsOffMain(RpcEndpoint, CalcGateway):
         self.gate = trio.Event()
 
     async def add(self, a: int, b: int) -> int:
-        self.tasks.add(trio.lowlevel.current_task())
-        await self.off_main(trio.sleep(0))
         self.validate_runs_in_main_thread()
         self.tasks.add(trio.lowlevel.current_task())
+        await self.off_main(trio.sleep(0))
+        # the rest runs on the main thread again: on the loop task, or on the task that
+        # awaited the wait when the endpoint was idle by then
+        self.validate_runs_in_main_thread()
         return a + b
 
     async def sleep(self, seconds: float, timeout: float = 10.0) -> str:
@@ -551,7 +553,7 @@ async def test_calls_waiting_off_main_are_served_in_a_few_scheduler_passes_not_o
             trio.lowlevel.remove_instrument(counter)
         assert sorted(results) == list(range(1, 65))
         assert counter.passes < 16
-        # both halves of every handler ran on the endpoint's one main-thread task
+        # every first half ran on the endpoint's loop task, none on a task of its own
         assert len(endpoint.tasks) == 1
 
 
@@ -576,3 +578,43 @@ async def test_closing_an_endpoint_ends_handlers_parked_off_main_and_runs_their_
                 await endpoint.close()
         assert len(errors) == 3
         assert endpoint.cleaned_up == 3
+
+
+class ResumesAndHolds(RpcEndpoint, CalcGateway):
+    """add waits off the main thread, then holds it across a wait of its own."""
+
+    def __init__(self, service, endpoint_id="holds"):  # type: ignore[no-untyped-def]
+        super().__init__(service, endpoint_id)
+        self.order: list[tuple[str, float]] = []
+
+    async def add(self, a: int, b: int) -> int:
+        if a == 0:
+            self.order.append(("quick call", trio.current_time()))
+            return b
+        await self.off_main(trio.sleep(1))
+        self.order.append(("resumed", trio.current_time()))
+        await trio.sleep(1)  # holding the main thread
+        self.validate_runs_in_main_thread()
+        self.order.append(("done", trio.current_time()))
+        return a + b
+
+
+async def test_a_call_arriving_while_a_resumed_handler_holds_the_main_thread_waits_for_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        endpoint = ResumesAndHolds(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gateway.add, 1, 1)
+            await trio.sleep(1.5)
+            assert await gateway.add(0, 7) == 7
+        assert [(what, at - start) for what, at in endpoint.order] == [
+            ("resumed", 1.0),
+            ("done", 2.0),
+            ("quick call", 2.0),
+        ]
+        # and the endpoint goes on serving
+        assert await gateway.add(0, 1) == 1

@@ -1,5 +1,9 @@
 """Endpoints: actor-style objects whose calls run one at a time on their own main thread.
 
+A long module on purpose: the mailbox loop, the handler driver, off-main parking (and its
+in-place fallback) and inline calls are one state machine over the same few fields (who holds
+the main thread, who waits for it); split up, one invariant would be spread over several files.
+
 The *main thread* is a role held by one trio task at a time. That task takes messages from the
 endpoint's mailbox (RPC calls, `run_async`, `call_async`, scheduled runs) and runs each to its
 end before the next, so endpoint state needs no locks. A handler that must wait for something
@@ -107,6 +111,8 @@ class RpcEndpoint(GatewayImplementation):
         # tasks that awaited an off_main awaitable and wait for the next one: starting a
         # trio task costs more than a whole inline call, reusing a parked one a reschedule
         self._idle_helpers: list[Helper] = []
+        # the loop task, parked, while a helper holds the main thread to run a continuation
+        self._lent_loop: trio.lowlevel.Task | None = None
         self._driving = False
         self._handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
         # handlers that never suspend (sync, or async without an await) may run on the
@@ -274,8 +280,36 @@ class RpcEndpoint(GatewayImplementation):
             _reschedule(waiter)
 
     def _abort_wait(self, raise_cancel: Any) -> _Abort:
-        self._loop_waiter = None
+        self._loop_waiter = self._lent_loop = None
         return _Abort.SUCCEEDED
+
+    def _borrow_main_thread(self) -> bool:
+        """Take the main thread from the parked loop task when nothing is queued (as
+        `call_inline` does, but for code that may suspend: the loop stays parked, and
+        messages that arrive meanwhile wait for `_give_back_main_thread`)."""
+        waiter = self._loop_waiter
+        if (
+            waiter is None
+            or self._holder is not waiter
+            or self._queue
+            or self._state is not EndpointState.RUNNING
+        ):
+            return False
+        self._loop_waiter = None
+        self._lent_loop = waiter
+        self._holder = _current_task()
+        return True
+
+    def _give_back_main_thread(self) -> None:
+        loop = self._lent_loop
+        self._lent_loop = None
+        self._holder = loop
+        if loop is None:
+            return  # the loop was cancelled meanwhile: the endpoint is closing
+        if self._queue:
+            _reschedule(loop)
+        else:
+            self._loop_waiter = loop
 
     async def _main_loop(self) -> None:
         """Serve the mailbox as the main thread until the role passes to another task."""
@@ -437,7 +471,24 @@ class RpcEndpoint(GatewayImplementation):
                 value, error = None, exc
             if self._state is not EndpointState.RUNNING:
                 return
-            self._put(Continue(parked, value, error))
+            if not self._borrow_main_thread():
+                self._put(Continue(parked, value, error))
+            elif parked in self._parked:
+                # the endpoint is idle: go on with the handler right here, on the main thread
+                # (a mailbox round trip saved)
+                del self._parked[parked]
+                try:
+                    await self._drive(parked.coro, parked.message, value, error)
+                finally:
+                    if self._lent_loop is not None:
+                        self._give_back_main_thread()
+                if self._holder is helper.task:
+                    # the handler waited in place (see _off_main_in_place) and got the main
+                    # thread back from the loop, which ended: this task is the loop now
+                    await self._main_loop()
+                    return
+            else:
+                self._give_back_main_thread()
             del parked, awaitable, value, error  # nothing of a finished wait is kept idle
             if len(idle) >= IDLE_HELPERS:
                 return
@@ -541,8 +592,11 @@ class RpcEndpoint(GatewayImplementation):
         if work is None:  # on_stop: nothing else will run anyway
             return await awaitable
         me = _current_task()
-        self._holder = None
-        work.start_soon(self._main_loop)
+        if self._lent_loop is not None:
+            self._give_back_main_thread()  # a helper's: the parked loop serves meanwhile
+        else:
+            self._holder = None
+            work.start_soon(self._main_loop)
         result = await outcome.acapture(await_, awaitable)
         if self._state is not EndpointState.RUNNING:
             # Closing: the work scope is cancelled now or in a moment; never run on without
