@@ -553,8 +553,18 @@ async def test_calls_waiting_off_main_are_served_in_a_few_scheduler_passes_not_o
             trio.lowlevel.remove_instrument(counter)
         assert sorted(results) == list(range(1, 65))
         assert counter.passes < 16
-        # every first half ran on the endpoint's loop task, none on a task of its own
-        assert len(endpoint.tasks) == 1
+
+
+async def test_an_idle_endpoint_starts_a_handler_that_waits_off_main_on_the_callers_task() -> None:
+    async with open_rpc_service() as service:
+        endpoint = WaitsOffMain(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await gateway.add(2, 3) == 5
+        # the first half ran right in the call (no mailbox round trip), the rest on the main
+        # thread after the wait (the handler checks that)
+        assert endpoint.tasks == {trio.lowlevel.current_task()}
 
 
 async def test_closing_an_endpoint_ends_handlers_parked_off_main_and_runs_their_finally() -> None:
@@ -618,3 +628,55 @@ async def test_a_call_arriving_while_a_resumed_handler_holds_the_main_thread_wai
         ]
         # and the endpoint goes on serving
         assert await gateway.add(0, 1) == 1
+
+
+class Shapes:
+    """Handler shapes for the check that lets a call start on the caller's task."""
+
+    peer: CalcGateway
+
+    async def off_main(self, awaitable: object) -> object:
+        return await awaitable  # type: ignore[misc]
+
+    async def only_off_main(self, a: int) -> int:
+        b = await self.off_main(self.peer.add(a, len(str(a))))
+        for i in range(2):
+            await self.off_main(trio.sleep(i))
+        return b  # type: ignore[return-value]
+
+    async def plain_await(self, a: int) -> None:
+        await trio.sleep(a)
+
+    async def off_main_in_a_scope(self, a: int) -> None:
+        with trio.move_on_after(1):
+            await self.off_main(trio.sleep(a))
+
+    async def branch_in_the_argument(self, a: int) -> None:
+        await self.off_main(trio.sleep(a) if a else trio.sleep(0))
+
+    async def another_objects_off_main(self, a: int) -> None:
+        await self.peer.off_main(trio.sleep(a))  # type: ignore[attr-defined]
+
+    async def await_inside_the_argument(self, a: int) -> None:
+        await self.off_main(await self.peer.add(a, 1))  # type: ignore[arg-type]
+
+    async def off_main_and_a_plain_await(self, a: int) -> None:
+        await self.off_main(trio.sleep(a))
+        await trio.sleep(a)
+
+    async def no_await(self, a: int) -> int:
+        return a
+
+
+def test_only_handlers_whose_every_await_is_off_main_may_start_on_the_callers_task() -> None:
+    from minicluster.rpc.suspends import suspends_only_in_off_main
+
+    taken = {
+        name
+        for name in vars(Shapes)
+        if not name.startswith("_")
+        and name != "off_main"
+        and callable(getattr(Shapes, name))
+        and suspends_only_in_off_main(getattr(Shapes, name))
+    }
+    assert taken == {"only_off_main"}

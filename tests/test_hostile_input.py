@@ -1533,8 +1533,7 @@ def test_malformed_payloads_one_after_another_are_each_refused_and_decoding_goes
     )
     truncated = bytes.fromhex("a6647479706564")
     cut_short = bytes.fromhex(
-        "a60f747970656463616c6c6269640168656e64706f696e740463616c63666d6574686f64636164"
-        "64640d7267"
+        "a60f747970656463616c6c6269640168656e64706f696e740463616c63666d6574686f6463616464640d7267"
     )
     for payload in (invalid_utf8, truncated, cut_short):
         with pytest.raises(Refused):

@@ -57,7 +57,7 @@ from .mailbox import (
 from .protocol import show
 from .reply import Reply, answer
 from .scheduled import ScheduledRun
-from .suspends import never_suspends
+from .suspends import never_suspends, suspends_only_in_off_main
 
 T = TypeVar("T")
 log = logging.getLogger("minicluster.rpc")
@@ -118,6 +118,9 @@ class RpcEndpoint(GatewayImplementation):
         # handlers that never suspend (sync, or async without an await) may run on the
         # caller's task when the endpoint is idle: see call_inline
         self._inline: dict[str, tuple[Callable[..., Any], bool]] = {}
+        # handlers that suspend only in off_main: they may start on the caller's task too
+        # (see call_parkable)
+        self._parkable: dict[str, Callable[..., Any]] = {}
         self._argument_checks = {
             name: spec.arguments
             for name, spec in gateway_methods(type(self)).items()
@@ -129,6 +132,8 @@ class RpcEndpoint(GatewayImplementation):
             self._handlers[name] = (fn, is_async)
             if not is_async or never_suspends(fn):
                 self._inline[name] = (fn, is_async)
+            elif suspends_only_in_off_main(fn):
+                self._parkable[name] = fn
         self.supported_gateways = implemented_gateways(type(self))
         rpc_service.register_endpoint(self)
 
@@ -429,15 +434,7 @@ class RpcEndpoint(GatewayImplementation):
             value = error = None
             if type(yielded) is OffMain:
                 if getattr(task, "_cancel_status", None) is base and self._work is not None:
-                    parked = Parked(coro, message)
-                    self._parked[parked] = None
-                    helpers = self._idle_helpers
-                    if helpers:
-                        helper = helpers.pop()
-                        helper.parked, helper.awaitable = parked, yielded.awaitable
-                        _reschedule(helper.task)
-                    else:
-                        self._work.start_soon(self._wait_off_main, parked, yielded.awaitable)
+                    self._park(coro, message, yielded.awaitable)
                     return
                 # The handler opened a cancel scope or nursery around the wait: both belong
                 # to this task, so the wait stays here and the main thread moves instead.
@@ -450,6 +447,19 @@ class RpcEndpoint(GatewayImplementation):
                 value = await forward_trap(yielded)
             except BaseException as exc:  # pragma: no cover - trio resumes with send
                 error = exc
+
+    def _park(self, coro: Any, message: Any, awaitable: Awaitable[Any]) -> None:
+        """Park a handler at its off_main wait; a helper task awaits `awaitable`."""
+        parked = Parked(coro, message)
+        self._parked[parked] = None
+        helpers = self._idle_helpers
+        if helpers:
+            helper = helpers.pop()
+            helper.parked, helper.awaitable = parked, awaitable
+            _reschedule(helper.task)
+        else:
+            assert self._work is not None
+            self._work.start_soon(self._wait_off_main, parked, awaitable)
 
     async def _wait_off_main(self, parked: Parked, awaitable: Awaitable[Any]) -> None:
         """Await off_main awaitables one after another; between them, wait among the idle
@@ -792,6 +802,64 @@ class RpcEndpoint(GatewayImplementation):
                 log, "tell %s.%s failed: %s", self._endpoint_id, method, show(error)
             )
         return True, result, error
+
+    def call_parkable(
+        self,
+        method: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        token: UUID | None,
+        reply: Reply | None,
+        sender: str | None,
+    ) -> bool:
+        """Start a call on the caller's task, as `call_inline` does, for a handler whose only
+        waits are off_main (see `suspends_only_in_off_main`): it runs here up to its first
+        wait, is parked there, and goes on on the main thread; `reply` hears the outcome,
+        now or later. False (nothing done) when the endpoint is busy or the handler is not
+        of that kind: queue the call as usual."""
+        fn = self._parkable.get(method)
+        if fn is None:
+            return False
+        waiter = self._loop_waiter
+        if (
+            waiter is None
+            or self._holder is not waiter
+            or self._queue
+            or self._state is not EndpointState.RUNNING
+            or self._work is None
+        ):
+            return False
+        call = Call(method, args, kwargs, token, reply, sender)
+        self._holder = _current_task()
+        try:
+            try:
+                self._check_token(token)
+                coro = fn(*args, **kwargs)
+            except Exception as exc:
+                self._finish(call, None, exc)
+                return True
+            value: Any = None
+            error: BaseException | None = None
+            while True:
+                self._driving = True
+                try:
+                    yielded = coro.send(value) if error is None else coro.throw(error)
+                except StopIteration as stop:
+                    self._finish(call, stop.value, None)
+                    return True
+                except Exception as exc:
+                    self._finish(call, None, exc)
+                    return True
+                finally:
+                    self._driving = False
+                if type(yielded) is OffMain:
+                    self._park(coro, call, yielded.awaitable)
+                    return True
+                # pragma: no cover - the bytecode check says it cannot happen; the handler
+                # hears of it rather than the caller's task waiting in its place
+                value, error = None, RuntimeError(f"{method} suspended outside off_main")
+        finally:
+            self._holder = waiter
 
     @property
     def mailbox_full(self) -> bool:

@@ -112,7 +112,10 @@ class LocalInvoker:
         if endpoint.mailbox_full:
             await endpoint.wait_for_mailbox_space()
         if passes:
-            endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
+            if self.serialize or not endpoint.call_parkable(
+                method, args, kwargs, self.fencing_token, reply, self.caller
+            ):
+                endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
         elif service.tracer is not None:
             service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
         tracer = service.tracer
@@ -169,7 +172,10 @@ class LocalInvoker:
                 return
         reply = CallbackReply(on_done, lambda: f"ask {method} to {self.address}")
         if passes:
-            endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
+            if self.serialize or not endpoint.call_parkable(
+                method, args, kwargs, self.fencing_token, reply, self.caller
+            ):
+                endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
         elif service.tracer is not None:
             service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
         if not reply._done:
@@ -190,6 +196,10 @@ class LocalInvoker:
                 handled = endpoint.call_inline(
                     method, args, kwargs, self.fencing_token, self.caller, is_ask=False
                 )[0]
+                if not handled:
+                    handled = endpoint.call_parkable(
+                        method, args, kwargs, self.fencing_token, None, self.caller
+                    )
             if not handled:
                 endpoint.accept_call(method, args, kwargs, self.fencing_token, None, self.caller)
         elif service.tracer is not None:

@@ -357,18 +357,15 @@ class ServerConnection:
             return True
         if endpoint.mailbox_full:
             return endpoint
+        token = message.get("token")
         if is_tell:
-            endpoint.accept_call(method, args, kwargs, message.get("token"), None, sender)
+            if not endpoint.call_parkable(method, args, kwargs, token, None, sender):
+                endpoint.accept_call(method, args, kwargs, token, None, sender)
             return True
         self.in_progress += 1
-        endpoint.accept_call(
-            method,
-            args,
-            kwargs,
-            message.get("token"),
-            _RemoteReply(self, request_id, method),
-            sender,
-        )
+        reply = _RemoteReply(self, request_id, method)
+        if not endpoint.call_parkable(method, args, kwargs, token, reply, sender):
+            endpoint.accept_call(method, args, kwargs, token, reply, sender)
         return True
 
     def _refuse(self, request_id: int | None, error: BaseException) -> None:
