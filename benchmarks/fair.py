@@ -33,7 +33,14 @@ Variants (remote: the client in the `--one` process, the server in its own child
 Workloads: sequential `add(i, 1)` p50/p99; `add` with 64 calls in flight, calls/s; a 1 MiB echo
 as the TOTAL time of N sequential round trips, reported as MB/s (N x 1 MiB / total seconds).
 Local (in the `--one` process): a minicluster self-gateway ask with an inline, a suspending
-and an off-main handler, a bare trio memory-channel round trip, and Pykka (ThreadingActor `ask`).
+and an off-main handler, a bare trio memory-channel round trip (and one whose server task awaits
+once before it answers, like for like with the suspending handlers), and Pykka (ThreadingActor
+`ask`).
+
+For the 64-in-flight workload each child also reports the CPU time (user + system) that the
+client and the server process spent per call, read from `os.times()` and /proc: a figure that
+does not depend on how the machine schedules the two processes. `--pin 0` runs every process
+on one CPU, the same for every variant, for steadier figures on a small or shared machine.
 
 Bounded: every loop has a count and a time budget, every child a timeout after which it is
 killed by its PID, servers listen on 127.0.0.1 port 0 and stop when their stdin closes.
@@ -72,7 +79,14 @@ CALL_TIMEOUT = 20.0
 CONCURRENCY = 64
 
 REMOTE = ["raw-inline", "raw-task", "mc-inline", "mc-suspend", "mc-offmain", "pyro5", "rpyc"]
-LOCAL = ["local-memchan", "local-mc-inline", "local-mc-suspend", "local-mc-offmain", "local-pykka"]
+LOCAL = [
+    "local-memchan",
+    "local-memchan-suspend",
+    "local-mc-inline",
+    "local-mc-suspend",
+    "local-mc-offmain",
+    "local-pykka",
+]
 NEEDS = {"pyro5": "Pyro5", "rpyc": "rpyc", "local-pykka": "pykka"}
 
 Figures = dict[str, float]
@@ -389,6 +403,7 @@ class Server:
             [sys.executable, __file__, "--serve", self.kind, "--port-file", port_file],
             stdin=subprocess.PIPE,
         )
+        CURRENT_SERVER[0] = self
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while not os.path.exists(port_file):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -412,7 +427,41 @@ class Server:
         os.rmdir(self.dir)
 
 
+CURRENT_SERVER: list[Server | None] = [None]  # the --one process has one server at a time
+
+
 # --- workloads ------------------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU time (user + system) of this process and of the server process, per call: unlike
+    wall time it does not depend on how the machine schedules the two processes."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.start = self._now()
+
+    def _server(self) -> float | None:
+        if self.server_pid is None:
+            return None
+        try:
+            with open(f"/proc/{self.server_pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _now(self) -> tuple[float, float | None]:
+        t = os.times()
+        return t.user + t.system, self._server()
+
+    def figures(self, calls: int) -> Figures:
+        client, server = self._now()
+        out = {"inflight_client_cpu_us": (client - self.start[0]) * 1e6 / max(calls, 1)}
+        if server is not None and self.start[1] is not None:
+            out["inflight_server_cpu_us"] = (server - self.start[1]) * 1e6 / max(calls, 1)
+            out["inflight_cpu_us"] = out["inflight_client_cpu_us"] + out["inflight_server_cpu_us"]
+        return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -442,7 +491,9 @@ async def seq_async(add: Callable[[int, int], Awaitable[int]], n: Counts, calls:
     return out
 
 
-async def inflight_async(add: Callable[[int, int], Awaitable[int]], n: Counts) -> Figures:
+async def inflight_async(
+    add: Callable[[int, int], Awaitable[int]], n: Counts, server_pid: int | None = None
+) -> Figures:
     deadline = time.perf_counter() + n.budget_s
     done = 0
 
@@ -459,10 +510,11 @@ async def inflight_async(add: Callable[[int, int], Awaitable[int]], n: Counts) -
             nursery.start_soon(worker, 10)
     done = 0
     start = time.perf_counter()
+    cpu = CpuMeter(server_pid)
     async with trio.open_nursery() as nursery:
         for _ in range(CONCURRENCY):
             nursery.start_soon(worker, n.inflight_calls // CONCURRENCY)
-    return {"inflight_calls_per_s": done / (time.perf_counter() - start)}
+    return {"inflight_calls_per_s": done / (time.perf_counter() - start)} | cpu.figures(done)
 
 
 async def echo_async(echo: Callable[[bytes], Awaitable[bytes]], n: Counts) -> Figures:
@@ -481,7 +533,7 @@ async def echo_async(echo: Callable[[bytes], Awaitable[bytes]], n: Counts) -> Fi
     return {"echo_mb_per_s": done * MIB / 1e6 / total, "echo_total_s": total, "echo_n": done}
 
 
-async def trio_client(kind: str, port: int, n: Counts) -> Figures:
+async def trio_client(kind: str, port: int, n: Counts, server_pid: int | None) -> Figures:
     figures: Figures = {}
     with trio.fail_after(CHILD_TIMEOUT):
         if kind.startswith("raw"):
@@ -490,19 +542,19 @@ async def trio_client(kind: str, port: int, n: Counts) -> Figures:
                 client = RawClient(stream)
                 nursery.start_soon(client.reader)
                 figures |= seq_figures(await seq_async(client.add, n, n.seq_calls), "seq")
-                figures |= await inflight_async(client.add, n)
+                figures |= await inflight_async(client.add, n, server_pid)
                 figures |= await echo_async(client.echo, n)
                 nursery.cancel_scope.cancel()
             return figures
         async with open_rpc_service(name="fair-client") as service:
             gateway = await service.connect(f"tcp://127.0.0.1:{port}/{ENDPOINT}", CalcGateway)
             figures |= seq_figures(await seq_async(gateway.add, n, n.seq_calls), "seq")
-            figures |= await inflight_async(gateway.add, n)
+            figures |= await inflight_async(gateway.add, n, server_pid)
             figures |= await echo_async(gateway.echo, n)
     return figures
 
 
-def sync_client(kind: str, port: int, n: Counts) -> Figures:
+def sync_client(kind: str, port: int, n: Counts, server_pid: int | None) -> Figures:
     """Pyro5 / RPyC: a proxy per thread (they are owned by one thread)."""
 
     def open_proxy() -> tuple[Any, Callable[[], None]]:
@@ -584,21 +636,25 @@ def sync_client(kind: str, port: int, n: Counts) -> Figures:
         t.start()
     barrier.wait()
     began = time.perf_counter()
+    cpu = CpuMeter(server_pid)
     for t in threads:
         t.join(n.budget_s + CALL_TIMEOUT)
     elapsed = time.perf_counter() - began
     if errors:
         raise RuntimeError(f"{len(errors)} client threads failed, the first: {errors[0]!r}")
     figures["inflight_calls_per_s"] = sum(count) / elapsed
-    return figures
+    return figures | cpu.figures(sum(count))
 
 
 async def local_trio(kind: str, n: Counts) -> Figures:
-    if kind == "local-memchan":
+    if kind.startswith("local-memchan"):
         send, receive = trio.open_memory_channel[tuple[int, int, _Slot]](math.inf)
+        suspends = kind == "local-memchan-suspend"
 
         async def server() -> None:
             async for a, b, slot in receive:
+                if suspends:  # like a handler that awaits once
+                    await trio.sleep(0)
                 slot.value = a + b
                 slot.event.set()
 
@@ -651,9 +707,10 @@ def run_one(kind: str, n: Counts) -> Figures:
     if kind in LOCAL:
         return trio.run(local_trio, kind, n)
     with Server(kind) as port:
+        pid = server.proc.pid if (server := CURRENT_SERVER[0]) and server.proc else None
         if kind in ("pyro5", "rpyc"):
-            return sync_client(kind, port, n)
-        return trio.run(trio_client, kind, port, n)
+            return sync_client(kind, port, n, pid)
+        return trio.run(trio_client, kind, port, n, pid)
 
 
 # --- the parent: rounds, table --------------------------------------------------------------------
@@ -668,9 +725,16 @@ def missing(kind: str) -> str | None:
     return None
 
 
-def child(kind: str, quick: bool) -> Figures | str:
+def child(kind: str, quick: bool, pin: set[int] | None = None) -> Figures | str:
     cmd = [sys.executable, __file__, "--one", kind] + (["--quick"] if quick else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def pinned() -> None:  # the server child inherits the client's CPUs
+        if pin is not None:
+            os.sched_setaffinity(0, pin)
+
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pinned
+    )
     try:
         out, err = proc.communicate(timeout=CHILD_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -688,6 +752,7 @@ COLUMNS = [
     ("seq_p50_us", "seq p50 us", False),
     ("seq_p99_us", "seq p99 us", False),
     ("inflight_calls_per_s", "64 in flight calls/s", True),
+    ("inflight_cpu_us", "64 in flight CPU us/call", False),
     ("echo_mb_per_s", "1 MiB echo MB/s", True),
 ]
 LOCAL_COLUMNS = [("local_p50_us", "ask p50 us", False), ("local_p99_us", "ask p99 us", False)]
@@ -736,6 +801,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--variants", default=",".join(REMOTE + LOCAL))
     parser.add_argument("--json", help="append every measurement to this file as JSON lines")
+    parser.add_argument(
+        "--pin",
+        help="run every client and server on these CPUs only (e.g. 0): steadier figures on "
+        "a small or shared machine, the same for every variant",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
@@ -758,11 +828,13 @@ def main(argv: list[str] | None = None) -> int:
             print(reason)
         else:
             kinds.append(kind)
+    pin = {int(c) for c in args.pin.split(",")} if args.pin else None
     load_before = os.getloadavg()
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {platform.machine()}"
         f"  {os.cpu_count()} cpus  Python {platform.python_version()}  trio {trio.__version__}"
-        f"  load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}",
+        f"  load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
+        + (f"  pinned to CPU {args.pin}" if pin else ""),
         flush=True,
     )
     results: dict[str, list[Figures]] = {kind: [] for kind in kinds}
@@ -771,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
             for kind in order:
-                got = child(kind, args.quick)
+                got = child(kind, args.quick, pin)
                 if isinstance(got, str):
                     print(f"  ! round {r + 1}: {got}", flush=True)
                     continue
@@ -787,9 +859,22 @@ def main(argv: list[str] | None = None) -> int:
     if remote:
         print()
         print("\n".join(table(remote, results, COLUMNS, "raw-inline")))
+        suspending = [k for k in ("raw-task", "mc-suspend", "mc-offmain") if k in remote]
+        if "raw-task" in suspending and len(suspending) > 1:
+            print("\nhandlers that await once, against a task per request:")
+            print("\n".join(table(suspending, results, COLUMNS, "raw-task")[len(suspending) + 3 :]))
     if local:
         print()
         print("\n".join(table(local, results, LOCAL_COLUMNS, "local-memchan")))
+        suspending = [
+            k
+            for k in ("local-memchan-suspend", "local-mc-suspend", "local-mc-offmain")
+            if k in local
+        ]
+        if "local-memchan-suspend" in suspending and len(suspending) > 1:
+            print("\nhandlers that await once, against a channel whose server awaits once:")
+            lines = table(suspending, results, LOCAL_COLUMNS, "local-memchan-suspend")
+            print("\n".join(lines[len(suspending) + 3 :]))
     load = os.getloadavg()
     print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
