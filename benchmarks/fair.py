@@ -21,6 +21,8 @@ Variants (remote: the client in the `--one` process, the server in its own child
   frame from `bytes` and answers inline on its reader task, all replies of one read in one write.
 * raw-task: a task per request on the server (the handler does `await trio.sleep(0)`), the
   floor for handlers that suspend; the same client.
+* raw-serial: raw-task with the handlers one at a time (a fair `trio.Lock` around each): the
+  floor for handlers that await while holding an endpoint's main thread (mc-suspend).
 * mc-inline: minicluster (`open_rpc_service` + `connect`), handlers that never await (served
   inline on the connection's reader task).
 * mc-suspend: minicluster, handlers that `await trio.sleep(0)` once, holding the endpoint's
@@ -78,7 +80,16 @@ SERVER_START_TIMEOUT = 30.0
 CALL_TIMEOUT = 20.0
 CONCURRENCY = 64
 
-REMOTE = ["raw-inline", "raw-task", "mc-inline", "mc-suspend", "mc-offmain", "pyro5", "rpyc"]
+REMOTE = [
+    "raw-inline",
+    "raw-task",
+    "raw-serial",
+    "mc-inline",
+    "mc-suspend",
+    "mc-offmain",
+    "pyro5",
+    "rpyc",
+]
 LOCAL = [
     "local-memchan",
     "local-memchan-suspend",
@@ -238,12 +249,19 @@ class DirectSender:
             self._sending = False
 
 
-async def raw_task_connection(stream: trio.SocketStream) -> None:
+async def raw_task_connection(stream: trio.SocketStream, one_at_a_time: bool = False) -> None:
     sender = DirectSender(stream)
+    lock = trio.Lock()  # fair: calls go through it in the order they came
 
     async def handle(message: dict[str, Any]) -> None:
-        await trio.sleep(0)
-        await sender.send(answer(message))
+        if one_at_a_time:
+            async with lock:
+                await trio.sleep(0)
+                reply = answer(message)
+        else:
+            await trio.sleep(0)
+            reply = answer(message)
+        await sender.send(reply)
 
     framer = Framer()
     try:
@@ -322,7 +340,11 @@ async def until_stdin_closes() -> None:
 
 async def serve_trio(kind: str, port_file: str) -> None:
     if kind.startswith("raw"):
-        handler = raw_inline_connection if kind == "raw-inline" else raw_task_connection
+        handler = {
+            "raw-inline": raw_inline_connection,
+            "raw-task": raw_task_connection,
+            "raw-serial": partial(raw_task_connection, one_at_a_time=True),
+        }[kind]
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
             write_port(port_file, listeners[0].socket.getsockname()[1])
@@ -859,6 +881,10 @@ def main(argv: list[str] | None = None) -> int:
     if remote:
         print()
         print("\n".join(table(remote, results, COLUMNS, "raw-inline")))
+        serial = [k for k in ("raw-serial", "mc-suspend") if k in remote]
+        if len(serial) == 2:
+            print("\nhandlers that await once holding the endpoint, against one at a time:")
+            print("\n".join(table(serial, results, COLUMNS, "raw-serial")[len(serial) + 3 :]))
         suspending = [k for k in ("raw-task", "mc-suspend", "mc-offmain") if k in remote]
         if "raw-task" in suspending and len(suspending) > 1:
             print("\nhandlers that await once, against a task per request:")
