@@ -293,12 +293,7 @@ class RpcEndpoint(GatewayImplementation):
         `call_inline` does, but for code that may suspend: the loop stays parked, and
         messages that arrive meanwhile wait for `_give_back_main_thread`)."""
         waiter = self._loop_waiter
-        if (
-            waiter is None
-            or self._holder is not waiter
-            or self._queue
-            or self._state is not EndpointState.RUNNING
-        ):
+        if not self.main_thread_idle() or self._state is not EndpointState.RUNNING:
             return False
         self._loop_waiter = None
         self._lent_loop = waiter
@@ -340,33 +335,20 @@ class RpcEndpoint(GatewayImplementation):
                     del self._parked[parked]
                     await self._drive(parked.coro, parked.message, message.value, message.error)
             elif kind is Run:
-                await self._handle_run(message)
+                await self._run_on_main(message.fn, message)
             elif kind is Resume:
                 if not message.cancelled:
                     self._holder = message.task
                     _reschedule(message.task)
                     return
             elif kind is Start:
-                await self._handle_start(message)
+                await self._run_on_main(self.on_start, message)
             if self._holder is not me:
                 return  # a handler went off the main thread in place; another task holds it now
             served += 1
             if served >= 32:
                 served = 0
                 await trio.lowlevel.checkpoint()
-
-    async def _handle_start(self, start: Start) -> None:
-        try:
-            result = self.on_start()
-        except Exception as exc:
-            self._finish(start, None, exc)
-            return
-        if inspect.iscoroutine(result):
-            await self._drive(result, start)
-        elif inspect.isawaitable(result):
-            await self._drive(await_(result), start)
-        else:
-            self._finish(start, None, None)
 
     async def _handle_call(self, call: Call) -> None:
         try:
@@ -386,18 +368,19 @@ class RpcEndpoint(GatewayImplementation):
         else:
             self._finish(call, result, None)
 
-    async def _handle_run(self, run: Run) -> None:
+    async def _run_on_main(self, fn: Callable[[], Any], message: Start | Run) -> None:
+        """`on_start`, or a run (`run_async`, `call_async`, a due scheduled run)."""
         try:
-            result = run.fn()
+            result = fn()
         except Exception as exc:
-            self._finish(run, None, exc)
+            self._finish(message, None, exc)
             return
         if inspect.iscoroutine(result):
-            await self._drive(result, run)
+            await self._drive(result, message)
         elif inspect.isawaitable(result):
-            await self._drive(await_(result), run)
+            await self._drive(await_(result), message)
         else:
-            self._finish(run, result, None)
+            self._finish(message, result, None)
 
     async def _drive(
         self, coro: Any, message: Any, value: Any = None, error: BaseException | None = None
@@ -822,9 +805,7 @@ class RpcEndpoint(GatewayImplementation):
             return False
         waiter = self._loop_waiter
         if (
-            waiter is None
-            or self._holder is not waiter
-            or self._queue
+            not self.main_thread_idle()
             or self._state is not EndpointState.RUNNING
             or self._work is None
         ):
