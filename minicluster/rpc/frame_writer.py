@@ -67,7 +67,10 @@ class FrameWriter:
         pieces (the header joins the small frames before it, the payload is written alone)."""
         header = len(payload).to_bytes(4, "big")
         if len(payload) < COALESCE_LIMIT:
-            self.send(header + payload, direct)
+            if direct:
+                self.send(header + payload, True)
+            elif not self.closed:
+                self._queue(header + payload)
             return
         if self.closed:
             return

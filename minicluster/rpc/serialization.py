@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import cbor2
 
-from .decode_budget import check_decode_cost
+from .decode_budget import MAX_COST_PER_BYTE, check_decode_cost
 from .errors import ProtocolError, SerializationError
 from .typecheck import Checker, field_checkers
 
@@ -228,7 +228,8 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
         budget = size * DECODE_BUDGET_FACTOR_PERCENT // 100
         if budget < DECODE_BUDGET_FLOOR:
             budget = DECODE_BUDGET_FLOOR
-    check_decode_cost(data, budget)
+    if size * MAX_COST_PER_BYTE > budget:  # else even the costliest bytes fit: no walk
+        check_decode_cost(data, budget)
     _decode_failure.clear()
     # A decoder costs as much to build as a small message to decode, and so does pointing it
     # at a new stream: a small payload is copied into the stream of an idle decoder instead.

@@ -20,6 +20,7 @@ from .errors import MessageTooLargeError, ProtocolError, SerializationError
 from .frame_writer import FrameWriter
 from .protocol import FrameDecoder, FrameTooLargeError
 from .reply import Reply
+from .serialization import dumps
 from .transport_host import TransportHost
 
 # the transport's logger, shared by both sides (log configuration and tests name it)
@@ -378,7 +379,7 @@ class ServerConnection:
 
     def send_reply(self, request_id: int, value: Any, method: str) -> None:
         try:
-            payload = protocol.encode_message(protocol.reply(request_id, value))
+            payload = dumps(protocol.reply(request_id, value))  # encode_message, inlined
         except SerializationError as exc:
             self.send_error(request_id, exc)
             return
