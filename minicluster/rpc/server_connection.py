@@ -78,6 +78,8 @@ class ServerConnection:
         self.receiving = False
         self.read_since = 0.0
         self.went_idle = False
+        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._now = trio.lowlevel.current_clock().current_time  # cheaper than trio.current_time
 
     async def _watch_idle(self, reading: trio.CancelScope) -> None:
         """Close a connection whose peer said nothing for `idle_timeout` (one task per
@@ -122,37 +124,53 @@ class ServerConnection:
                 await trio.aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
-        frames = self._frames()
         with trio.move_on_after(SETUP_TIMEOUT) as setup:
-            if not await self._set_up(frames):
+            if not await self._set_up():
                 return
         if setup.cancelled_caught:
             self._goodbye("connection set-up timed out")
             return
-        self.decoder.max_frame_size = self.max_frame_size
+        decoder = self.decoder
+        decoder.max_frame_size = self.max_frame_size
         handled = 0
         writer = self.writer
-        async for payload in frames:
-            outcome = self._handle(payload)
-            while isinstance(outcome, RpcEndpoint):
-                # backpressure: the endpoint's mailbox is full, so this peer waits (we read no
-                # more of its requests) until there is room, then the request goes in
-                self._release_replies()
-                await outcome.wait_for_mailbox_space()
-                writer.held = self.batching
-                outcome = self._handle(payload)
-            if not outcome:
+        while True:
+            try:
+                payloads = decoder.drain()
+                if not payloads:
+                    if not await self._receive():
+                        return
+                    continue
+            except FrameTooLargeError as exc:
+                self._goodbye(f"{exc}; closing the connection")
                 return
-            if writer.buffered > WRITE_HIGH_WATER:
-                self._release_replies()
-                await writer.wait_below(WRITE_LOW_WATER)  # a peer that reads too slowly
-                writer.held = self.batching
-            handled += 1
-            if handled % 128 == 0:
-                # one busy peer must not starve the others (each read is a checkpoint too)
-                self._release_replies()
-                await trio.lowlevel.checkpoint()
-                writer.held = self.batching
+            # replies to the requests of one read go out in one write, after them
+            self.batching = writer.held = True
+            try:
+                for payload in payloads:
+                    outcome = self._handle(payload)
+                    while isinstance(outcome, RpcEndpoint):
+                        # backpressure: the endpoint's mailbox is full, so this peer waits (we
+                        # read no more of its requests) until there is room, then it goes in
+                        self._release_replies()
+                        await outcome.wait_for_mailbox_space()
+                        writer.held = True
+                        outcome = self._handle(payload)
+                    if not outcome:
+                        return
+                    if writer.buffered > WRITE_HIGH_WATER:
+                        self._release_replies()
+                        await writer.wait_below(WRITE_LOW_WATER)  # a peer that reads too slowly
+                        writer.held = True
+                    handled += 1
+                    if handled % 128 == 0:
+                        # one busy peer must not starve the others (each read is a checkpoint)
+                        self._release_replies()
+                        await trio.lowlevel.checkpoint()
+                        writer.held = True
+            finally:
+                self.batching = writer.held = False
+            writer.flush_direct()
 
     def _release_replies(self) -> None:
         """Before the reader waits for anything: the replies it held back go out now (the
@@ -160,62 +178,47 @@ class ServerConnection:
         self.writer.held = False
         self.writer.flush_direct()
 
-    async def _frames(self) -> Any:
-        """Payloads as they arrive; ends on EOF, or after saying goodbye to an oversized frame
-        (the idle watchdog cancels a read that waits too long). Stops reading while too many
-        replies wait to be written (a peer that does not read cannot make us buffer without
-        bound)."""
+    async def _receive(self) -> bool:
+        """One read into the decoder; False at EOF or when the connection broke (the idle
+        watchdog cancels a read that waits too long). Waits first while too many replies wait
+        to be written (a peer that does not read cannot make us buffer without bound)."""
         decoder = self.decoder
         writer = self.writer
-        now = trio.lowlevel.current_clock().current_time  # cheaper than trio.current_time()
-        receive_some = self.stream.receive_some
+        if writer.buffered > WRITE_HIGH_WATER:
+            await writer.wait_below(WRITE_LOW_WATER)
         # the rest of a large frame goes straight from the socket into its own buffer
-        stream = self.stream
-        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
-        while True:
-            if writer.buffered > WRITE_HIGH_WATER:
-                await writer.wait_below(WRITE_LOW_WATER)
-            view = decoder.receive_view() if sock is not None else None
-            self.read_since = now()
-            self.receiving = True
-            try:
-                if view is None:
-                    data = await receive_some(decoder.receive_size())
-                else:
-                    assert sock is not None
-                    data = b""
-                    with view:
-                        count = await sock.recv_into(view)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            finally:
-                self.receiving = False
-            if view is not None:
-                if not count:
-                    return
-                decoder.received(count)
-            elif not data:
-                return
-            try:
-                if data:
-                    decoder.feed(data)
-                del data  # the decoder has a copy: do not hold a second one while decoding
-                # replies to a batch of requests go out in one write, after the batch
-                self.batching = writer.held = True
-                for payload in decoder:
-                    yield payload
-            except FrameTooLargeError as exc:
-                during = "" if decoder.max_frame_size == self.max_frame_size else " before set-up"
-                self._goodbye(f"{exc}{during}; closing the connection")
-                return
-            finally:
-                self.batching = writer.held = False
-            writer.flush_direct()
-
-    async def _next(self, frames: Any) -> dict[str, Any] | None:
+        view = decoder.receive_view() if self._sock is not None else None
+        self.read_since = self._now()
+        self.receiving = True
         try:
-            payload = await frames.__anext__()
-        except StopAsyncIteration:
+            if view is None:
+                data = await self.stream.receive_some(decoder.receive_size())
+            else:
+                assert self._sock is not None
+                with view:
+                    count = await self._sock.recv_into(view)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        finally:
+            self.receiving = False
+        if view is not None:
+            if not count:
+                return False
+            decoder.received(count)
+            return True
+        if not data:
+            return False
+        decoder.feed(data)
+        return True
+
+    async def _next(self) -> dict[str, Any] | None:
+        """The next set-up message (frames one at a time: the frame limit grows after set-up)."""
+        try:
+            while (payload := self.decoder.next_frame()) is None:
+                if not await self._receive():
+                    return None
+        except FrameTooLargeError as exc:
+            self._goodbye(f"{exc} before set-up; closing the connection")
             return None
         try:
             return protocol.decode_message(payload, protocol.SETUP_DECODE_BUDGET)
@@ -223,8 +226,8 @@ class ServerConnection:
             self._goodbye(str(exc))
             return None
 
-    async def _set_up(self, frames: Any) -> bool:
-        message = await self._next(frames)
+    async def _set_up(self) -> bool:
+        message = await self._next()
         if message is None:
             return False
         try:
@@ -240,7 +243,7 @@ class ServerConnection:
             return True
         challenge = protocol.new_challenge()
         self.writer.send(self._frame(protocol.welcome(challenge, self.max_frame_size)))
-        message = await self._next(frames)
+        message = await self._next()
         if message is None:
             return False
         if message.get("type") != "auth" or not protocol.verify_proof(
@@ -258,7 +261,7 @@ class ServerConnection:
         self.service.log_limiter.log(log, logging.INFO, "goodbye to a client: %s", reason)
         self.writer.send(self._frame(protocol.goodbye(reason)))
 
-    def _handle(self, payload: bytes) -> bool | RpcEndpoint:
+    def _handle(self, payload: bytes | bytearray) -> bool | RpcEndpoint:
         """Serve one request frame; False when the connection must close, an endpoint when
         its mailbox is full (wait for room, then hand the frame in again)."""
         try:
