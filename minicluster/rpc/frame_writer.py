@@ -127,8 +127,10 @@ class FrameWriter:
                 self._wake()
             return
         pending = self._pending
-        if 1 < len(pending) <= WRITEV_PIECES and any(
-            len(piece) >= COALESCE_LIMIT for piece in pending
+        if (
+            1 < len(pending) <= WRITEV_PIECES
+            and self.buffered >= COALESCE_LIMIT  # else no piece can be that large
+            and any(len(piece) >= COALESCE_LIMIT for piece in pending)
         ):
             # a large payload among them (queued apart from its header): hand the pieces to
             # the kernel as they are rather than copy them into one
