@@ -230,7 +230,8 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
             budget = DECODE_BUDGET_FLOOR
     if size * MAX_COST_PER_BYTE > budget:  # else even the costliest bytes fit: no walk
         check_decode_cost(data, budget)
-    _decode_failure.clear()
+    if _decode_failure:
+        _decode_failure.clear()
     # A decoder costs as much to build as a small message to decode, and so does pointing it
     # at a new stream: a small payload is copied into the stream of an idle decoder instead.
     # Decoding is synchronous, so few are ever in use at once; list pop and append are atomic.
