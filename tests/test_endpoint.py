@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -123,9 +125,31 @@ class Counter(RpcEndpoint, CalcGateway):
         self.inside = False
         return self.count
 
+    async def echo(self, value: Any) -> Any:
+        # waits off the main thread, then holds it across an await of its own (the rest may
+        # run on the loop task or on the helper that awaited)
+        self._enter_exit()
+        self.inside = False
+        await self.off_main(trio.lowlevel.checkpoint())
+        self._enter_exit()
+        await trio.lowlevel.checkpoint()
+        self.inside = False
+        return value
+
+    async def sleep(self, seconds: float, timeout: float = 10.0) -> str:
+        # every await is off_main: an idle endpoint starts it on the caller's task
+        self._enter_exit()
+        self.inside = False
+        await self.off_main(trio.sleep(seconds))
+        self._enter_exit()
+        self.inside = False
+        return "slept"
+
 
 @pytest.mark.parametrize("fenced", [False, True])
 async def test_ten_thousand_mixed_messages_never_overlap_on_the_main_thread(fenced: bool) -> None:
+    # calls that hold the main thread across an await, runs, call_asyncs, handlers that wait
+    # off the main thread (started queued or on the caller's task) and their continuations
     import uuid
 
     from minicluster.rpc import FencedRpcEndpoint
@@ -149,14 +173,18 @@ async def test_ten_thousand_mixed_messages_never_overlap_on_the_main_thread(fenc
                 elif kind == 1:
                     endpoint.run_async(endpoint.bump)
                     await trio.lowlevel.checkpoint()
-                else:
+                elif kind == 2:
                     await endpoint.call_async(endpoint.bump_async)
+                elif kind == 3:
+                    assert await gateway.echo(i) == i
+                else:
+                    assert await gateway.sleep(0) == "slept"
 
         async with trio.open_nursery() as nursery:
-            for kind in (0, 1, 2, 0, 1, 2, 0, 1, 2, 0):
+            for kind in (0, 1, 2, 3, 4, 0, 1, 2, 3, 4):
                 nursery.start_soon(caller, kind)
         await endpoint.call_async(lambda: None)
-        assert endpoint.count == 10_000
+        assert endpoint.count == 2 * 1000 * (1 + 1 + 1 + 2 + 2)
         assert endpoint.overlaps == 0
 
 
