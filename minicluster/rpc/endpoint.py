@@ -2,8 +2,8 @@
 
 `RpcEndpoint` is what a user subclasses: identity, lifecycle (`start`, `close`, `on_start`,
 `on_stop`), the table of handlers, messages to self (`run_async`, `call_async`, scheduled
-runs, background tasks) and the entries for invokers (`call_inline`, `call_parkable`,
-`accept_call`, backpressure). The main thread itself, and the driver of handler coroutines
+runs, background tasks) and the entries for invokers (`call_inline`, `accept_call`,
+backpressure). The main thread itself, and the driver of handler coroutines
 (`off_main` included), are its base class in main_thread.py."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class RpcEndpoint(MainThread, GatewayImplementation):
         # caller's task when the endpoint is idle: see call_inline
         self._inline: dict[str, tuple[Callable[..., Any], bool]] = {}
         # handlers that suspend only in off_main: they may start on the caller's task too
-        # (see call_parkable)
+        # (see _start_parkable)
         self._parkable: dict[str, Callable[..., Any]] = {}
         self._argument_checks = {
             name: spec.arguments
@@ -456,36 +456,21 @@ class RpcEndpoint(MainThread, GatewayImplementation):
             )
         return True, result, error
 
-    def call_parkable(
-        self,
-        method: str,
-        args: tuple[Any, ...] | list[Any],
-        kwargs: dict[str, Any],
-        token: UUID | None,
-        reply: Reply | None,
-        sender: str | None,
-    ) -> bool:
-        """Start a call on the caller's task, as `call_inline` does, for a handler whose only
-        waits are off_main (see `suspends_only_in_off_main`): it runs here up to its first
-        wait, is parked there, and goes on on the main thread; `reply` hears the outcome,
-        now or later. False (nothing done) when the endpoint is busy or the handler is not
-        of that kind: queue the call as usual."""
-        fn = self._parkable.get(method)
-        if fn is None:
+    def _start_parkable(self, call: Call) -> bool:
+        """Start a call on the caller's task, as `call_inline` does, when the endpoint is idle
+        and the handler's only waits are off_main (see `suspends_only_in_off_main`): it runs
+        here up to its first wait, is parked there, and goes on on the main thread; the
+        call's reply hears the outcome, now or later. False (nothing done): queue it."""
+        fn = self._parkable.get(call.method)
+        if fn is None or self._work is None or not self.main_thread_idle():
             return False
-        waiter = self._loop_waiter
-        if (
-            not self.main_thread_idle()
-            or self._state is not EndpointState.RUNNING
-            or self._work is None
-        ):
-            return False
-        call = Call(method, args, kwargs, token, reply, sender)
+        waiter = self._holder
         self._holder = _current_task()
         try:
             try:
-                self._check_token(token)
-                coro = fn(*args, **kwargs)
+                if self._checks_tokens:
+                    self._check_token(call.token)
+                coro = fn(*call.args, **call.kwargs)
             except Exception as exc:
                 self._finish(call, None, exc)
                 return True
@@ -506,9 +491,9 @@ class RpcEndpoint(MainThread, GatewayImplementation):
                 if type(yielded) is OffMain:
                     self._park(coro, call, yielded.awaitable)
                     return True
-                # pragma: no cover - the bytecode check says it cannot happen; the handler
-                # hears of it rather than the caller's task waiting in its place
-                value, error = None, RuntimeError(f"{method} suspended outside off_main")
+                # the bytecode check says this cannot happen; the handler hears of it rather
+                # than the caller's task waiting in its place
+                value, error = None, RuntimeError(f"{call.method} suspended outside off_main")
         finally:
             self._holder = waiter
 
@@ -521,9 +506,13 @@ class RpcEndpoint(MainThread, GatewayImplementation):
         reply: Reply | None,
         sender: str | None = None,
     ) -> None:
-        """Queue a call (reply None for a tell); fails the reply at once if not running."""
+        """Take a call (reply None for a tell): started right here when the endpoint is idle
+        and the handler waits only in off_main (`_start_parkable`), else queued; the reply
+        fails at once if the endpoint is not running."""
         if self._state is EndpointState.RUNNING:
-            self._put(Call(method, args, kwargs, token, reply, sender))
+            call = Call(method, args, kwargs, token, reply, sender)
+            if not self._start_parkable(call):
+                self._put(call)
         elif reply is not None:
             reply.set_error(self._not_running())
 

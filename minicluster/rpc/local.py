@@ -111,13 +111,7 @@ class LocalInvoker:
                 return result
         if endpoint.mailbox_full:
             await endpoint.wait_for_mailbox_space()
-        if passes:
-            if self.serialize or not endpoint.call_parkable(
-                method, args, kwargs, self.fencing_token, reply, self.caller
-            ):
-                endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
-        elif service.tracer is not None:
-            service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
+        self._deliver(endpoint, passes, method, args, kwargs, reply)
         tracer = service.tracer
         if tracer is None:
             return await reply.wait(
@@ -134,6 +128,22 @@ class LocalInvoker:
             )
         finally:
             tracer.latency(method, trio.current_time() - started)
+
+    def _deliver(
+        self,
+        endpoint: RpcEndpoint,
+        passes: bool,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        reply: Reply,
+    ) -> None:
+        """Hand an ask that was not answered inline to the endpoint, or, when the message
+        filter stopped it, let the tracer see it dropped."""
+        if passes:
+            endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
+        elif self.service.tracer is not None:
+            self.service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
 
     def ask_with_callback(
         self,
@@ -171,13 +181,7 @@ class LocalInvoker:
                 on_done(result, error)
                 return
         reply = CallbackReply(on_done, lambda: f"ask {method} to {self.address}")
-        if passes:
-            if self.serialize or not endpoint.call_parkable(
-                method, args, kwargs, self.fencing_token, reply, self.caller
-            ):
-                endpoint.accept_call(method, args, kwargs, self.fencing_token, reply, self.caller)
-        elif service.tracer is not None:
-            service.tracer.dropped(self.caller, endpoint.endpoint_id, method, True)
+        self._deliver(endpoint, passes, method, args, kwargs, reply)
         if not reply._done:
             limit = self.default_timeout if timeout is None else timeout
             if limit != math.inf:
@@ -196,10 +200,6 @@ class LocalInvoker:
                 handled = endpoint.call_inline(
                     method, args, kwargs, self.fencing_token, self.caller, is_ask=False
                 )[0]
-                if not handled:
-                    handled = endpoint.call_parkable(
-                        method, args, kwargs, self.fencing_token, None, self.caller
-                    )
             if not handled:
                 endpoint.accept_call(method, args, kwargs, self.fencing_token, None, self.caller)
         elif service.tracer is not None:

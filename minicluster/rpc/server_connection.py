@@ -363,13 +363,12 @@ class ServerConnection:
             return endpoint
         token = message.get("token")
         if is_tell:
-            if not endpoint.call_parkable(method, args, kwargs, token, None, sender):
-                endpoint.accept_call(method, args, kwargs, token, None, sender)
+            endpoint.accept_call(method, args, kwargs, token, None, sender)
             return True
         self.in_progress += 1
-        reply = _RemoteReply(self, request_id, method)
-        if not endpoint.call_parkable(method, args, kwargs, token, reply, sender):
-            endpoint.accept_call(method, args, kwargs, token, reply, sender)
+        endpoint.accept_call(
+            method, args, kwargs, token, _RemoteReply(self, request_id, method), sender
+        )
         return True
 
     def _refuse(self, request_id: int | None, error: BaseException) -> None:
