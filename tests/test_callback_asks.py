@@ -20,6 +20,18 @@ from tests.rpc_fixtures import Calc, CalcGateway
 Outcome = tuple[Any, BaseException | None]
 
 
+def _recorder() -> tuple[list[Outcome], trio.Event, Any]:
+    """Where a callback ask's outcomes go, and an event set by the first."""
+    outcomes: list[Outcome] = []
+    done = trio.Event()
+
+    def on_done(result: Any, error: BaseException | None) -> None:
+        outcomes.append((result, error))
+        done.set()
+
+    return outcomes, done, on_done
+
+
 async def test_an_idle_endpoint_answers_an_ask_with_callback_before_it_returns() -> None:
     async with open_rpc_service() as service:
         calc = Calc(service)
@@ -87,12 +99,7 @@ async def test_an_ask_with_callback_goes_over_tcp_and_leaves_nothing_pending() -
     ):
         Calc(server).start()
         gateway = await client.connect(f"{server.address}/calc", CalcGateway)
-        done = trio.Event()
-        outcomes: list[Outcome] = []
-
-        def on_done(result: Any, error: BaseException | None) -> None:
-            outcomes.append((result, error))
-            done.set()
+        outcomes, done, on_done = _recorder()
 
         ask_with_callback(gateway, "add", 20, 22, on_done=on_done)
         with trio.fail_after(5):
@@ -109,12 +116,7 @@ async def test_a_timed_out_remote_ask_with_callback_leaves_no_pending_entry() ->
     ):
         Calc(server).start()
         gateway = await client.connect(f"{server.address}/calc", CalcGateway)
-        done = trio.Event()
-        outcomes: list[Outcome] = []
-
-        def on_done(result: Any, error: BaseException | None) -> None:
-            outcomes.append((result, error))
-            done.set()
+        outcomes, done, on_done = _recorder()
 
         # the handler sleeps 1 s off its main thread; the ask gives up after 0.05 s
         ask_with_callback(gateway, "sleep", 1.0, timeout=0.05, on_done=on_done)
