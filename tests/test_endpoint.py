@@ -708,3 +708,65 @@ def test_only_handlers_whose_every_await_is_off_main_may_start_on_the_callers_ta
         and suspends_only_in_off_main(getattr(Shapes, name))
     }
     assert taken == {"only_off_main"}
+
+
+class WaitsTwiceSecondInItsOwnScope(RpcEndpoint, CalcGateway):
+    """Its continuation (run by the helper that awaited, the endpoint being idle) waits again
+    inside a cancel scope of its own, which keeps the wait on that task."""
+
+    async def add(self, a: int, b: int) -> int:
+        await self.off_main(trio.sleep(0.1))
+        with trio.move_on_after(5):
+            await self.off_main(trio.sleep(0.1))
+        self.validate_runs_in_main_thread()
+        return a + b
+
+
+async def test_a_continuation_that_waits_in_its_own_scope_hands_the_main_thread_on_and_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_rpc_service() as service:
+        endpoint = WaitsTwiceSecondInItsOwnScope(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        assert await gateway.add(1, 2) == 3
+        # the endpoint goes on serving, one call at a time, and closes cleanly
+        async with trio.open_nursery() as nursery:
+            for i in range(5):
+                nursery.start_soon(gateway.add, i, 1)
+        assert await gateway.add(2, 3) == 5
+        with trio.fail_after(1):
+            await endpoint.close()
+        assert endpoint.termination_error is None
+
+
+async def test_helpers_that_awaited_off_main_are_reused_and_at_most_a_few_stay_idle() -> None:
+    from minicluster.rpc.mailbox import IDLE_HELPERS
+
+    spawned = 0
+
+    class Spawns(trio.abc.Instrument):
+        def task_spawned(self, task: trio.lowlevel.Task) -> None:
+            nonlocal spawned
+            if task.name.endswith("_wait_off_main"):
+                spawned += 1
+
+    async with open_rpc_service() as service:
+        endpoint = WaitsOffMain(service)
+        endpoint.start()
+        gateway = endpoint.get_self_gateway(CalcGateway)
+        trio.lowlevel.add_instrument(Spawns())
+
+        async def burst(size: int) -> None:
+            async with trio.open_nursery() as nursery:
+                for i in range(size):
+                    nursery.start_soon(gateway.add, i, 1)
+
+        await burst(IDLE_HELPERS * 2)
+        first = spawned
+        assert first >= IDLE_HELPERS  # the waits overlapped: a helper each
+        for _ in range(5):
+            await burst(IDLE_HELPERS)  # as many as stay idle: no new task
+        assert spawned == first
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(endpoint._idle_helpers) == IDLE_HELPERS
