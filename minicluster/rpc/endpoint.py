@@ -12,7 +12,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import trio
@@ -39,13 +39,9 @@ from .reply import Reply, answer
 from .scheduled import ScheduledRun
 from .suspends import never_suspends, suspends_only_in_off_main
 
-T = TypeVar("T")
 log = logging.getLogger("minicluster.rpc")
 
-_Abort = trio.lowlevel.Abort
-_reschedule = trio.lowlevel.reschedule
 _current_task = trio.lowlevel.current_task
-_wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 
 class RpcEndpoint(MainThread, GatewayImplementation):

@@ -96,19 +96,12 @@ class LocalInvoker:
             reply = Reply()
         endpoint = self._target()
         service = self.service
-        # a message filter (partitions, a killed peer) is a hook: a message it lets through
-        # may still be answered inline, so a cluster keeps the fast path
-        message_filter = service.message_filter
-        passes = message_filter is None or message_filter(self.caller, endpoint.endpoint_id, method)
-        if passes and not self.serialize:
-            handled, result, error = endpoint.call_inline(
-                method, args, kwargs, self.fencing_token, self.caller
-            )
-            if handled:
-                await trio.lowlevel.checkpoint()
-                if error is not None:
-                    raise error
-                return result
+        passes, handled, result, error = self._try_inline(endpoint, method, args, kwargs)
+        if handled:
+            await trio.lowlevel.checkpoint()
+            if error is not None:
+                raise error
+            return result
         if endpoint.mailbox_full:
             await endpoint.wait_for_mailbox_space()
         self._deliver(endpoint, passes, method, args, kwargs, reply)
@@ -128,6 +121,23 @@ class LocalInvoker:
             )
         finally:
             tracer.latency(method, trio.current_time() - started)
+
+    def _try_inline(
+        self, endpoint: RpcEndpoint, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bool, bool, Any, BaseException | None]:
+        """(passes, handled, result, error): whether the message filter lets the ask through
+        and, if it does, whether the endpoint answered it right here (`call_inline`).
+
+        A message filter (partitions, a killed peer) is a hook: a message it lets through may
+        still be answered inline, so a cluster keeps the fast path."""
+        message_filter = self.service.message_filter
+        passes = message_filter is None or message_filter(self.caller, endpoint.endpoint_id, method)
+        if not passes or self.serialize:
+            return passes, False, None, None
+        handled, result, error = endpoint.call_inline(
+            method, args, kwargs, self.fencing_token, self.caller
+        )
+        return True, handled, result, error
 
     def _deliver(
         self,
@@ -170,16 +180,10 @@ class LocalInvoker:
                 done(value, error)
 
         endpoint = self._target()
-        service = self.service
-        message_filter = service.message_filter
-        passes = message_filter is None or message_filter(self.caller, endpoint.endpoint_id, method)
-        if passes and not self.serialize:
-            handled, result, error = endpoint.call_inline(
-                method, args, kwargs, self.fencing_token, self.caller
-            )
-            if handled:
-                on_done(result, error)
-                return
+        passes, handled, result, error = self._try_inline(endpoint, method, args, kwargs)
+        if handled:
+            on_done(result, error)
+            return
         reply = CallbackReply(on_done, lambda: f"ask {method} to {self.address}")
         self._deliver(endpoint, passes, method, args, kwargs, reply)
         if not reply._done:
