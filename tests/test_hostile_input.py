@@ -1542,3 +1542,10 @@ def test_malformed_payloads_one_after_another_are_each_refused_and_decoding_goes
     assert serialization.loads(good) == {"type": "call", "id": 7, "args": [1, 2]}
     with pytest.raises(Refused, match="1 bytes after the CBOR item"):
         serialization.loads(good + b"\x01")
+    # and a large payload, which is read through a view of the frame rather than a copy
+    large = serialization.dumps({"type": "reply", "id": 8, "value": b"x" * 100_000})
+    assert serialization.loads(bytearray(large))["value"] == b"x" * 100_000
+    with pytest.raises(Refused, match="1 bytes after the CBOR item"):
+        serialization.loads(bytearray(large + b"\x01"))
+    with pytest.raises(Refused):
+        serialization.loads(bytearray(large[:-10]))
