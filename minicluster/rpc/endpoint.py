@@ -323,10 +323,10 @@ class RpcEndpoint(MainThread, GatewayImplementation):
         Dropped when the endpoint is not running any more."""
         if self._state is not EndpointState.RUNNING:
             return
-        waiter = self._loop_waiter
-        if waiter is None or self._holder is not waiter or self._queue:
+        if not self.main_thread_idle():
             self._put(Run(fn, None))
             return
+        waiter = self._holder
         self._holder = _current_task()
         try:
             result = fn()
@@ -412,14 +412,9 @@ class RpcEndpoint(MainThread, GatewayImplementation):
 
         Returns (handled, result, error); not handled means: queue it as usual.
         """
-        waiter = self._loop_waiter
-        if (
-            waiter is None
-            or self._holder is not waiter
-            or self._queue
-            or self._state is not EndpointState.RUNNING
-        ):
+        if not self.main_thread_idle() or self._state is not EndpointState.RUNNING:
             return False, None, None
+        waiter = self._holder
         entry = self._inline.get(method)
         if entry is None:
             return False, None, None
