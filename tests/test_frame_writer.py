@@ -57,3 +57,21 @@ async def test_frames_held_back_then_flushed_at_once_arrive_whole_and_in_order()
             frames = await _read_frames(receiver, 4)
         nursery.cancel_scope.cancel()
     assert frames == [b"first", huge, b"between", large]
+
+
+async def test_a_payload_in_pieces_arrives_as_one_frame_even_when_the_kernel_takes_part() -> None:
+    left, right = trio.socket.socketpair()
+    sender, receiver = trio.SocketStream(left), trio.SocketStream(right)
+    head, tail = b"head of the message ", b" and its tail"
+    huge = bytes(range(256)) * (16 * 1024 * 1024 // 256)  # more than one write takes
+    writer = FrameWriter(sender)
+    async with sender, receiver, trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        writer.send_payload(b"before")
+        writer.send_payload([head, huge, tail], direct=True)  # a partial writev, then queued
+        writer.send_payload([head, huge], direct=True)  # behind it: queued as pieces
+        writer.send_payload(b"after", direct=True)
+        with trio.fail_after(10):
+            frames = await _read_frames(receiver, 4)
+        nursery.cancel_scope.cancel()
+    assert frames == [b"before", head + huge + tail, head + huge, b"after"]

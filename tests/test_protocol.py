@@ -879,3 +879,77 @@ def test_a_large_frame_received_straight_into_its_own_buffer_comes_out_whole_in_
     decoder.feed(stream[pos:])
     assert list(decoder) == [big, small_after]
     assert decoder.buffered == 0
+
+
+def _receive_large(decoder: FrameDecoder, stream: bytes) -> tuple[list[bytes | bytearray], int]:
+    """Feed `stream` to `decoder` as a reader on a socket does (the rest of a large frame
+    straight into its buffer); the payloads and the id of the large one's buffer."""
+    decoder.feed(stream[:1000])
+    pos = 1000
+    buffer_id = 0
+    while (view := decoder.receive_view()) is not None:
+        buffer_id = id(view.obj)
+        with view:
+            count = min(len(view), 70_000)
+            view[:count] = stream[pos : pos + count]
+        decoder.received(count)
+        pos += count
+    decoder.feed(stream[pos:])
+    return list(decoder), buffer_id
+
+
+def test_a_large_buffer_given_back_is_received_into_again_and_what_was_decoded_stays() -> None:
+    size = protocol.LARGE_PAYLOAD + 5
+    first = protocol.encode_message({"type": "reply", "id": 1, "value": b"\x01" * size})
+    second = protocol.encode_message({"type": "reply", "id": 2, "value": b"\x02" * size})
+    decoder = FrameDecoder()
+    [payload], first_buffer = _receive_large(decoder, protocol.frame_bytes(first))
+    value = protocol.decode_message(payload)["value"]
+    decoder.give_back(payload)
+    [payload], second_buffer = _receive_large(decoder, protocol.frame_bytes(second))
+    assert second_buffer == first_buffer  # the same memory, no fresh allocation
+    assert protocol.decode_message(payload)["value"] == b"\x02" * size
+    assert value == b"\x01" * size  # the first value was copied out before the reuse
+
+
+def test_a_large_buffer_not_given_back_is_never_received_into_again() -> None:
+    size = protocol.LARGE_PAYLOAD + 5
+    decoder = FrameDecoder()
+    [kept], _ = _receive_large(decoder, protocol.frame_bytes(b"\x01" * size))
+    [other], _ = _receive_large(decoder, protocol.frame_bytes(b"\x02" * size))
+    assert kept == b"\x01" * size and other == b"\x02" * size
+    assert other is not kept
+    decoder.give_back(b"\x03" * size)  # bytes were never a receive buffer: not kept
+    [third], _ = _receive_large(decoder, protocol.frame_bytes(b"\x04" * size))
+    assert third == b"\x04" * size
+
+
+@pytest.mark.parametrize("size", [serialization.LARGE_BYTES, 1 << 20, (1 << 16) * 300 + 1])
+def test_a_large_value_encoded_around_is_the_same_bytes_as_encoded_whole(size: int) -> None:
+    large = bytes(range(256)) * (size // 256) + b"\x09" * (size % 256)
+    stand_in = serialization.LARGE_STAND_IN
+    reply = protocol.reply(7, stand_in)
+    call = {
+        "type": "call",
+        "id": 8,
+        "endpoint": "e",
+        "method": "m",
+        "args": [1, stand_in, "x"],
+        "kwargs": {"k": 2},
+        "sender": "s",
+    }
+    for message, whole in (
+        (reply, protocol.reply(7, large)),
+        (call, {**call, "args": [1, large, "x"]}),
+    ):
+        pieces = serialization.dumps_around(message, large)
+        assert b"".join(pieces) == serialization.dumps(whole)
+        assert any(piece is large for piece in pieces)  # not copied
+        assert protocol.decode_message(b"".join(pieces)) == whole
+
+
+def test_only_bytes_at_least_the_large_size_are_sent_around() -> None:
+    large = b"\x00" * serialization.LARGE_BYTES
+    assert serialization.large_bytes_index((1, "two", large)) == 2
+    assert serialization.large_bytes_index((large[:-1], bytearray(large))) == -1
+    assert serialization.large_bytes_index(()) == -1

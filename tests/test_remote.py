@@ -484,3 +484,25 @@ async def test_the_stranger_probe_gets_a_goodbye_from_a_cluster_which_keeps_serv
     assert goodbye["type"] == "goodbye"
     gateway = await calc_at(client, server)
     assert await gateway.add(1, 2) == 3
+
+
+async def test_large_byte_strings_of_one_size_come_back_exactly_call_after_call() -> None:
+    # sent uncopied around the message and received into a reused buffer on both sides:
+    # each answer must still be its own call's bytes, in sequence and with several in flight
+    size = 1024 * 1024
+    async with open_rpc_service("127.0.0.1") as server:
+        Calc(server).start()
+        async with open_rpc_service() as client:
+            gateway = await calc_at(client, server)
+            for fill in range(4):
+                data = bytes([fill]) * (size - 1) + b"\xff"
+                assert await gateway.echo(data) == data
+            answers: dict[int, bytes] = {}
+
+            async def echo(fill: int) -> None:
+                answers[fill] = await gateway.echo(bytes([fill]) * size)
+
+            async with trio.open_nursery() as nursery:
+                for fill in range(10, 16):
+                    nursery.start_soon(echo, fill)
+            assert answers == {fill: bytes([fill]) * size for fill in range(10, 16)}

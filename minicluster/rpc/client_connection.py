@@ -30,7 +30,7 @@ from .errors import (
 from .frame_writer import FrameWriter
 from .protocol import FrameDecoder, FrameTooLargeError
 from .reply import CallbackReply, Reply
-from .serialization import dumps
+from .serialization import LARGE_STAND_IN, dumps, dumps_around, large_bytes_index
 from .transport_host import TransportHost
 
 PROBE_AFTER = 1.0  # seconds a hello may go unanswered before the peer is asked what it is
@@ -228,6 +228,8 @@ class ClientConnection:
                     decoder.feed(data)
                 for payload in decoder:
                     message = protocol.decode_message(payload)
+                    if type(payload) is bytearray:  # a large one, decoded: its buffer is free
+                        decoder.give_back(payload)
                     kind = message.get("type")
                     if kind == "reply":
                         reply = pending.pop(message.get("id"), None)  # type: ignore[arg-type]
@@ -264,12 +266,21 @@ class ClientConnection:
         self.close_reason = "connection closed by this side"
         self._cancel.cancel()
 
-    def _encode(self, message: dict[str, Any]) -> bytes:
-        """The frame payload of `message` (the writer adds the header)."""
-        payload = dumps(message)  # protocol.encode_message, inlined: every call passes here
-        if len(payload) > self.peer_max_frame_size:
+    def _encode(self, message: dict[str, Any], large: int = -1) -> bytes | list[bytes]:
+        """The frame payload of `message` (the writer adds the header); with `large`, the
+        position of a large bytes value among its arguments, pieces around that value
+        (`serialization.dumps_around`), which is not copied."""
+        if large < 0:
+            payload: bytes | list[bytes] = dumps(message)  # protocol.encode_message, inlined
+            size = len(payload)
+        else:
+            args = list(message["args"])
+            value, args[large] = args[large], LARGE_STAND_IN
+            payload = dumps_around({**message, "args": args}, value)
+            size = sum(map(len, payload))
+        if size > self.peer_max_frame_size:
             raise MessageTooLargeError(
-                f"{message['type']} {message.get('method', '')} of {len(payload)} bytes exceeds "
+                f"{message['type']} {message.get('method', '')} of {size} bytes exceeds "
                 f"the frame limit of {self.peer_max_frame_size} bytes; not sent"
             )
         return payload
@@ -356,7 +367,7 @@ class RemoteInvoker:
             message["token"] = self.fencing_token
         if self.caller is not None:
             message["sender"] = self.caller
-        frame = conn._encode(message)
+        frame = conn._encode(message, large_bytes_index(args))
         pending = conn.pending
         alone = not pending
         pending[request_id] = reply

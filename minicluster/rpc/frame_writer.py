@@ -61,32 +61,33 @@ class FrameWriter:
         self._below.append((level, event))
         await event.wait()
 
-    def send_payload(self, payload: bytes, direct: bool = False) -> None:
-        """Queue one frame made of its header and `payload`. A large payload is not copied to
-        put the header before it: both go to the kernel in one `writev`, or queued as two
-        pieces (the header joins the small frames before it, the payload is written alone)."""
-        header = len(payload).to_bytes(4, "big")
-        if len(payload) < COALESCE_LIMIT:
-            if direct:
-                self.send(header + payload, True)
-            elif not self.closed:
-                self._queue(header + payload)
-            return
+    def send_payload(self, payload: bytes | list[bytes], direct: bool = False) -> None:
+        """Queue one frame made of its header and `payload` (bytes, or pieces of it: see
+        `serialization.dumps_around`). A large payload is not copied to put the header before
+        it: header and pieces go to the kernel in one `writev`, or are queued as they are (the
+        small ones join the frames around them, a large one is written alone)."""
+        if isinstance(payload, bytes):
+            size = len(payload)
+            if size < COALESCE_LIMIT:
+                if direct:
+                    self.send(size.to_bytes(4, "big") + payload, True)
+                elif not self.closed:
+                    self._queue(size.to_bytes(4, "big") + payload)
+                return
+            pieces: list[bytes | memoryview] = [size.to_bytes(4, "big"), payload]
+        else:
+            size = sum(map(len, payload))
+            pieces = [size.to_bytes(4, "big") + payload[0], *payload[1:]]
         if self.closed:
             return
         if direct and self._fd is not None and not self._busy and not self._pending:
             try:
-                written = os.writev(self._fd, (header, payload))
+                written = os.writev(self._fd, pieces)
             except OSError:
                 written = 0  # would block, or the writer task meets the same error
-            if written == len(payload) + 4:
-                return
-            if written >= 4:
-                self._queue(memoryview(payload)[written - 4 :])
-                return
-            header = header[written:]
-        self._queue(header)
-        self._queue(payload)
+            pieces = _after(pieces, written)
+        for piece in pieces:
+            self._queue(piece)
 
     def send(self, frame: bytes | memoryview, direct: bool = False) -> None:
         """Queue `frame`; with `direct`, try to write it at once (the caller expects no other

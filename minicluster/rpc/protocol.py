@@ -53,6 +53,7 @@ SETUP_MAX_FRAME_SIZE: Final = 4096
 SETUP_DECODE_BUDGET: Final = 16 * 1024
 HEADER_SIZE: Final = 4
 LARGE_PAYLOAD: Final = 256 * 1024  # received into a buffer of its own by the FrameDecoder
+SPARE_LIMIT: Final = 4 * 1024 * 1024  # the largest such buffer a FrameDecoder keeps for reuse
 CHALLENGE_SIZE: Final = 16
 
 
@@ -76,7 +77,16 @@ class FrameDecoder:
     and the decoder drops what it buffered, so an oversized body is never kept.
     """
 
-    __slots__ = ("_broken", "_buf", "_filled", "_large", "_pos", "_ready", "max_frame_size")
+    __slots__ = (
+        "_broken",
+        "_buf",
+        "_filled",
+        "_large",
+        "_pos",
+        "_ready",
+        "_spare",
+        "max_frame_size",
+    )
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
@@ -89,6 +99,10 @@ class FrameDecoder:
         self._large: bytearray | None = None
         self._filled = 0  # bytes of the large payload received so far
         self._ready: list[bytes | bytearray] = []  # large payloads, before the buffer's
+        # a large payload's buffer that its reader gave back (`give_back`): the next payload
+        # of the same size is received into it, so a peer that sends large frames of one size
+        # (an echo, a state that is sent again) costs no fresh memory per frame
+        self._spare: bytearray | None = None
 
     @property
     def buffered(self) -> int:
@@ -112,6 +126,12 @@ class FrameDecoder:
         if self._filled == len(large):
             self._ready.append(large)
             self._large = None
+
+    def give_back(self, payload: bytes | bytearray) -> None:
+        """The reader is done with `payload` (it decoded it and keeps no view of it): if it is
+        a large payload's buffer, it may be received into again."""
+        if type(payload) is bytearray and len(payload) <= SPARE_LIMIT:
+            self._spare = payload
 
     def receive_size(self, minimum: int = 65536, maximum: int = 16 * 1024 * 1024) -> int:
         """How much to ask the socket for: enough for the rest of a large frame in one go."""
@@ -151,7 +171,12 @@ class FrameDecoder:
         size = _unpack_header(buf, pos)[0]
         if size >= LARGE_PAYLOAD and len(buf) - pos < HEADER_SIZE + size:
             start = pos + HEADER_SIZE
-            self._large = large = bytearray(size)  # zero pages: memory is taken as bytes come
+            large = self._spare
+            if large is not None and len(large) == size:
+                self._spare = None
+            else:
+                large = bytearray(size)  # zero pages: memory is taken as bytes come
+            self._large = large
             self._filled = len(buf) - start
             with memoryview(buf) as view:
                 large[: self._filled] = view[start:]

@@ -20,7 +20,7 @@ from .errors import MessageTooLargeError, ProtocolError, SerializationError
 from .frame_writer import FrameWriter
 from .protocol import FrameDecoder, FrameTooLargeError
 from .reply import Reply
-from .serialization import dumps
+from .serialization import LARGE_BYTES, LARGE_STAND_IN, dumps, dumps_around
 from .transport_host import TransportHost
 
 # the transport's logger, shared by both sides (log configuration and tests name it)
@@ -158,6 +158,8 @@ class ServerConnection:
                         outcome = self._handle(payload)
                     if not outcome:
                         return
+                    if type(payload) is bytearray:  # a large one, decoded: its buffer is free
+                        decoder.give_back(payload)
                     if writer.buffered > WRITE_HIGH_WATER:
                         self._release_replies()
                         await writer.wait_below(WRITE_LOW_WATER)  # a peer that reads too slowly
@@ -380,15 +382,21 @@ class ServerConnection:
             self.service.log_limiter.warning(log, "tell refused: %s", error)
 
     def send_reply(self, request_id: int, value: Any, method: str) -> None:
+        payload: bytes | list[bytes]
         try:
-            payload = dumps(protocol.reply(request_id, value))  # encode_message, inlined
+            if type(value) is bytes and len(value) >= LARGE_BYTES:  # sent uncopied
+                payload = dumps_around(protocol.reply(request_id, LARGE_STAND_IN), value)
+                size = sum(map(len, payload))
+            else:
+                payload = dumps(protocol.reply(request_id, value))  # encode_message, inlined
+                size = len(payload)
         except SerializationError as exc:
             self.send_error(request_id, exc)
             return
-        if len(payload) > self.reply_limit:
+        if size > self.reply_limit:
             # the peer's decoder would refuse the frame and drop the connection with every
             # call on it: this one call fails instead
-            self.send_error(request_id, self._too_large(method, len(payload)))
+            self.send_error(request_id, self._too_large(method, size))
             return
         self.writer.send_payload(payload, not self.in_progress and not self.batching)
 
