@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minicluster.rpc import RpcError, protocol, serialization
+from minicluster.rpc import RpcError, large_values, protocol, serialization
 from minicluster.rpc.errors import (
     AuthenticationError,
     EndpointNotFoundError,
@@ -924,10 +924,10 @@ def test_a_large_buffer_not_given_back_is_never_received_into_again() -> None:
     assert third == b"\x04" * size
 
 
-@pytest.mark.parametrize("size", [serialization.LARGE_BYTES, 1 << 20, (1 << 16) * 300 + 1])
+@pytest.mark.parametrize("size", [large_values.LARGE_BYTES, 1 << 20, (1 << 16) * 300 + 1])
 def test_a_large_value_encoded_around_is_the_same_bytes_as_encoded_whole(size: int) -> None:
     large = bytes(range(256)) * (size // 256) + b"\x09" * (size % 256)
-    stand_in = serialization.LARGE_STAND_IN
+    stand_in = large_values.LARGE_STAND_IN
     reply = protocol.reply(7, stand_in)
     call = {
         "type": "call",
@@ -949,7 +949,7 @@ def test_a_large_value_encoded_around_is_the_same_bytes_as_encoded_whole(size: i
 
 
 def test_only_bytes_at_least_the_large_size_are_sent_around() -> None:
-    large = b"\x00" * serialization.LARGE_BYTES
-    assert serialization.large_bytes_index((1, "two", large)) == 2
-    assert serialization.large_bytes_index((large[:-1], bytearray(large))) == -1
-    assert serialization.large_bytes_index(()) == -1
+    large = b"\x00" * large_values.LARGE_BYTES
+    assert large_values.large_bytes_index((1, "two", large)) == 2
+    assert large_values.large_bytes_index((large[:-1], bytearray(large))) == -1
+    assert large_values.large_bytes_index(()) == -1

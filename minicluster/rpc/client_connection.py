@@ -28,9 +28,10 @@ from .errors import (
     RpcError,
 )
 from .frame_writer import FrameWriter
+from .large_values import LARGE_STAND_IN, large_bytes_index
 from .protocol import FrameDecoder, FrameTooLargeError
 from .reply import CallbackReply, Reply
-from .serialization import LARGE_STAND_IN, dumps, dumps_around, large_bytes_index
+from .serialization import dumps, dumps_around
 from .transport_host import TransportHost
 
 PROBE_AFTER = 1.0  # seconds a hello may go unanswered before the peer is asked what it is

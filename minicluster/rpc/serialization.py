@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import io
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ import cbor2
 
 from .decode_budget import MAX_COST_PER_BYTE, check_decode_cost
 from .errors import ProtocolError, SerializationError
+from .large_values import STAND_IN_CBOR, bytes_head, find_large_bytes, put_back
 from .typecheck import Checker, field_checkers
 
 DOMAIN_TAG = 27
@@ -130,36 +130,16 @@ def dumps(value: Any) -> bytes:
         raise SerializationError(f"cannot serialize value: {exc}") from None
 
 
-# A bytes value at least this large, among a call's arguments or as a reply's value, is not
-# copied into the encoded message: the message is encoded as pieces around it, and the writer
-# hands the pieces to the kernel as they are. Encoding 1 MiB into a new buffer cost about
-# 0.5 ms in a real echo (fresh memory each time), ten times the copy in a warm loop.
-LARGE_BYTES = 64 * 1024
-# what stands for such a value while the rest is encoded: random, so no other value is it
-LARGE_STAND_IN = os.urandom(16)
-_STAND_IN_CBOR = b"\x50" + LARGE_STAND_IN  # a byte string of 16
-
-
-def large_bytes_index(values: tuple[Any, ...] | list[Any]) -> int:
-    """The position of the first large bytes value among `values`, or -1."""
-    for index, value in enumerate(values):
-        if type(value) is bytes and len(value) >= LARGE_BYTES:
-            return index
-    return -1
-
-
 def dumps_around(message: Any, large: bytes) -> list[bytes]:
     """Encode `message`, in which `LARGE_STAND_IN` stands once for `large`, as pieces whose
     concatenation is exactly `dumps` of the message with `large` in its place; `large`
-    itself is one of the pieces, uncopied."""
+    itself is one of the pieces, uncopied (see large_values.py)."""
     encoded = dumps(message)
-    at = encoded.find(_STAND_IN_CBOR)
+    at = encoded.find(STAND_IN_CBOR)
     if at < 0:  # pragma: no cover - the caller put the stand-in in
         raise SerializationError("the stand-in for a large value is not in the message")
-    head = bytearray(cbor2.dumps(len(large)))  # the length as an unsigned integer (type 0)
-    head[0] |= 0x40  # the same head for a byte string (type 2)
-    tail = encoded[at + len(_STAND_IN_CBOR) :]
-    pieces = [encoded[:at] + bytes(head), large]
+    tail = encoded[at + len(STAND_IN_CBOR) :]
+    pieces = [encoded[:at] + bytes_head(len(large)), large]
     if tail:
         pieces.append(tail)
     return pieces
@@ -266,6 +246,17 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
             budget = DECODE_BUDGET_FLOOR
     if size * MAX_COST_PER_BYTE > budget:  # else even the costliest bytes fit: no walk
         check_decode_cost(data, budget)
+    if size > _COPY_LIMIT:
+        # a large byte string in it is copied out of the payload once, not read by cbor2 in
+        # 64 KiB pieces and joined (see large_values.py)
+        found = find_large_bytes(data)
+        if found is not None:
+            head, start, length = found
+            with memoryview(data) as view:
+                rest = bytes(view[:head]) + STAND_IN_CBOR + bytes(view[start + length :])
+                message = loads(rest, lenient=lenient, budget=budget)
+                if put_back(message, view[start : start + length].tobytes()):
+                    return message
     if _decode_failure:
         _decode_failure.clear()
     # A decoder costs as much to build as a small message to decode, and so does pointing it

@@ -18,9 +18,10 @@ from . import protocol
 from .endpoint import RpcEndpoint
 from .errors import MessageTooLargeError, ProtocolError, SerializationError
 from .frame_writer import FrameWriter
+from .large_values import LARGE_BYTES, LARGE_STAND_IN
 from .protocol import FrameDecoder, FrameTooLargeError
 from .reply import Reply
-from .serialization import LARGE_BYTES, LARGE_STAND_IN, dumps, dumps_around
+from .serialization import dumps, dumps_around
 from .transport_host import TransportHost
 
 # the transport's logger, shared by both sides (log configuration and tests name it)
