@@ -953,3 +953,17 @@ def test_only_bytes_at_least_the_large_size_are_sent_around() -> None:
     assert large_values.large_bytes_index((1, "two", large)) == 2
     assert large_values.large_bytes_index((large[:-1], bytearray(large))) == -1
     assert large_values.large_bytes_index(()) == -1
+
+
+@pytest.mark.parametrize(
+    "request_id", [0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1]
+)
+def test_a_reply_built_from_its_parts_is_the_same_bytes_as_the_reply_encoded_whole(
+    request_id: int,
+) -> None:
+    for value in (None, 7, -1, "text", b"bytes", [1, {"a": Leaf("x", 2)}], 1.5, uuid.UUID(int=3)):
+        assert protocol.encode_reply(request_id, value) == protocol.encode_message(
+            protocol.reply(request_id, value)
+        )
+    with pytest.raises(SerializationError):
+        protocol.encode_reply(request_id, object())

@@ -21,7 +21,7 @@ from .frame_writer import FrameWriter
 from .large_values import LARGE_BYTES, LARGE_STAND_IN
 from .protocol import FrameDecoder, FrameTooLargeError
 from .reply import Reply
-from .serialization import dumps, dumps_around
+from .serialization import dumps_around
 from .transport_host import TransportHost
 
 # the transport's logger, shared by both sides (log configuration and tests name it)
@@ -389,7 +389,7 @@ class ServerConnection:
                 payload = dumps_around(protocol.reply(request_id, LARGE_STAND_IN), value)
                 size = sum(map(len, payload))
             else:
-                payload = dumps(protocol.reply(request_id, value))  # encode_message, inlined
+                payload = protocol.encode_reply(request_id, value)
                 size = len(payload)
         except SerializationError as exc:
             self.send_error(request_id, exc)
