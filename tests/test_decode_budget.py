@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from minicluster.rpc import ProtocolError, open_rpc_service, protocol, serialization
-from minicluster.rpc.decode_budget import DecodeBudgetError, decode_cost
+from minicluster.rpc.decode_budget import MAX_COST_PER_BYTE, DecodeBudgetError, decode_cost
 from minicluster.rpc.serialization import decode_budget
 from tests.rpc_fixtures import Calc, CalcGateway, Point
 
@@ -126,6 +126,17 @@ def test_the_budget_is_a_quarter_more_than_the_size_but_at_least_4_mib() -> None
     assert len(serialization.loads(small)) == 50_000
     with pytest.raises(DecodeBudgetError):
         serialization.loads(small, budget=100_000)
+
+
+def test_a_small_payload_cannot_pass_the_default_budget_so_it_is_never_walked() -> None:
+    # serialization.loads decodes payloads up to _COPY_LIMIT without the walk: that is only
+    # safe while even their costliest bytes stay under the floor of the budget
+    limit = serialization._COPY_LIMIT
+    assert limit * MAX_COST_PER_BYTE <= serialization.DECODE_BUDGET_FLOOR
+    costliest = array_of(b"\xd9\x01\x02\x80", (limit - 8) // 4)  # sets around empty arrays
+    assert len(costliest) <= limit
+    assert decode_cost(costliest) <= decode_budget(len(costliest))
+    assert len(serialization.loads(costliest)) == (limit - 8) // 4
 
 
 def test_set_up_messages_get_a_small_budget() -> None:

@@ -240,6 +240,8 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
     who sent a message that it cannot accept.
     """
     size = len(data)
+    if size <= _COPY_LIMIT and budget is None:  # the common case, in short
+        return _loads_small(data, size, lenient)
     if budget is None:
         budget = size * DECODE_BUDGET_FACTOR_PERCENT // 100
         if budget < DECODE_BUDGET_FLOOR:
@@ -287,6 +289,31 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
         _idle_decoders.append(pair)
     if _decode_failure and not lenient:
         raise ProtocolError(_decode_failure[0])
+    return value
+
+
+def _loads_small(data: bytes | bytearray, size: int, lenient: bool) -> Any:
+    """`loads` of a payload of at most `_COPY_LIMIT` bytes with the default budget, which
+    even the costliest bytes cannot pass (so nothing is walked): decoded by an idle decoder
+    from its own stream, into which the payload is copied."""
+    if _decode_failure:
+        _decode_failure.clear()
+    pair = _idle_decoders.pop() if _idle_decoders else _new_decoder()
+    decoder, stream = pair
+    try:
+        stream.__init__(data)  # type: ignore[misc]  # the stream, pointed at a new payload
+        value = decoder.decode()
+        if stream.tell() != size:
+            _fail(f"{size - stream.tell()} bytes after the CBOR item")
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        if _decode_failure:
+            raise ProtocolError(_decode_failure[0]) from None
+        raise ProtocolError(f"malformed CBOR: {exc}") from None
+    if _decode_failure:  # a decoder that met malformed input is not used again (see loads)
+        if not lenient:
+            raise ProtocolError(_decode_failure[0])
+    elif len(_idle_decoders) < 4:
+        _idle_decoders.append(pair)
     return value
 
 
