@@ -967,3 +967,25 @@ def test_a_reply_built_from_its_parts_is_the_same_bytes_as_the_reply_encoded_who
         )
     with pytest.raises(SerializationError):
         protocol.encode_reply(request_id, object())
+
+
+@pytest.mark.parametrize("request_id", [1, 24, 70_000, 2**40])
+@pytest.mark.parametrize("token", [None, uuid.UUID(int=5)])
+@pytest.mark.parametrize("sender", [None, "jobmaster-1"])
+def test_a_call_built_from_its_parts_is_the_same_bytes_as_the_call_encoded_whole(
+    request_id: int, token: uuid.UUID | None, sender: str | None
+) -> None:
+    for args, kwargs in (
+        ((), {}),
+        ((1, "two", [Leaf("x", 3)]), {}),
+        ([4.5], {"timeout": 2.0, "name": b"n"}),
+    ):
+        message = protocol.call(request_id, "endpoint-é", "method", args, kwargs, token)
+        if sender is not None:
+            message["sender"] = sender
+        parts = protocol.call_parts("endpoint-é", "method", token, sender)
+        built = protocol.encode_call(parts, request_id, args, kwargs)
+        assert built == protocol.encode_message(message)
+        assert protocol.decode_message(built) == protocol.decode_message(
+            protocol.encode_message(message)
+        )

@@ -11,7 +11,7 @@ import math
 import os
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import trio
@@ -280,11 +280,14 @@ class ClientConnection:
             payload = dumps_around({**message, "args": args}, value)
             size = sum(map(len, payload))
         if size > self.peer_max_frame_size:
-            raise MessageTooLargeError(
-                f"{message['type']} {message.get('method', '')} of {size} bytes exceeds "
-                f"the frame limit of {self.peer_max_frame_size} bytes; not sent"
-            )
+            self._too_large(message["type"], message.get("method", ""), size)
         return payload
+
+    def _too_large(self, kind: str, method: str, size: int) -> NoReturn:
+        raise MessageTooLargeError(
+            f"{kind} {method} of {size} bytes exceeds the frame limit of "
+            f"{self.peer_max_frame_size} bytes; not sent"
+        )
 
     async def request(
         self, message: dict[str, Any], timeout: float, what: Callable[[], str]
@@ -332,7 +335,15 @@ def _why(exc: OSError) -> str:
 class RemoteInvoker:
     """A proxy's route to an endpoint behind a client connection."""
 
-    __slots__ = ("address", "caller", "conn", "default_timeout", "endpoint_id", "fencing_token")
+    __slots__ = (
+        "_parts",
+        "address",
+        "caller",
+        "conn",
+        "default_timeout",
+        "endpoint_id",
+        "fencing_token",
+    )
 
     def __init__(
         self,
@@ -348,6 +359,32 @@ class RemoteInvoker:
         self.address = f"{conn.peer}/{endpoint_id}"
         self.fencing_token = fencing_token
         self.default_timeout = default_timeout
+        # each method's call encoded around its id and arguments (protocol.call_parts); an
+        # invoker's token and caller never change (a new leader's token is a new gateway)
+        self._parts: dict[str, protocol.CallParts] = {}
+
+    def _encode_call(
+        self, request_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> bytes | list[bytes]:
+        """The payload of a call (the writer adds the header); a large bytes argument is not
+        copied into it (`ClientConnection._encode`)."""
+        large = large_bytes_index(args)
+        if large >= 0:
+            message = protocol.call(
+                request_id, self.endpoint_id, method, args, kwargs, self.fencing_token
+            )
+            if self.caller is not None:
+                message["sender"] = self.caller
+            return self.conn._encode(message, large)
+        parts = self._parts.get(method)
+        if parts is None:
+            parts = self._parts[method] = protocol.call_parts(
+                self.endpoint_id, method, self.fencing_token, self.caller
+            )
+        payload = protocol.encode_call(parts, request_id, args, kwargs)
+        if len(payload) > self.conn.peer_max_frame_size:
+            self.conn._too_large("call", method, len(payload))
+        return payload
 
     def _send_call(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: Reply
@@ -356,19 +393,7 @@ class RemoteInvoker:
         inlined: this is the hottest path of a remote ask.)"""
         conn = self.conn
         conn.next_id = request_id = conn.next_id + 1
-        message = {
-            "type": "call",
-            "id": request_id,
-            "endpoint": self.endpoint_id,
-            "method": method,
-            "args": args,
-            "kwargs": kwargs,
-        }
-        if self.fencing_token is not None:
-            message["token"] = self.fencing_token
-        if self.caller is not None:
-            message["sender"] = self.caller
-        frame = conn._encode(message, large_bytes_index(args))
+        frame = self._encode_call(request_id, method, args, kwargs)
         pending = conn.pending
         alone = not pending
         pending[request_id] = reply
