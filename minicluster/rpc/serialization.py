@@ -266,42 +266,34 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
     # Decoding is synchronous, so few are ever in use at once; list pop and append are atomic.
     pair = _idle_decoders.pop() if _idle_decoders else _new_decoder()
     decoder, stream = pair
-    try:
-        if size <= _COPY_LIMIT:
-            stream.seek(0)
-            stream.truncate()
-            stream.write(data)
-            stream.seek(0)
-        else:  # large: decode from the payload itself rather than a copy of it
-            decoder.fp = stream = _ViewReader(data)  # type: ignore[assignment]
-        value = decoder.decode()
-        if stream.tell() != size:
-            _fail(f"{size - stream.tell()} bytes after the CBOR item")
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        if _decode_failure:
-            raise ProtocolError(_decode_failure[0]) from None
-        raise ProtocolError(f"malformed CBOR: {exc}") from None
-    if size > _COPY_LIMIT:
-        decoder.fp = pair[1]
-    # only a decoder that ended cleanly is used again: one that met malformed input may be
-    # left in a state that breaks its next decode (cbor2 6.3 panics then)
-    if not _decode_failure and len(_idle_decoders) < 4:
-        _idle_decoders.append(pair)
-    if _decode_failure and not lenient:
-        raise ProtocolError(_decode_failure[0])
+    if size <= _COPY_LIMIT:
+        stream.__init__(data)  # type: ignore[misc]  # the stream, pointed at a new payload
+        value = _decode(decoder, stream, size)
+    else:  # large: decode from the payload itself rather than a copy of it
+        decoder.fp = reader = _ViewReader(data)  # type: ignore[assignment]
+        value = _decode(decoder, reader, size)
+        decoder.fp = stream
+    _done_with(pair, lenient)
     return value
 
 
 def _loads_small(data: bytes | bytearray, size: int, lenient: bool) -> Any:
     """`loads` of a payload of at most `_COPY_LIMIT` bytes with the default budget, which
-    even the costliest bytes cannot pass (so nothing is walked): decoded by an idle decoder
-    from its own stream, into which the payload is copied."""
+    even the costliest bytes cannot pass (so nothing is walked)."""
     if _decode_failure:
         _decode_failure.clear()
     pair = _idle_decoders.pop() if _idle_decoders else _new_decoder()
-    decoder, stream = pair
+    stream = pair[1]
+    stream.__init__(data)  # type: ignore[misc]  # the stream, pointed at a new payload
+    value = _decode(pair[0], stream, size)
+    _done_with(pair, lenient)
+    return value
+
+
+def _decode(decoder: cbor2.CBORDecoder, stream: Any, size: int) -> Any:
+    """One item of `size` bytes from `stream`, which the decoder reads; `ProtocolError` for
+    anything malformed, refused, or left over after the item."""
     try:
-        stream.__init__(data)  # type: ignore[misc]  # the stream, pointed at a new payload
         value = decoder.decode()
         if stream.tell() != size:
             _fail(f"{size - stream.tell()} bytes after the CBOR item")
@@ -309,12 +301,18 @@ def _loads_small(data: bytes | bytearray, size: int, lenient: bool) -> Any:
         if _decode_failure:
             raise ProtocolError(_decode_failure[0]) from None
         raise ProtocolError(f"malformed CBOR: {exc}") from None
-    if _decode_failure:  # a decoder that met malformed input is not used again (see loads)
+    return value
+
+
+def _done_with(pair: tuple[cbor2.CBORDecoder, io.BytesIO], lenient: bool) -> None:
+    """After a decode that raised nothing: the decoder goes back to the idle ones, unless it
+    met malformed input (then it may be left in a state that breaks its next decode: cbor2
+    6.3 panics then), which is a `ProtocolError` unless `lenient`."""
+    if _decode_failure:
         if not lenient:
             raise ProtocolError(_decode_failure[0])
     elif len(_idle_decoders) < 4:
         _idle_decoders.append(pair)
-    return value
 
 
 class _ViewReader:
