@@ -33,7 +33,7 @@ from .gateway import (
     implemented_gateways,
 )
 from .mailbox import Call, Continue, OffMain, Resume, Run, Start
-from .main_thread import EndpointState, MainThread, NotInMainThreadError
+from .main_thread import ENDED, EndpointState, MainThread, NotInMainThreadError
 from .protocol import show
 from .reply import Reply, answer
 from .scheduled import ScheduledRun
@@ -468,17 +468,9 @@ class RpcEndpoint(MainThread, GatewayImplementation):
             value: Any = None
             error: BaseException | None = None
             while True:
-                self._driving = True
-                try:
-                    yielded = coro.send(value) if error is None else coro.throw(error)
-                except StopIteration as stop:
-                    self._finish(call, stop.value, None)
+                yielded = self._step(coro, call, value, error)
+                if yielded is ENDED:
                     return True
-                except Exception as exc:
-                    self._finish(call, None, exc)
-                    return True
-                finally:
-                    self._driving = False
                 if type(yielded) is OffMain:
                     self._park(coro, call, yielded.awaitable)
                     return True

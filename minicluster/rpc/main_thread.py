@@ -48,6 +48,9 @@ _current_task = trio.lowlevel.current_task
 _wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 
+ENDED = object()  # what `_step` returns once the handler coroutine has ended
+
+
 class EndpointState(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -211,23 +214,9 @@ class MainThread:
         task = _current_task()
         base = getattr(task, "_cancel_status", None)
         while True:
-            self._driving = True
-            try:
-                if error is None:
-                    yielded = coro.send(value)
-                else:
-                    yielded = coro.throw(error)
-            except StopIteration as stop:
-                self._finish(message, stop.value, None)
+            yielded = self._step(coro, message, value, error)
+            if yielded is ENDED:
                 return
-            except trio.Cancelled:
-                self._abandon(message)
-                raise
-            except Exception as exc:
-                self._finish(message, None, exc)
-                return
-            finally:
-                self._driving = False
             value = error = None
             if type(yielded) is OffMain:
                 if getattr(task, "_cancel_status", None) is base and self._work is not None:
@@ -244,6 +233,25 @@ class MainThread:
                 value = await forward_trap(yielded)
             except BaseException as exc:  # pragma: no cover - trio resumes with send
                 error = exc
+
+    def _step(self, coro: Any, message: Any, value: Any, error: BaseException | None) -> Any:
+        """Send a handler coroutine its next value (or throw it its error): what it yields
+        next, or `ENDED` once it has ended and `message` is answered. Whoever drives a
+        handler steps it through here (`_drive`, and `RpcEndpoint._start_parkable` on a
+        caller's task)."""
+        self._driving = True
+        try:
+            return coro.send(value) if error is None else coro.throw(error)
+        except StopIteration as stop:
+            self._finish(message, stop.value, None)
+        except trio.Cancelled:
+            self._abandon(message)
+            raise
+        except Exception as exc:
+            self._finish(message, None, exc)
+        finally:
+            self._driving = False
+        return ENDED
 
     def _park(self, coro: Any, message: Any, awaitable: Awaitable[Any]) -> None:
         """Park a handler at its off_main wait; a helper task awaits `awaitable`."""
