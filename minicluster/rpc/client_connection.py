@@ -27,6 +27,7 @@ from .errors import (
     RpcConnectionError,
     RpcError,
 )
+from .frame_reader import receive_into
 from .frame_writer import FrameWriter
 from .large_values import LARGE_STAND_IN, large_bytes_index
 from .protocol import FrameDecoder, FrameTooLargeError
@@ -201,32 +202,19 @@ class ClientConnection:
     async def _read_replies(self) -> None:
         assert self.stream is not None
         stream, decoder, pending = self.stream, self.decoder, self.pending
-        # the rest of a large reply goes straight from the socket into its own buffer
         sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         while True:
-            view = decoder.receive_view() if sock is not None else None
             try:
-                if view is None:
-                    data = await stream.receive_some(decoder.receive_size())
-                else:
-                    assert sock is not None
-                    data = b""
-                    with view:
-                        count = await sock.recv_into(view)
+                if not await receive_into(decoder, stream, sock):
+                    self.close_reason = f"{self.peer} closed the connection"
+                    return
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self.close_reason = f"connection to {self.peer} lost: {exc}"
                 return
-            if view is not None:
-                if not count:
-                    self.close_reason = f"{self.peer} closed the connection"
-                    return
-                decoder.received(count)
-            elif not data:
-                self.close_reason = f"{self.peer} closed the connection"
+            except FrameTooLargeError as exc:
+                self.close_reason = f"{self.peer} sent a frame over our limit: {exc}"
                 return
             try:
-                if data:
-                    decoder.feed(data)
                 for payload in decoder:
                     message = protocol.decode_message(payload)
                     if type(payload) is bytearray:  # a large one, decoded: its buffer is free

@@ -17,6 +17,7 @@ import trio
 from . import protocol
 from .endpoint import RpcEndpoint
 from .errors import MessageTooLargeError, ProtocolError, SerializationError
+from .frame_reader import receive_into
 from .frame_writer import FrameWriter
 from .large_values import LARGE_BYTES, LARGE_STAND_IN
 from .protocol import FrameDecoder, FrameTooLargeError
@@ -185,34 +186,16 @@ class ServerConnection:
         """One read into the decoder; False at EOF or when the connection broke (the idle
         watchdog cancels a read that waits too long). Waits first while too many replies wait
         to be written (a peer that does not read cannot make us buffer without bound)."""
-        decoder = self.decoder
-        writer = self.writer
-        if writer.buffered > WRITE_HIGH_WATER:
-            await writer.wait_below(WRITE_LOW_WATER)
-        # the rest of a large frame goes straight from the socket into its own buffer
-        view = decoder.receive_view() if self._sock is not None else None
+        if self.writer.buffered > WRITE_HIGH_WATER:
+            await self.writer.wait_below(WRITE_LOW_WATER)
         self.read_since = self._now()
         self.receiving = True
         try:
-            if view is None:
-                data = await self.stream.receive_some(decoder.receive_size())
-            else:
-                assert self._sock is not None
-                with view:
-                    count = await self._sock.recv_into(view)
+            return await receive_into(self.decoder, self.stream, self._sock)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             return False
         finally:
             self.receiving = False
-        if view is not None:
-            if not count:
-                return False
-            decoder.received(count)
-            return True
-        if not data:
-            return False
-        decoder.feed(data)
-        return True
 
     async def _next(self) -> dict[str, Any] | None:
         """The next set-up message (frames one at a time: the frame limit grows after set-up)."""
