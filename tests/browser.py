@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -26,12 +29,17 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def require_chromium() -> str:
-    """The browser, or a skip; a failure instead when MINICLUSTER_REQUIRE_BROWSER is set (as
-    .ci/run sets it): there the browser tests must run."""
-    found = chromium_path()
+def required(found: T | None, missing: str, remedy: str) -> T:
+    """`found`, or a skip saying what is `missing` and the `remedy`; a failure instead when
+    MINICLUSTER_REQUIRE_BROWSER is set (as .ci/run sets it): there the browser tests must
+    run."""
     if found is None:
         if os.environ.get("MINICLUSTER_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed: apt-get install -y chromium")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+            pytest.fail(f"{missing}: {remedy}")
+        pytest.skip(f"{missing} ({remedy})")
     return found
+
+
+def require_chromium() -> str:
+    """The browser (see `required`)."""
+    return required(chromium_path(), "chromium is not installed", "apt-get install -y chromium")

@@ -11,13 +11,10 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
-
-import pytest
 
 from cli.diagram_cmd import render
 from minicluster.diagram import Window, parse_lines, parse_record
@@ -25,7 +22,7 @@ from minicluster.diagram.assets import MERMAID_SHA256, mermaid_js, mermaid_path
 from minicluster.scenario import load_scenario
 from minicluster.scenario.runner import run_scenario
 from tests.browser import CHROMIUM_FLAGS as BROWSER_FLAGS
-from tests.browser import require_chromium
+from tests.browser import require_chromium, required
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = [*BROWSER_FLAGS, "--virtual-time-budget=10000"]
@@ -133,12 +130,7 @@ def hostile() -> str:
 def mermaid() -> Path:
     """The pinned Mermaid build on this machine (python -m minicluster.diagram.fetch; .ci/run
     fetches it): skipped without one, failed where the browser tests must run."""
-    found = mermaid_path()
-    if found is None:
-        if os.environ.get("MINICLUSTER_REQUIRE_BROWSER"):
-            pytest.fail("no Mermaid build: python -m minicluster.diagram.fetch")
-        pytest.skip("no Mermaid build (python -m minicluster.diagram.fetch)")
-    return found
+    return required(mermaid_path(), "no Mermaid build", "python -m minicluster.diagram.fetch")
 
 
 def test_the_mermaid_build_used_is_the_pinned_one() -> None:

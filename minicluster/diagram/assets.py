@@ -34,13 +34,18 @@ def mermaid_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def is_pinned(data: bytes) -> bool:
+    """Whether `data` is the pinned Mermaid build (by its SHA-256)."""
+    return hashlib.sha256(data).hexdigest() == MERMAID_SHA256
+
+
 def mermaid_js() -> str | None:
     """The text of the pinned build, or None when this machine has none."""
     path = mermaid_path()
     if path is None:
         return None
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != MERMAID_SHA256:
+    if not is_pinned(data):
         raise MermaidBuildError(
             f"{path} is not Mermaid {MERMAID_VERSION} as pinned (its SHA-256 differs); "
             "run python -m minicluster.diagram.fetch again"

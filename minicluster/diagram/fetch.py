@@ -4,7 +4,6 @@ DEST). Run once per machine; `.ci/run` runs it before the tests."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .assets import MERMAID_SHA256, MERMAID_VERSION, cached_path
+from .assets import MERMAID_VERSION, cached_path, is_pinned
 
 
 def fetch(destination: Path) -> Path:
@@ -31,7 +30,7 @@ def fetch(destination: Path) -> Path:
             if member is None:
                 raise SystemExit("minicluster: the Mermaid package has no dist/mermaid.min.js")
             data = member.read()
-    if hashlib.sha256(data).hexdigest() != MERMAID_SHA256:
+    if not is_pinned(data):
         raise SystemExit(f"minicluster: Mermaid {MERMAID_VERSION} from npm is not the pinned build")
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_bytes(data)
@@ -40,9 +39,7 @@ def fetch(destination: Path) -> Path:
 
 def main() -> None:
     destination = Path(sys.argv[1]) if len(sys.argv) > 1 else cached_path()
-    if destination.is_file() and (
-        hashlib.sha256(destination.read_bytes()).hexdigest() == MERMAID_SHA256
-    ):
+    if destination.is_file() and is_pinned(destination.read_bytes()):
         print(destination)
         return
     print(fetch(destination))
