@@ -69,10 +69,7 @@ class FrameWriter:
         if isinstance(payload, bytes):
             size = len(payload)
             if size < COALESCE_LIMIT:
-                if direct:
-                    self.send(size.to_bytes(4, "big") + payload, True)
-                elif not self.closed:
-                    self._queue(size.to_bytes(4, "big") + payload)
+                self.send(size.to_bytes(4, "big") + payload, direct)
                 return
             pieces: list[bytes | memoryview] = [size.to_bytes(4, "big"), payload]
         else:
