@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import cbor2
 
-from .decode_budget import MAX_COST_PER_BYTE, check_decode_cost
+from .decode_budget import check_decode_cost
 from .errors import ProtocolError, SerializationError
 from .large_values import STAND_IN_CBOR, bytes_head, find_large_bytes, put_back
 from .typecheck import Checker, field_checkers
@@ -240,52 +240,54 @@ def loads(data: bytes | bytearray, *, lenient: bool = False, budget: int | None 
     who sent a message that it cannot accept.
     """
     size = len(data)
-    if size <= _COPY_LIMIT and budget is None:  # the common case, in short
-        return _loads_small(data, size, lenient)
     if budget is None:
-        budget = size * DECODE_BUDGET_FACTOR_PERCENT // 100
-        if budget < DECODE_BUDGET_FLOOR:
-            budget = DECODE_BUDGET_FLOOR
-    if size * MAX_COST_PER_BYTE > budget:  # else even the costliest bytes fit: no walk
-        check_decode_cost(data, budget)
-    if size > _COPY_LIMIT:
-        # a large byte string in it is copied out of the payload once, not read by cbor2 in
-        # 64 KiB pieces and joined (see large_values.py)
-        found = find_large_bytes(data)
-        if found is not None:
-            head, start, length = found
-            with memoryview(data) as view:
-                rest = bytes(view[:head]) + STAND_IN_CBOR + bytes(view[start + length :])
-                message = loads(rest, lenient=lenient, budget=budget)
-                if put_back(message, view[start : start + length].tobytes()):
-                    return message
-    if _decode_failure:
-        _decode_failure.clear()
-    # A decoder costs as much to build as a small message to decode, and so does pointing it
-    # at a new stream: a small payload is copied into the stream of an idle decoder instead.
-    # Decoding is synchronous, so few are ever in use at once; list pop and append are atomic.
-    pair = _idle_decoders.pop() if _idle_decoders else _new_decoder()
-    decoder, stream = pair
+        if size <= _COPY_LIMIT:  # the common case: even its costliest bytes fit the budget
+            return _loads_copied(data, size, lenient)
+        budget = decode_budget(size)
+    check_decode_cost(data, budget)
     if size <= _COPY_LIMIT:
-        stream.__init__(data)  # type: ignore[misc]  # the stream, pointed at a new payload
-        value = _decode(decoder, stream, size)
-    else:  # large: decode from the payload itself rather than a copy of it
-        decoder.fp = reader = _ViewReader(data)  # type: ignore[assignment]
-        value = _decode(decoder, reader, size)
-        decoder.fp = stream
-    _done_with(pair, lenient)
-    return value
+        return _loads_copied(data, size, lenient)
+    # a large byte string in it is copied out of the payload once, not read by cbor2 in
+    # 64 KiB pieces and joined (see large_values.py)
+    found = find_large_bytes(data)
+    if found is not None:
+        head, start, length = found
+        with memoryview(data) as view:
+            rest = bytes(view[:head]) + STAND_IN_CBOR + bytes(view[start + length :])
+            message = loads(rest, lenient=lenient, budget=budget)
+            if put_back(message, view[start : start + length].tobytes()):
+                return message
+    return _loads_viewed(data, size, lenient)
 
 
-def _loads_small(data: bytes | bytearray, size: int, lenient: bool) -> Any:
-    """`loads` of a payload of at most `_COPY_LIMIT` bytes with the default budget, which
-    even the costliest bytes cannot pass (so nothing is walked)."""
+# A decoder costs as much to build as a small message to decode, and so does pointing it at a
+# new stream: decoders are kept idle with their streams, and a small payload is copied into
+# the stream of one. Decoding is synchronous, so few are ever in use at once; list pop and
+# append are atomic.
+
+
+def _loads_copied(data: bytes | bytearray, size: int, lenient: bool) -> Any:
+    """A payload of at most `_COPY_LIMIT` bytes, decoded from a copy in an idle decoder's
+    stream."""
     if _decode_failure:
         _decode_failure.clear()
     pair = _idle_decoders.pop() if _idle_decoders else _new_decoder()
     stream = pair[1]
     stream.__init__(data)  # type: ignore[misc]  # the stream, pointed at a new payload
     value = _decode(pair[0], stream, size)
+    _done_with(pair, lenient)
+    return value
+
+
+def _loads_viewed(data: bytes | bytearray, size: int, lenient: bool) -> Any:
+    """A large payload, decoded from a view of itself rather than a copy of it."""
+    if _decode_failure:
+        _decode_failure.clear()
+    pair = _idle_decoders.pop() if _idle_decoders else _new_decoder()
+    decoder, stream = pair
+    decoder.fp = reader = _ViewReader(data)  # type: ignore[assignment]
+    value = _decode(decoder, reader, size)
+    decoder.fp = stream
     _done_with(pair, lenient)
     return value
 
