@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
+from collections.abc import Awaitable
 from typing import Any
 
 import trio
@@ -154,33 +155,30 @@ class ServerConnection:
                     while isinstance(outcome, RpcEndpoint):
                         # backpressure: the endpoint's mailbox is full, so this peer waits (we
                         # read no more of its requests) until there is room, then it goes in
-                        self._release_replies()
-                        await outcome.wait_for_mailbox_space()
-                        writer.held = True
+                        await self._released(outcome.wait_for_mailbox_space())
                         outcome = self._handle(payload)
                     if not outcome:
                         return
                     if type(payload) is bytearray:  # a large one, decoded: its buffer is free
                         decoder.give_back(payload)
-                    if writer.buffered > WRITE_HIGH_WATER:
-                        self._release_replies()
-                        await writer.wait_below(WRITE_LOW_WATER)  # a peer that reads too slowly
-                        writer.held = True
+                    if writer.buffered > WRITE_HIGH_WATER:  # a peer that reads too slowly
+                        await self._released(writer.wait_below(WRITE_LOW_WATER))
                     handled += 1
                     if handled % 128 == 0:
                         # one busy peer must not starve the others (each read is a checkpoint)
-                        self._release_replies()
-                        await trio.lowlevel.checkpoint()
-                        writer.held = True
+                        await self._released(trio.lowlevel.checkpoint())
             finally:
                 self.batching = writer.held = False
             writer.flush_direct()
 
-    def _release_replies(self) -> None:
-        """Before the reader waits for anything: the replies it held back go out now (the
-        writer task takes over what the kernel does not)."""
+    async def _released(self, wait: Awaitable[None]) -> None:
+        """Await `wait` in the middle of a batch: the replies held back so far go out first
+        (the writer task takes over what the kernel does not), and the rest of the batch
+        holds its replies again."""
         self.writer.held = False
         self.writer.flush_direct()
+        await wait
+        self.writer.held = True
 
     async def _receive(self) -> bool:
         """One read into the decoder; False at EOF or when the connection broke (the idle
