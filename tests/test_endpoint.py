@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -14,10 +16,24 @@ from minicluster.rpc import (
     NotInMainThreadError,
     RecipientUnreachableError,
     RpcEndpoint,
+    RpcService,
     RpcTimeoutError,
     open_rpc_service,
 )
 from tests.rpc_fixtures import Calc, CalcGateway
+
+E = TypeVar("E", bound=RpcEndpoint)
+
+
+@asynccontextmanager
+async def serving(
+    endpoint_class: Callable[[RpcService], E],
+) -> AsyncIterator[tuple[E, CalcGateway]]:
+    """A service with a started endpoint of `endpoint_class`, and its gateway to itself."""
+    async with open_rpc_service() as service:
+        endpoint = endpoint_class(service)
+        endpoint.start()
+        yield endpoint, endpoint.get_self_gateway(CalcGateway)
 
 
 async def test_call_before_start_fails_then_works_after_start() -> None:
@@ -325,10 +341,7 @@ async def test_default_ask_timeout_applies_without_a_timeout_parameter(
 async def test_trio_cancel_scope_around_a_call_cancels_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_rpc_service() as service:
-        calc = Calc(service)
-        calc.start()
-        gateway = calc.get_self_gateway(CalcGateway)
+    async with serving(Calc) as (_calc, gateway):
         with trio.move_on_after(0.5) as scope:
             await gateway.sleep(5)
         assert scope.cancelled_caught
@@ -338,10 +351,7 @@ async def test_trio_cancel_scope_around_a_call_cancels_it(
 async def test_closing_an_endpoint_fails_calls_in_flight_fast(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_rpc_service() as service:
-        calc = Calc(service)
-        calc.start()
-        gateway = calc.get_self_gateway(CalcGateway)
+    async with serving(Calc) as (calc, gateway):
         failures: list[BaseException] = []
 
         async def call() -> None:
@@ -437,10 +447,7 @@ async def test_a_handler_cancelled_by_its_own_scope_resumes_on_the_main_thread(
 async def test_closing_releases_a_handler_waiting_to_resume(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_rpc_service() as service:
-        endpoint = CancelsItsOwnWait(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(CancelsItsOwnWait) as (endpoint, gateway):
         errors: list[BaseException] = []
 
         async def call() -> None:
@@ -474,10 +481,7 @@ class Recorder(RpcEndpoint, CalcGateway):
 
 
 async def test_an_idle_endpoint_answers_on_the_callers_task_without_breaking_order() -> None:
-    async with open_rpc_service() as service:
-        endpoint = Recorder(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(Recorder) as (endpoint, gateway):
         await endpoint.call_async(lambda: None)  # started and idle
         assert await gateway.add(1, 1) == 2  # inline: validate_runs_in_main_thread held
         assert await gateway.add(2, 1) == 3
@@ -561,10 +565,7 @@ class PassCounter(trio.abc.Instrument):
 async def test_calls_waiting_off_main_are_served_in_a_few_scheduler_passes_not_one_each() -> None:
     # A handler parked in off_main frees the main thread at once: the next call starts in
     # the same scheduler pass, so 64 such calls are not 64 passes end to end.
-    async with open_rpc_service() as service:
-        endpoint = WaitsOffMain(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(WaitsOffMain) as (_endpoint, gateway):
         assert await gateway.add(0, 0) == 0
         results: list[int] = []
 
@@ -584,10 +585,7 @@ async def test_calls_waiting_off_main_are_served_in_a_few_scheduler_passes_not_o
 
 
 async def test_an_idle_endpoint_starts_a_handler_that_waits_off_main_on_the_callers_task() -> None:
-    async with open_rpc_service() as service:
-        endpoint = WaitsOffMain(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(WaitsOffMain) as (endpoint, gateway):
         await trio.testing.wait_all_tasks_blocked()
         assert await gateway.add(2, 3) == 5
         # the first half ran right in the call (no mailbox round trip), the rest on the main
@@ -596,10 +594,7 @@ async def test_an_idle_endpoint_starts_a_handler_that_waits_off_main_on_the_call
 
 
 async def test_closing_an_endpoint_ends_handlers_parked_off_main_and_runs_their_finally() -> None:
-    async with open_rpc_service() as service:
-        endpoint = WaitsOffMain(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(WaitsOffMain) as (endpoint, gateway):
         errors: list[BaseException] = []
 
         async def call() -> None:
@@ -640,10 +635,7 @@ class ResumesAndHolds(RpcEndpoint, CalcGateway):
 async def test_a_call_arriving_while_a_resumed_handler_holds_the_main_thread_waits_for_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_rpc_service() as service:
-        endpoint = ResumesAndHolds(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(ResumesAndHolds) as (endpoint, gateway):
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(gateway.add, 1, 1)
@@ -725,10 +717,7 @@ class WaitsTwiceSecondInItsOwnScope(RpcEndpoint, CalcGateway):
 async def test_a_continuation_that_waits_in_its_own_scope_hands_the_main_thread_on_and_back(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_rpc_service() as service:
-        endpoint = WaitsTwiceSecondInItsOwnScope(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(WaitsTwiceSecondInItsOwnScope) as (endpoint, gateway):
         assert await gateway.add(1, 2) == 3
         # the endpoint goes on serving, one call at a time, and closes cleanly
         async with trio.open_nursery() as nursery:
@@ -751,10 +740,7 @@ async def test_helpers_that_awaited_off_main_are_reused_and_at_most_a_few_stay_i
             if task.name.endswith("_wait_off_main"):
                 spawned += 1
 
-    async with open_rpc_service() as service:
-        endpoint = WaitsOffMain(service)
-        endpoint.start()
-        gateway = endpoint.get_self_gateway(CalcGateway)
+    async with serving(WaitsOffMain) as (endpoint, gateway):
         trio.lowlevel.add_instrument(Spawns())
 
         async def burst(size: int) -> None:
