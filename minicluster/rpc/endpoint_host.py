@@ -21,13 +21,8 @@ if TYPE_CHECKING:
 
 
 class EndpointHost(Protocol):
-    """What an endpoint needs of the RPC service it lives in (`RpcService` is the one there is).
-
-    Named by shape so that this module does not import the service module, which imports this
-    one: the service holds endpoints, an endpoint only needs these few things of its service.
-    `connect` and `local_gateway` are here because endpoints reach their peers through
-    `rpc_service`.
-    """
+    """What an endpoint needs of its RPC service (see the module's docstring). `connect` and
+    `local_gateway` are here because endpoints reach their peers through `rpc_service`."""
 
     address: str
     ask_timeout: float
