@@ -989,3 +989,12 @@ def test_a_call_built_from_its_parts_is_the_same_bytes_as_the_call_encoded_whole
         assert protocol.decode_message(built) == protocol.decode_message(
             protocol.encode_message(message)
         )
+
+
+def test_a_large_buffer_over_the_spare_limit_is_not_kept_for_the_next_frame() -> None:
+    size = protocol.SPARE_LIMIT + 1  # a connection keeps at most one buffer of 4 MiB
+    decoder = FrameDecoder(2 * size)
+    [first], _ = _receive_large(decoder, protocol.frame_bytes(b"\x01" * size))
+    decoder.give_back(first)
+    [second], _ = _receive_large(decoder, protocol.frame_bytes(b"\x02" * size))
+    assert second is not first and second == b"\x02" * size
