@@ -756,3 +756,33 @@ async def test_helpers_that_awaited_off_main_are_reused_and_at_most_a_few_stay_i
         assert spawned == first
         await trio.testing.wait_all_tasks_blocked()
         assert len(endpoint._idle_helpers) == IDLE_HELPERS
+
+
+class SaysIfProtected(RpcEndpoint, CalcGateway):
+    """Records, in each handler, whether KeyboardInterrupt could land in it right there."""
+
+    def __init__(self, service, endpoint_id="protected"):  # type: ignore[no-untyped-def]
+        super().__init__(service, endpoint_id)
+        self.protected: list[bool] = []
+
+    async def add(self, a: int, b: int) -> int:  # never awaits: runs inline
+        self.protected.append(trio.lowlevel.currently_ki_protected())
+        return a + b
+
+    async def sleep(self, seconds: float, timeout: float = 10.0) -> str:  # waits off_main only
+        self.protected.append(trio.lowlevel.currently_ki_protected())
+        await self.off_main(trio.sleep(seconds))
+        return "slept"
+
+
+async def test_a_handler_run_on_the_callers_task_is_protected_from_ctrl_c() -> None:
+    # Ctrl-C must come at the caller's next checkpoint, not inside a handler that the caller's
+    # task runs for the endpoint (it could land between making the handler's coroutine and
+    # running it); the endpoint's own tasks are protected the same way
+    async with serving(SaysIfProtected) as (endpoint, gateway):
+        assert not trio.lowlevel.currently_ki_protected()  # the test's task is not
+        await trio.testing.wait_all_tasks_blocked()
+        assert await gateway.add(1, 2) == 3
+        await trio.testing.wait_all_tasks_blocked()
+        assert await gateway.sleep(0) == "slept"
+    assert endpoint.protected == [True, True]

@@ -397,6 +397,12 @@ class RpcEndpoint(MainThread, GatewayImplementation):
             return None
         return InvalidArgumentError(f"{self._endpoint_id}.{method}: {problem}")
 
+    # The two entries below run a handler on the caller's task, holding the main thread: they
+    # are protected from KeyboardInterrupt as the endpoint's own tasks are (trio's system
+    # tasks), so that Ctrl-C comes at the caller's next checkpoint, not between a handler's
+    # coroutine being made and being run (which left it never awaited, with a warning).
+
+    @trio.lowlevel.enable_ki_protection
     def call_inline(
         self,
         method: str,
@@ -448,6 +454,7 @@ class RpcEndpoint(MainThread, GatewayImplementation):
             )
         return True, result, error
 
+    @trio.lowlevel.enable_ki_protection
     def _start_parkable(self, call: Call) -> bool:
         """Start a call on the caller's task, as `call_inline` does, when the endpoint is idle
         and the handler's only waits are off_main (see `suspends_only_in_off_main`): it runs
